@@ -1,0 +1,3 @@
+from milvusdm.cli import main
+
+main()

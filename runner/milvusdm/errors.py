@@ -1,0 +1,39 @@
+"""Errors users see as one line: what is wrong, and what to do about it.
+
+The exit code tells a Job's podFailurePolicy whether a retry can help.
+"""
+
+from __future__ import annotations
+
+
+class MigrationError(Exception):
+    """A failure with a message for people and an exit code for machines."""
+
+    exit_code = 1
+    reason = "MigrationFailed"
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem} ({fix})" if fix else problem)
+
+
+class InputError(MigrationError):
+    """Bad manifest, source or target: retrying the same run cannot help."""
+
+    exit_code = 2
+    reason = "InvalidInput"
+
+
+class TransientError(MigrationError):
+    """The server went away or timed out; a retry (or ``--resume``) may succeed."""
+
+    exit_code = 3
+    reason = "Unavailable"
+
+
+class VerificationError(MigrationError):
+    """The target does not hold what the source had."""
+
+    exit_code = 4
+    reason = "VerificationFailed"

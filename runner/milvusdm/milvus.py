@@ -1,0 +1,71 @@
+"""Connecting to Milvus (server or Lite) and telling transient failures from permanent ones."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import grpc
+from pymilvus import MilvusClient
+from pymilvus.exceptions import MilvusException
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from milvusdm.errors import InputError, TransientError
+from milvusdm.spec import MilvusEndpoint
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+# pymilvus/Milvus codes: 2 = cannot connect, 8 = rate limited, 1 with "timeout"/"unavailable" text
+TRANSIENT_CODES = {2, 8}
+AUTH_WORDS = ("auth", "password", "credential", "token", "permission", "denied")
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, grpc.RpcError):
+        return error.code() in TRANSIENT_GRPC
+    if isinstance(error, MilvusException):
+        text = str(error.message).lower()
+        return error.code in TRANSIENT_CODES or any(w in text for w in ("timeout", "unavailable", "deadline"))
+    return isinstance(error, (ConnectionError, TimeoutError))
+
+
+def classify(error: BaseException, what: str, endpoint: MilvusEndpoint) -> Exception:
+    """Turn a pymilvus/gRPC error into one line for the user."""
+    text = str(getattr(error, "message", None) or error)
+    if any(word in text.lower() for word in AUTH_WORDS):
+        return InputError(
+            f"Milvus at {endpoint.uri} refused the credentials while trying to {what}: {text}",
+            "check the token or user/password (manifest, Secret or MILVUSDM_*_TOKEN)",
+        )
+    if is_transient(error):
+        return TransientError(
+            f"Milvus at {endpoint.uri} is unreachable while trying to {what}: {text}",
+            "check the uri and that the server is up; rerun with --resume to continue",
+        )
+    return InputError(f"Milvus at {endpoint.uri} failed to {what}: {text}", "see the message above")
+
+
+def retrying(attempts: int) -> Retrying:
+    """Bounded exponential backoff with jitter, for transient errors only."""
+    return Retrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_random_exponential(multiplier=0.5, max=20),
+        stop=stop_after_attempt(attempts),
+        reraise=True,
+        before_sleep=lambda state: log.warning(
+            "transient error, retry %d/%d: %s", state.attempt_number, attempts - 1, state.outcome.exception()
+        ),
+    )
+
+
+def connect(endpoint: MilvusEndpoint, role: Literal["source", "target"]) -> MilvusClient:
+    if endpoint.is_lite:
+        Path(endpoint.uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        client = MilvusClient(uri=endpoint.uri, timeout=endpoint.timeout_seconds, **endpoint.credentials(role))
+        client.list_collections(timeout=endpoint.timeout_seconds)
+    except (MilvusException, grpc.RpcError, OSError) as error:
+        raise classify(error, "connect", endpoint) from None
+    return client

@@ -1,0 +1,75 @@
+"""Progress for people: a rich bar on a terminal, periodic log lines elsewhere (Jobs, CI)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from milvusdm.engine import Summary
+
+log = logging.getLogger("milvusdm.progress")
+
+
+class RowsPerSecond(TextColumn):
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task):
+        speed = task.finished_speed or task.speed or 0
+        return f"{speed:,.0f} rows/s"
+
+
+class ProgressBar:
+    """A live bar with rows, rows/s and ETA."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RowsPerSecond(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = None
+
+    def started(self, total: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("copying", total=total)
+
+    def committed(self, done: int) -> None:
+        self.progress.update(self.task, completed=done)
+
+    def finished(self, summary: Summary) -> None:
+        self.progress.stop()
+
+
+class ProgressLog:
+    """A log line at most every ``interval`` seconds, for logs that are not a terminal."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self.total = 0
+        self.began = self.last = 0.0
+
+    def started(self, total: int) -> None:
+        self.total = total
+        self.began = self.last = time.monotonic()
+        log.info("copying %d rows", total)
+
+    def committed(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval and done < self.total:
+            return
+        self.last = now
+        rate = done / max(now - self.began, 1e-9)
+        eta = (self.total - done) / rate if rate else float("inf")
+        percent = 100 * done / self.total if self.total else 100
+        log.info("copied %d/%d rows (%.0f%%), %.0f rows/s, ETA %.0fs", done, self.total, percent, rate, eta)
+
+    def finished(self, summary: Summary) -> None:
+        pass

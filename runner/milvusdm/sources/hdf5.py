@@ -1,0 +1,198 @@
+"""HDF5 files in MilvusDM's layout (``embeddings`` + ``ids``) or ann-benchmarks' (``train``)."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from milvusdm.batch import Batch, Column, Schema
+from milvusdm.errors import InputError
+from milvusdm.sources.base import Source, check_unique_ids
+from milvusdm.spec import Hdf5Source as Hdf5Spec
+
+VECTOR_DEFAULTS = ("embeddings", "train")
+ID_DEFAULT = "ids"
+CHUNK_CACHE_BYTES = 64 << 20  # whole gzip chunks stay decoded while batches walk through them
+SCAN_ROWS = 1 << 20
+DISTANCE_METRICS = {
+    "euclidean": "L2",
+    "l2": "L2",
+    "angular": "COSINE",
+    "cosine": "COSINE",
+    "dot": "IP",
+    "ip": "IP",
+    "inner_product": "IP",
+    "hamming": "HAMMING",
+    "jaccard": "JACCARD",
+}
+
+
+def expand(patterns: list[str]) -> list[str]:
+    """Files named by paths and glob patterns, in the order given (each glob sorted)."""
+    files: list[str] = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise InputError(f"no file matches {pattern!r}", "check source.hdf5.paths")
+            files.extend(matches)
+        elif Path(pattern).is_file():
+            files.append(pattern)
+        else:
+            raise InputError(f"HDF5 file {pattern!r} does not exist", "check source.hdf5.path, or mount the volume")
+    return files
+
+
+@dataclass
+class Hdf5File:
+    """One open file and the datasets taken from it."""
+
+    path: str
+    handle: h5py.File
+    vectors: h5py.Dataset
+    ids: h5py.Dataset | None
+    fields: dict[str, h5py.Dataset]
+    offset: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.vectors.shape[0]
+
+
+class Hdf5Source(Source):
+    def __init__(self, spec: Hdf5Spec) -> None:
+        self.spec = spec
+        self.files: list[Hdf5File] = []
+
+    def describe(self) -> str:
+        return f"hdf5:{','.join(self.spec.patterns)}"
+
+    def open(self) -> None:
+        offset = 0
+        for path in expand(self.spec.patterns):
+            file = self._open_file(path)
+            file.offset = offset
+            offset += file.rows
+            self.files.append(file)
+        self._check_consistent()
+        first = self.files[0]
+        self.total = offset
+        self.schema = Schema(
+            dim=first.vectors.shape[1],
+            scalars=tuple(Column.for_numpy(name, ds.dtype) for name, ds in first.fields.items()),
+            metric=self._metric(first.handle),
+        )
+        if first.ids is not None:
+            check_unique_ids(self._all_ids(), f"source {self.describe()}")
+
+    def _open_file(self, path: str) -> Hdf5File:
+        try:
+            handle = h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+        except OSError as error:
+            raise InputError(
+                f"{path} is not a readable HDF5 file ({error})", "check that the file is HDF5 and was copied whole"
+            ) from None
+        vectors = self._dataset(handle, path, self.spec.vectors, VECTOR_DEFAULTS, "vectors")
+        if vectors.ndim != 2 or vectors.shape[1] == 0:
+            raise InputError(
+                f"dataset {vectors.name!r} in {path} has shape {vectors.shape}, not (rows, dimension)",
+                "point source.hdf5.vectors at a 2-D dataset",
+            )
+        if vectors.dtype.kind not in "fiu":
+            raise InputError(f"dataset {vectors.name!r} in {path} holds {vectors.dtype}, not numbers", "")
+        id_name = self.spec.ids or (ID_DEFAULT if ID_DEFAULT in handle else None)
+        ids = self._dataset(handle, path, id_name, (), "ids") if id_name else None
+        if ids is not None:
+            self._check_column(ids, vectors, path)
+            if ids.dtype.kind not in "iu":
+                raise InputError(
+                    f"ids dataset {ids.name!r} in {path} holds {ids.dtype}, not integers",
+                    "store ids as integers, or leave source.hdf5.ids unset to number rows 0..N-1",
+                )
+        fields = {}
+        for dataset_name, field_name in self.spec.fields.items():
+            dataset = self._dataset(handle, path, dataset_name, (), f"field {field_name}")
+            self._check_column(dataset, vectors, path)
+            fields[field_name] = dataset
+        return Hdf5File(path, handle, vectors, ids, fields)
+
+    @staticmethod
+    def _dataset(handle: h5py.File, path: str, name: str | None, defaults: tuple[str, ...], role: str) -> h5py.Dataset:
+        candidates = [name] if name else [d for d in defaults if d in handle]
+        found = handle.get(candidates[0]) if candidates else None
+        if not isinstance(found, h5py.Dataset):
+            present = sorted(k for k, v in handle.items() if isinstance(v, h5py.Dataset))
+            wanted = name or " or ".join(defaults)
+            raise InputError(
+                f"{path} has no dataset {wanted!r} for {role} (datasets: {', '.join(present) or 'none'})",
+                f"set source.hdf5.{'vectors' if role == 'vectors' else 'ids' if role == 'ids' else 'fields'} "
+                "to one of the datasets listed",
+            )
+        return found
+
+    @staticmethod
+    def _check_column(dataset: h5py.Dataset, vectors: h5py.Dataset, path: str) -> None:
+        if dataset.ndim != 1 or dataset.shape[0] != vectors.shape[0]:
+            raise InputError(
+                f"dataset {dataset.name!r} in {path} has shape {dataset.shape}, "
+                f"but {vectors.name!r} has {vectors.shape[0]} rows",
+                "give every column one value per vector",
+            )
+
+    def _check_consistent(self) -> None:
+        first = self.files[0]
+        for file in self.files[1:]:
+            if file.vectors.shape[1] != first.vectors.shape[1]:
+                raise InputError(
+                    f"{file.path} has dimension {file.vectors.shape[1]}, {first.path} has {first.vectors.shape[1]}",
+                    "migrate files of one dimension together",
+                )
+            if (file.ids is None) != (first.ids is None):
+                raise InputError(
+                    f"{file.path} and {first.path} disagree on having an ids dataset",
+                    "give every file ids, or none (then rows are numbered 0..N-1)",
+                )
+            for name, dataset in file.fields.items():
+                if Column.for_numpy(name, dataset.dtype) != Column.for_numpy(name, first.fields[name].dtype):
+                    raise InputError(f"field {name!r} has another type in {file.path} than in {first.path}", "")
+
+    @staticmethod
+    def _metric(handle: h5py.File) -> str | None:
+        distance = handle.attrs.get("distance")
+        if isinstance(distance, bytes):
+            distance = distance.decode()
+        return DISTANCE_METRICS.get(str(distance).lower()) if distance is not None else None
+
+    def _all_ids(self) -> Iterator[np.ndarray]:
+        for file in self.files:
+            for lo in range(0, file.rows, SCAN_ROWS):
+                chunk = file.ids[lo : lo + SCAN_ROWS]
+                if chunk.dtype == np.uint64 and chunk.size and chunk.max() > np.iinfo(np.int64).max:
+                    raise InputError(f"{file.path} has ids above 2**63-1", "Milvus ids are signed 64-bit integers")
+                yield chunk
+
+    def batches(self, start: int, stop: int, size: int) -> Iterator[Batch]:
+        for file in self.files:
+            lo, hi = max(start, file.offset), min(stop, file.offset + file.rows)
+            for begin in range(lo, hi, size):
+                end = min(begin + size, hi)
+                a, b = begin - file.offset, end - file.offset
+                ids = file.ids[a:b] if file.ids is not None else np.arange(begin, end, dtype=np.int64)
+                scalars = {name: _read_column(ds, a, b) for name, ds in file.fields.items()}
+                yield Batch(begin, ids, file.vectors[a:b], scalars)
+
+    def close(self) -> None:
+        for file in self.files:
+            file.handle.close()
+        self.files.clear()
+
+
+def _read_column(dataset: h5py.Dataset, a: int, b: int) -> np.ndarray:
+    if h5py.check_string_dtype(dataset.dtype) is not None:
+        return dataset.asstr()[a:b]
+    return dataset[a:b]

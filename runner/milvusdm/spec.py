@@ -1,0 +1,252 @@
+"""The `MilvusMigration` manifest: one typed model for the CLI, the runner in a Job and the operator.
+
+The CRD's openAPIV3Schema is generated from these classes (``milvusdm crd``), so the
+two cannot drift apart. Field names are camelCase in manifests, snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from milvusdm.errors import InputError
+
+API_VERSION = "milvusdm.io/v1alpha1"
+KIND = "MilvusMigration"
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")]
+Metric = Literal["L2", "IP", "COSINE", "HAMMING", "JACCARD"]
+
+
+def exactly_one(*names: str) -> dict[str, Any]:
+    """A CEL rule for the CRD mirroring the model's own one-of check."""
+    has = ", ".join(f"has(self.{n})" for n in names)
+    return {
+        "x-kubernetes-validations": [
+            {"rule": f"[{has}].filter(x, x).size() == 1", "message": f"set exactly one of: {', '.join(names)}"}
+        ]
+    }
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    def set_fields(self) -> list[str]:
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+    def one_of(self) -> tuple[str, Any]:
+        """(name, value) of the single alternative set on a one-of model."""
+        (name,) = self.set_fields()
+        return name, getattr(self, name)
+
+
+class SecretKeyRef(Model):
+    """A key of a Kubernetes Secret in the migration's namespace."""
+
+    name: str
+    key: str
+
+
+class MilvusEndpoint(Model):
+    """Where a Milvus is and how to log in. Secrets never need to be written in the manifest:
+    ``tokenSecretRef``/``passwordSecretRef`` are passed by the operator as environment
+    variables (``MILVUSDM_SOURCE_TOKEN``, ``MILVUSDM_TARGET_PASSWORD``…), which a local run
+    may set too."""
+
+    uri: str = Field(
+        "milvusdm.db",
+        description="A local *.db path for embedded Milvus Lite, or http(s)://host:port for a server.",
+    )
+    token: str | None = Field(None, description="Plain-text token; prefer tokenSecretRef or the environment.")
+    token_secret_ref: SecretKeyRef | None = None
+    user: str | None = None
+    password: str | None = Field(None, description="Plain-text password; prefer passwordSecretRef.")
+    password_secret_ref: SecretKeyRef | None = None
+    timeout_seconds: float = Field(30, gt=0, description="Connection and per-request timeout.")
+
+    @property
+    def is_lite(self) -> bool:
+        return not self.uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+    def credentials(self, role: Literal["source", "target"]) -> dict[str, str]:
+        """Token/user/password for pymilvus: the manifest first, then the environment."""
+        prefix = f"MILVUSDM_{role.upper()}_"
+        token = self.token or os.environ.get(prefix + "TOKEN")
+        user = self.user or os.environ.get(prefix + "USER")
+        password = self.password or os.environ.get(prefix + "PASSWORD")
+        for ref, value, var in (
+            (self.token_secret_ref, token, "TOKEN"),
+            (self.password_secret_ref, password, "PASSWORD"),
+        ):
+            if ref is not None and value is None:
+                raise InputError(
+                    f"{role} credentials come from Secret {ref.name!r} key {ref.key!r}, but {prefix}{var} is not set",
+                    f"export {prefix}{var} when running outside the operator",
+                )
+        found = {"token": token, "user": user, "password": password}
+        return {key: value for key, value in found.items() if value}
+
+
+class Hdf5Source(Model):
+    """HDF5 files: MilvusDM's layout (``embeddings`` + ``ids``) or ann-benchmarks' (``train``)."""
+
+    path: str | None = Field(None, description="One file.")
+    paths: list[str] | None = Field(None, min_length=1, description="Files or glob patterns, read in order.")
+    vectors: str | None = Field(None, description="Vector dataset; default 'embeddings' if present, else 'train'.")
+    ids: str | None = Field(None, description="Id dataset; default 'ids' if present, else 0..N-1 across files.")
+    fields: dict[str, Name] = Field(default_factory=dict, description="Extra 1-D datasets -> scalar field names.")
+
+    model_config = ConfigDict(json_schema_extra=exactly_one("path", "paths"))
+
+    @model_validator(mode="after")
+    def _one_location(self) -> "Hdf5Source":
+        if (self.path is None) == (self.paths is None):
+            raise ValueError("set exactly one of: path, paths")
+        return self
+
+    @property
+    def patterns(self) -> list[str]:
+        return [self.path] if self.path is not None else list(self.paths or [])
+
+
+class FaissSource(Model):
+    """A file written by ``faiss.write_index``."""
+
+    path: str
+
+
+class MilvusSource(MilvusEndpoint):
+    """A collection on a Milvus 2.x server or in Milvus Lite."""
+
+    collection: Name
+    partitions: list[Name] | None = None
+    filter: str | None = None
+    fields: list[Name] | None = None
+
+
+class Source(Model):
+    hdf5: Hdf5Source | None = None
+    faiss: FaissSource | None = None
+    milvus: MilvusSource | None = None
+
+    model_config = ConfigDict(json_schema_extra=exactly_one("hdf5", "faiss", "milvus"))
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Source":
+        if len(self.set_fields()) != 1:
+            raise ValueError("set exactly one of: hdf5, faiss, milvus")
+        return self
+
+
+class IndexSpec(Model):
+    type: str = Field("AUTOINDEX", description="Milvus index type, e.g. AUTOINDEX, FLAT, IVF_FLAT, HNSW.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class MilvusTarget(MilvusEndpoint):
+    collection: Name
+    partition: Name | None = None
+    mode: Literal["create", "append", "skip", "overwrite"] = Field(
+        "create",
+        description="create: fail if the collection exists; append: add to it; "
+        "skip: leave it untouched and succeed; overwrite: drop and recreate it.",
+    )
+    metric: Metric | None = Field(None, description="Default: from the source (e.g. ann-benchmarks' distance), else L2.")
+    index: IndexSpec = Field(default_factory=IndexSpec)
+    id_field: Name = "id"
+    vector_field: Name = "vector"
+    description: str = ""
+
+
+class Hdf5Target(Model):
+    path: str
+
+
+class Target(Model):
+    milvus: MilvusTarget | None = None
+    hdf5: Hdf5Target | None = None
+
+    model_config = ConfigDict(json_schema_extra=exactly_one("milvus", "hdf5"))
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Target":
+        if len(self.set_fields()) != 1:
+            raise ValueError("set exactly one of: milvus, hdf5")
+        return self
+
+
+class Resources(Model):
+    requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "1", "memory": "1Gi"})
+    limits: dict[str, str] = Field(default_factory=lambda: {"memory": "2Gi"})
+
+
+class JobSettings(Model):
+    """How the operator runs the migration as a batch/v1 Job."""
+
+    image: str | None = Field(None, description="Runner image; default: the operator's own image.")
+    resources: Resources = Field(default_factory=Resources)
+    backoff_limit: int = Field(6, ge=0)
+    ttl_seconds_after_finished: int | None = Field(None, ge=0)
+    service_account_name: str | None = None
+
+
+class MigrationSpec(Model):
+    source: Source
+    target: Target
+    batch_size: int = Field(10_000, ge=1, le=1_000_000, description="Rows per insert request.")
+    verify: Literal["none", "count"] = Field("count", description="What to check after the copy.")
+    parallelism: int = Field(1, ge=1, le=64, description="Shards run as an Indexed Job.")
+    suspend: bool = False
+    job: JobSettings = Field(default_factory=JobSettings)
+
+
+class Metadata(BaseModel):
+    """Kubernetes object metadata; only ``name`` matters to milvusdm."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
+    namespace: str | None = None
+
+
+class MilvusMigration(Model):
+    api_version: Literal["milvusdm.io/v1alpha1"]
+    kind: Literal["MilvusMigration"]
+    metadata: Metadata
+    spec: MigrationSpec
+    status: dict[str, Any] | None = Field(None, description="Written by the operator and runner; ignored on input.")
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per problem, each naming the field path as written in the manifest."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-"))
+        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{path or '(manifest)'}: {message}")
+    return "; ".join(lines)
+
+
+def parse(document: Any, origin: str = "manifest") -> MilvusMigration:
+    try:
+        return MilvusMigration.model_validate(document)
+    except ValidationError as error:
+        raise InputError(f"invalid {origin}: {describe_errors(error)}", "fix the fields named above") from None
+
+
+def load(path: str | Path) -> MilvusMigration:
+    """Read and validate a manifest file (YAML or JSON)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise InputError(f"cannot read manifest {path}: {error.strerror}", "pass an existing file with -f") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise InputError(f"manifest {path} is not valid YAML: {error}", "fix the YAML syntax") from None
+    return parse(document, origin=f"manifest {path}")

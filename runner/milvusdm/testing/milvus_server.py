@@ -1,0 +1,144 @@
+"""A real Milvus standalone (PyPI ``milvus``) pinned to loopback and to explicit ports.
+
+The stock launcher hops to other ports when one is busy and binds to the first
+non-loopback address; two servers side by side, and quick restarts, need every
+port and address fixed, and embedded etcd given its own configuration file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+COMPONENTS = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexNode", "dataCoord", "dataNode")
+PORT_KEYS = (  # offsets from the gRPC port, in this order
+    "proxy_port",
+    "proxy_internal_port",
+    "root_coord_port",
+    "query_coord_port",
+    "query_node_port",
+    "index_coord_port",
+    "index_node_port",
+    "data_coord_port",
+    "data_node_port",
+    "etcd_port",
+)
+ETCD_PEER_OFFSET = len(PORT_KEYS)
+METRICS_OFFSET = ETCD_PEER_OFFSET + 1
+PORTS_USED = METRICS_OFFSET + 1
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(size: int = PORTS_USED + 8, start: int = 20000, stop: int = 60000) -> int:
+    """First port of ``size`` consecutive free loopback ports (randomised start)."""
+    span = stop - start - size
+    first = start + (os.getpid() * 7919 + time.monotonic_ns()) % span
+    for candidate in range(first, first + span, size):
+        base = start + (candidate - start) % span
+        if all(_port_free(base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no block of free loopback ports")
+
+
+@dataclass
+class EmbeddedMilvus:
+    """Start/stop one Milvus standalone server with data in ``base_dir``."""
+
+    base_dir: Path
+    port: int = field(default_factory=free_port_block)
+    graceful_stop_seconds: int = 3
+    _server: object = field(default=None, init=False, repr=False)
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _etcd_config(self) -> Path:
+        client = self.port + PORT_KEYS.index("etcd_port")
+        peer = self.port + ETCD_PEER_OFFSET
+        path = self.base_dir / "etcd.yaml"
+        path.write_text(
+            f"name: milvusdm-test-{self.port}\n"
+            f"data-dir: {self.base_dir / 'data' / 'etcd.data'}\n"
+            f"listen-client-urls: http://127.0.0.1:{client}\n"
+            f"advertise-client-urls: http://127.0.0.1:{client}\n"
+            f"listen-peer-urls: http://127.0.0.1:{peer}\n"
+            f"initial-advertise-peer-urls: http://127.0.0.1:{peer}\n"
+            f"initial-cluster: milvusdm-test-{self.port}=http://127.0.0.1:{peer}\n"
+            "log-level: warn\n"
+        )
+        return path
+
+    def start(self, timeout: float = 120) -> "EmbeddedMilvus":
+        from milvus import MilvusServer, MilvusServerConfig
+
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        ports = {key: self.port + offset for offset, key in enumerate(PORT_KEYS)}
+        config = MilvusServerConfig(data_dir=str(self.base_dir), **ports)
+        for component in COMPONENTS:
+            config.set(f"{component}.ip", "127.0.0.1")
+        config.set("common.gracefulStopTimeout", self.graceful_stop_seconds)
+        server = MilvusServer(config, wait_for_started=False)
+        server.webservice_port = self.port + METRICS_OFFSET
+        previous = os.environ.get("ETCD_CONFIG_PATH")
+        os.environ["ETCD_CONFIG_PATH"] = str(self._etcd_config())
+        try:
+            server.start()
+        finally:
+            if previous is None:
+                os.environ.pop("ETCD_CONFIG_PATH")
+            else:
+                os.environ["ETCD_CONFIG_PATH"] = previous
+        self._server = server
+        self._wait_healthy(server, timeout)
+        return self
+
+    def _wait_healthy(self, server, timeout: float) -> None:
+        url = f"http://127.0.0.1:{server.webservice_port}/healthz"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if server.server_proc.poll() is not None:
+                raise RuntimeError(f"Milvus exited early; logs in {self.base_dir / 'logs'}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if b"OK" in resp.read():
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"Milvus not healthy within {timeout:.0f}s; logs in {self.base_dir / 'logs'}")
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None or server.server_proc is None:
+            return
+        proc: subprocess.Popen = server.server_proc
+        proc.terminate()
+        try:
+            proc.wait(timeout=self.graceful_stop_seconds + 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        server.server_proc = None
+        server.stop()  # closes its log files
+
+    def __enter__(self) -> "EmbeddedMilvus":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
