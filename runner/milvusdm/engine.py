@@ -126,10 +126,11 @@ def stream(
                     _commit(pending.popleft(), on_commit)
             while pending:
                 _commit(pending.popleft(), on_commit)
+        except BaseException:
+            _settle(pending, on_commit)
+            raise
         finally:
             reader.cancelled.set()
-            for _, future in pending:
-                future.cancel()
             reader.join()
 
 
@@ -137,6 +138,20 @@ def _commit(item: tuple[Batch, Future], on_commit: Callable[[Batch], None]) -> N
     batch, future = item
     future.result()
     on_commit(batch)
+
+
+def _settle(pending: deque[tuple[Batch, Future]], on_commit: Callable[[Batch], None]) -> None:
+    """After a failure: cancel writes not begun, and commit the in-order prefix that did land,
+    so rollbacks and checkpoints know about every row written."""
+    landed = True
+    for batch, future in pending:
+        if future.cancel() or not landed:
+            landed = False
+            continue
+        landed = future.exception() is None
+        if landed:
+            on_commit(batch)
+    pending.clear()
 
 
 def run(migration: MilvusMigration, observers: list[Observer] = (), inflight: int = DEFAULT_INFLIGHT) -> Summary:
@@ -167,8 +182,8 @@ def run(migration: MilvusMigration, observers: list[Observer] = (), inflight: in
 
         try:
             stream(source, sink, 0, source.total, spec.batch_size, committed, inflight)
-        except InputError:
-            sink.rollback(written)  # bad data found mid-stream: leave nothing partial behind
+        except InputError as error:
+            _roll_back(sink, written, error)
             raise
         sink.finish()
         summary.verified = verify(spec.verify, sink, expected=before + summary.rows)
@@ -179,6 +194,15 @@ def run(migration: MilvusMigration, observers: list[Observer] = (), inflight: in
     for observer in observers:
         observer.finished(summary)
     return summary
+
+
+def _roll_back(sink: Sink, written: list[np.ndarray], cause: InputError) -> None:
+    """Bad data found mid-stream: leave nothing partial behind, or say loudly that we could not."""
+    try:
+        sink.rollback(written)
+    except Exception as error:  # the input error stays the one reported
+        log.error("could not undo the partial copy in %s: %s", sink.describe(), error)
+        cause.fix += f"; {sink.describe()} still holds {sum(map(len, written))} rows of this run"
 
 
 def verify(mode: str, sink: Sink, expected: int) -> str:

@@ -17,9 +17,20 @@ from milvusdm.spec import MilvusEndpoint
 log = logging.getLogger(__name__)
 
 TRANSIENT_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+AUTH_GRPC = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 # pymilvus/Milvus codes: 2 = cannot connect, 8 = rate limited, 1 with "timeout"/"unavailable" text
 TRANSIENT_CODES = {2, 8}
-AUTH_WORDS = ("auth", "password", "credential", "token", "permission", "denied")
+
+
+def _rpc_cause(error: BaseException | None) -> grpc.RpcError | None:
+    """The gRPC error under pymilvus' wrapping (it reports bad credentials as "cannot connect")."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def is_transient(error: BaseException) -> bool:
@@ -34,9 +45,10 @@ def is_transient(error: BaseException) -> bool:
 def classify(error: BaseException, what: str, endpoint: MilvusEndpoint) -> Exception:
     """Turn a pymilvus/gRPC error into one line for the user."""
     text = str(getattr(error, "message", None) or error)
-    if any(word in text.lower() for word in AUTH_WORDS):
+    cause = _rpc_cause(error)
+    if cause is not None and cause.code() in AUTH_GRPC:
         return InputError(
-            f"Milvus at {endpoint.uri} refused the credentials while trying to {what}: {text}",
+            f"Milvus at {endpoint.uri} refused the credentials while trying to {what}: {cause.details()}",
             "check the token or user/password (manifest, Secret or MILVUSDM_*_TOKEN)",
         )
     if is_transient(error):

@@ -213,8 +213,7 @@ class MilvusSink(Sink):
             self._call("drop the collection", self.client.drop_collection, name)
             return
         for ids in written_ids:
-            self._call("delete written rows", self.client.delete, name, ids=ids.tolist(),
-                       partition_name=self.spec.partition or "")
+            self._call("delete written rows", self.client.delete, name, ids=ids.tolist(), partition_name=self.spec.partition)
         self._call("flush", self.client.flush, name, timeout=None)
 
     def close(self) -> None:

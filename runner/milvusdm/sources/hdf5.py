@@ -181,10 +181,19 @@ class Hdf5Source(Source):
             lo, hi = max(start, file.offset), min(stop, file.offset + file.rows)
             for begin in range(lo, hi, size):
                 end = min(begin + size, hi)
-                a, b = begin - file.offset, end - file.offset
-                ids = file.ids[a:b] if file.ids is not None else np.arange(begin, end, dtype=np.int64)
-                scalars = {name: _read_column(ds, a, b) for name, ds in file.fields.items()}
-                yield Batch(begin, ids, file.vectors[a:b], scalars)
+                yield self._read(file, begin, end)
+
+    @staticmethod
+    def _read(file: Hdf5File, begin: int, end: int) -> Batch:
+        a, b = begin - file.offset, end - file.offset
+        try:
+            ids = file.ids[a:b] if file.ids is not None else np.arange(begin, end, dtype=np.int64)
+            scalars = {name: _read_column(ds, a, b) for name, ds in file.fields.items()}
+            return Batch(begin, ids, file.vectors[a:b], scalars)
+        except OSError as error:
+            raise InputError(
+                f"cannot read rows {a}..{b - 1} of {file.path}: {error}", "the file is corrupt or truncated; copy it again"
+            ) from None
 
     def close(self) -> None:
         for file in self.files:

@@ -61,6 +61,7 @@ class EmbeddedMilvus:
     base_dir: Path
     port: int = field(default_factory=free_port_block)
     graceful_stop_seconds: int = 3
+    authorization: bool = False  # then log in as root:Milvus
     _server: object = field(default=None, init=False, repr=False)
 
     @property
@@ -92,6 +93,7 @@ class EmbeddedMilvus:
         for component in COMPONENTS:
             config.set(f"{component}.ip", "127.0.0.1")
         config.set("common.gracefulStopTimeout", self.graceful_stop_seconds)
+        config.set("authorization_enabled", self.authorization)
         server = MilvusServer(config, wait_for_started=False)
         server.webservice_port = self.port + METRICS_OFFSET
         previous = os.environ.get("ETCD_CONFIG_PATH")

@@ -1,0 +1,106 @@
+"""Shared fixtures: real Milvus targets (Lite in-process, an embedded server), files and manifests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from pymilvus import MilvusClient
+from typer.testing import CliRunner
+
+from milvusdm.cli import app
+from milvusdm.testing import EmbeddedMilvus
+
+SERVER_TOKEN = "root:Milvus"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory) -> EmbeddedMilvus:
+    """One real Milvus standalone for the session, with authentication on."""
+    server = EmbeddedMilvus(tmp_path_factory.mktemp("milvus"), authorization=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["lite", "server"])
+def target(request, tmp_path) -> dict:
+    """Connection settings of each kind of real Milvus, as a manifest's target.milvus."""
+    if request.param == "lite":
+        return {"uri": str(tmp_path / "lite.db")}
+    server = request.getfixturevalue("milvus_server")
+    return {"uri": server.uri, "token": SERVER_TOKEN}
+
+
+@pytest.fixture
+def lite(tmp_path) -> dict:
+    return {"uri": str(tmp_path / "lite.db")}
+
+
+def client_for(target: dict) -> MilvusClient:
+    return MilvusClient(uri=target["uri"], token=target.get("token", ""))
+
+
+def read_back(target: dict, collection: str, vector_field: str = "vector", partition: str | None = None):
+    """All rows of a collection: sorted ids and a dict id -> row."""
+    client = client_for(target)
+    client.load_collection(collection)
+    iterator = client.query_iterator(
+        collection, batch_size=1000, filter="", output_fields=["*"], partition_names=[partition] if partition else None
+    )
+    rows = {}
+    while page := iterator.next():
+        for row in page:
+            rows[row["id"]] = row
+    iterator.close()
+    client.close()
+    return np.array(sorted(rows), dtype=np.int64), rows
+
+
+def make_h5(path: Path, vectors: np.ndarray, ids: np.ndarray | None = None, name: str = "embeddings", **extra) -> Path:
+    with h5py.File(path, "w") as f:
+        f.create_dataset(name, data=vectors, **extra.pop("dataset_options", {}))
+        if ids is not None:
+            f.create_dataset("ids", data=ids)
+        for key, value in extra.pop("datasets", {}).items():
+            f.create_dataset(key, data=value)
+        for key, value in extra.items():
+            f.attrs[key] = value
+    return path
+
+
+def manifest(tmp_path: Path, source: dict, target: dict, name: str = "test", **spec) -> Path:
+    document = {
+        "apiVersion": "milvusdm.io/v1alpha1",
+        "kind": "MilvusMigration",
+        "metadata": {"name": name},
+        "spec": {"source": source, "target": target, **spec},
+    }
+    path = tmp_path / f"{name}-{len(list(tmp_path.glob('*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., "CliResult"]:
+    """Run ``milvusdm`` in-process; returns exit code, stdout and stderr."""
+    runner = CliRunner()
+
+    def invoke(*args: str, env: dict | None = None):
+        return runner.invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
