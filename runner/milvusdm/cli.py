@@ -28,6 +28,7 @@ def _setup_logging(verbose: bool, quiet: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,
     )
     logging.getLogger("milvusdm").setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     for name in NOISY_LOGGERS:

@@ -200,9 +200,12 @@ class MilvusSink(Sink):
     def count(self) -> int:
         self._load()
         partitions = [self.spec.partition] if self.spec.partition else None
+        # An always-true filter: Milvus Lite ignores partition_names on a filterless count(*)
+        # (and servers cannot parse the literal -2**63).
+        pk = self.spec.id_field
         rows = self._call(
-            "count rows", self.client.query, self.spec.collection, filter="", output_fields=["count(*)"],
-            partition_names=partitions, consistency_level="Strong",
+            "count rows", self.client.query, self.spec.collection, filter=f"{pk} >= {1 - 2**63} || {pk} < 0",
+            output_fields=["count(*)"], partition_names=partitions, consistency_level="Strong",
         )
         return int(rows[0]["count(*)"])
 
