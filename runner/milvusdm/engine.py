@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import resource
 import threading
 import time
 from collections import deque
@@ -49,6 +50,7 @@ class Summary:
     seconds: float = 0.0
     skipped: bool = False
     verified: str = "none"
+    peak_rss_mb: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -66,6 +68,19 @@ class Summary:
 
     def as_dict(self) -> dict:
         return asdict(self) | {"rowsPerSecond": round(self.rows_per_second, 1)}
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM; ru_maxrss would include a parent's
+    memory from before exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 _DONE = object()
@@ -191,6 +206,7 @@ def run(migration: MilvusMigration, observers: list[Observer] = (), inflight: in
         summary.seconds = time.monotonic() - began
         sink.close()
         source.close()
+        summary.peak_rss_mb = round(peak_rss_mb(), 1)
     for observer in observers:
         observer.finished(summary)
     return summary

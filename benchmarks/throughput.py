@@ -1,0 +1,136 @@
+"""Throughput and memory of `milvusdm run` against the raw pymilvus ceiling, in one run, on one server.
+
+    .venv/bin/python benchmarks/throughput.py [--rows 100000 1000000] [--dim 128]
+
+For each N: (1) the ceiling — column-wise batched insert of N random rows with pymilvus
+(``.tolist()`` columns, the fastest stock path), then flush, FLAT index and load; (2) `milvusdm run`
+of an HDF5 file holding the same N rows into the same server, ending in the same state (indexed,
+loaded). Both clocks are wall clock around the whole thing; milvusdm runs as a child process so
+its peak RSS is its own (the summary's ``peak_rss_mb``, from the kernel's VmHWM: ``wait4``'s
+ru_maxrss would count the forked parent's memory from before exec). Prints a table and writes benchmarks/results/throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import yaml
+from pymilvus import DataType, MilvusClient
+
+from milvusdm.testing import EmbeddedMilvus
+
+BATCH = 10_000
+RESULTS = Path(__file__).with_name("results")
+
+
+def write_h5(path: Path, rows: int, dim: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        vectors = f.create_dataset("embeddings", (rows, dim), dtype=np.float32)
+        f.create_dataset("ids", data=np.arange(rows, dtype=np.int64))
+        for lo in range(0, rows, 100_000):
+            hi = min(lo + 100_000, rows)
+            vectors[lo:hi] = rng.random((hi - lo, dim), dtype=np.float32)
+
+
+def ceiling(uri: str, path: Path, collection: str) -> float:
+    """Seconds for pymilvus to insert (columns, from memory), flush, index (FLAT) and load."""
+    with h5py.File(path) as f:
+        vectors, ids = f["embeddings"][:], f["ids"][:]
+    client = MilvusClient(uri)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=vectors.shape[1])
+    client.create_collection(collection, schema=schema)
+    described = client.describe_collection(collection)
+    connection = client._get_connection()  # the column-wise path Collection.insert uses
+    began = time.perf_counter()
+    for lo in range(0, len(ids), BATCH):
+        columns = [
+            {"name": "id", "type": DataType.INT64, "values": ids[lo : lo + BATCH].tolist()},
+            {"name": "vector", "type": DataType.FLOAT_VECTOR, "values": vectors[lo : lo + BATCH].tolist()},
+        ]
+        connection.batch_insert(collection, columns, schema=described)
+    client.flush(collection)
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type="FLAT", metric_type="L2")
+    client.create_index(collection, index)
+    client.load_collection(collection)
+    seconds = time.perf_counter() - began
+    client.drop_collection(collection)
+    client.close()
+    return seconds
+
+
+def milvusdm(uri: str, path: Path, collection: str, workdir: Path) -> tuple[float, float, dict]:
+    """(seconds, peak RSS in MB, summary) of `milvusdm run` as a child process."""
+    manifest = workdir / f"{collection}.yaml"
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "milvusdm.io/v1alpha1",
+                "kind": "MilvusMigration",
+                "metadata": {"name": collection.replace("_", "-")},
+                "spec": {
+                    "source": {"hdf5": {"path": str(path)}},
+                    "target": {"milvus": {"uri": uri, "collection": collection, "index": {"type": "FLAT"}}},
+                    "batchSize": BATCH,
+                },
+            }
+        )
+    )
+    cli = Path(sys.executable).with_name("milvusdm")
+    began = time.perf_counter()
+    child = subprocess.run([str(cli), "run", "-f", str(manifest), "--json", "-q"], stdout=subprocess.PIPE, check=True)
+    seconds = time.perf_counter() - began
+    summary = json.loads(child.stdout)
+    client = MilvusClient(uri)
+    client.drop_collection(collection)
+    client.close()
+    return seconds, summary["peak_rss_mb"], summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--dim", type=int, default=128)
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as scratch, EmbeddedMilvus(Path(scratch) / "milvus") as server:
+        work = Path(scratch)
+        for rows in args.rows:
+            path = work / f"data-{rows}.h5"
+            write_h5(path, rows, args.dim, seed=rows)
+            raw = ceiling(server.uri, path, f"ceiling_{rows}")
+            ours, rss, summary = milvusdm(server.uri, path, f"milvusdm_{rows}", work)
+            assert summary["rows"] == rows and summary["verified"] == f"count ({rows} rows)"
+            result = {
+                "rows": rows,
+                "dim": args.dim,
+                "ceiling_rows_per_s": round(rows / raw),
+                "milvusdm_rows_per_s": round(rows / ours),
+                "ratio": round(raw / ours, 3),
+                "milvusdm_peak_rss_mb": round(rss),
+            }
+            results.append(result)
+            print(json.dumps(result), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "throughput.json").write_text(json.dumps(results, indent=2))
+    print(f"\n{'rows':>9} {'ceiling rows/s':>15} {'milvusdm rows/s':>16} {'ratio':>6} {'peak RSS MB':>12}")
+    for r in results:
+        print(
+            f"{r['rows']:>9} {r['ceiling_rows_per_s']:>15} {r['milvusdm_rows_per_s']:>16} "
+            f"{r['ratio']:>6} {r['milvusdm_peak_rss_mb']:>12}"
+        )
+
+
+if __name__ == "__main__":
+    main()
