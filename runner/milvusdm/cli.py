@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from milvusdm import __version__, spec
-from milvusdm.errors import MigrationError
+from milvusdm.errors import InputError, MigrationError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move vectors into, out of and between Milvus.")
 ManifestOption = Annotated[Path, typer.Option("--file", "-f", help="A MilvusMigration manifest (YAML).")]
@@ -41,24 +41,56 @@ def _fail(error: MigrationError) -> None:
     raise typer.Exit(error.exit_code)
 
 
+StateOption = Annotated[
+    Path, typer.Option("--state", help="Folder for checkpoints of interrupted runs.", envvar="MILVUSDM_STATE_DIR")
+]
+
+
 @app.command()
 def run(
     file: ManifestOption,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
+    state: StateOption = Path(".milvusdm"),
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:
     """Run a migration: check the source, prepare the target, copy, index, load, verify."""
     from milvusdm import engine
+    from milvusdm.checkpoint import FileCheckpoints
     from milvusdm.progress import ProgressBar, ProgressLog
 
     _setup_logging(verbose, quiet)
     observers = [] if quiet else [ProgressBar(stderr) if stderr.is_terminal else ProgressLog()]
     try:
-        summary = engine.run(spec.load(file), observers)
+        migration = spec.load(file)
+        checkpoints = FileCheckpoints(state, migration.metadata.name)
+        summary = engine.run(migration, observers, checkpoints=checkpoints, resume=resume)
     except MigrationError as error:
         _fail(error)
     print(json.dumps(summary.as_dict()) if json_output else summary.line())
+
+
+@app.command()
+def verify(
+    file: ManifestOption,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="count, ids, sample or full; default: the manifest's verify.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    """Check an existing target against the source, copying nothing."""
+    from milvusdm import engine
+
+    _setup_logging(verbose)
+    try:
+        migration = spec.load(file)
+        if mode is not None and mode not in ("count", "ids", "sample", "full"):
+            raise InputError(f"unknown verify mode {mode!r}", "use count, ids, sample or full")
+        result = engine.check(migration, mode)
+    except MigrationError as error:
+        _fail(error)
+    print(f"{migration.metadata.name}: verified: {result}")
 
 
 @app.command()

@@ -13,18 +13,20 @@ import resource
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
 
 from milvusdm.batch import Batch
-from milvusdm.errors import InputError, VerificationError
+from milvusdm.checkpoint import Checkpoint, CheckpointStore, Shard, fingerprint
+from milvusdm.errors import InputError
 from milvusdm.sinks import Sink, open_sink
 from milvusdm.sources import Source, open_source
-from milvusdm.spec import MilvusMigration
+from milvusdm.spec import MilvusMigration, Target
+from milvusdm.verify import verify
 
 log = logging.getLogger(__name__)
 DEFAULT_INFLIGHT = 2
@@ -33,7 +35,7 @@ DEFAULT_INFLIGHT = 2
 class Observer(Protocol):
     """Progress bars, log lines and CR status writers all watch the same events."""
 
-    def started(self, total: int) -> None: ...
+    def started(self, total: int, done: int) -> None: ...
 
     def committed(self, done: int) -> None: ...
 
@@ -128,15 +130,16 @@ def stream(
     batch_size: int,
     on_commit: Callable[[Batch], None],
     inflight: int = DEFAULT_INFLIGHT,
+    replay: bool = False,
 ) -> None:
-    """Copy rows ``start..stop`` of the source into the sink."""
+    """Copy rows ``start..stop`` of the source into the sink (idempotently if ``replay``)."""
     reader = _Reader(source.batches(start, stop, batch_size), depth=inflight)
     pending: deque[tuple[Batch, Future]] = deque()
     reader.start()
     with ThreadPoolExecutor(inflight, thread_name_prefix="milvusdm-writer") as writers:
         try:
             for batch in reader:
-                pending.append((batch, writers.submit(sink.write, batch)))
+                pending.append((batch, writers.submit(sink.write, batch, replay)))
                 if len(pending) >= inflight:
                     _commit(pending.popleft(), on_commit)
             while pending:
@@ -169,39 +172,66 @@ def _settle(pending: deque[tuple[Batch, Future]], on_commit: Callable[[Batch], N
     pending.clear()
 
 
-def run(migration: MilvusMigration, observers: list[Observer] = (), inflight: int = DEFAULT_INFLIGHT) -> Summary:
-    """Run a whole migration; raises a MigrationError subclass on failure."""
+def run(
+    migration: MilvusMigration,
+    observers: Sequence[Observer] = (),
+    *,
+    checkpoints: CheckpointStore | None = None,
+    resume: bool = False,
+    shard: Shard = Shard(),
+    inflight: int = DEFAULT_INFLIGHT,
+) -> Summary:
+    """Run a migration (or one shard of it); raises a MigrationError subclass on failure.
+
+    With ``checkpoints``, progress is saved after every committed batch; ``resume`` continues
+    from the saved checkpoint, writing everything after it idempotently.
+    """
     spec = migration.spec
+    key = fingerprint(migration)
+    saved = _usable_checkpoint(checkpoints, key, resume, spec.target)
     source, sink = open_source(spec.source), open_sink(spec.target)
     summary = Summary(migration.metadata.name, source.describe(), sink.describe())
     began = time.monotonic()
     try:
         source.open()  # every input check happens here, before the target is touched
-        summary.total = source.total
+        start, stop = shard.bounds(source.total)
+        summary.total = stop - start
         if source.schema.lossy:
             summary.warnings.append("vectors are decoded approximations of the originals (lossy index)")
-        if not sink.prepare(source.schema, resume=False):
+        if not sink.prepare(source.schema, resume=saved is not None):
             summary.skipped = True
             return summary
-        before = sink.count() if spec.verify == "count" and not sink.created else 0
+        if saved is None:
+            counted = spec.verify != "none" and not sink.created and shard.count == 1
+            saved = Checkpoint(key, position=start, rows=0, created=sink.created, baseline=sink.count() if counted else 0)
+        state = saved
+        if checkpoints is not None:
+            checkpoints.save(state)
         for observer in observers:
-            observer.started(source.total)
-        written: list[np.ndarray] = []
+            observer.started(summary.total, state.position - start)
 
         def committed(batch: Batch) -> None:
+            nonlocal state
+            state = replace(state, position=batch.stop, rows=state.rows + len(batch))
             summary.rows += len(batch)
-            if not sink.created:
-                written.append(batch.ids)
+            if checkpoints is not None:
+                checkpoints.save(state)
             for observer in observers:
-                observer.committed(summary.rows)
+                observer.committed(state.position - start)
 
         try:
-            stream(source, sink, 0, source.total, spec.batch_size, committed, inflight)
+            stream(source, sink, state.position, stop, spec.batch_size, committed, inflight, replay=resume)
         except InputError as error:
+            written = None if state.created else (b.ids for b in source.batches(start, state.position, spec.batch_size))
             _roll_back(sink, written, error)
+            if checkpoints is not None:
+                checkpoints.clear()
             raise
         sink.finish()
-        summary.verified = verify(spec.verify, sink, expected=before + summary.rows)
+        expected = state.baseline + summary.total if shard.count == 1 else None
+        summary.verified = verify(spec.verify, source, sink, (start, stop), expected, spec.verify_sample)
+        if checkpoints is not None:
+            checkpoints.clear()
     finally:
         summary.seconds = time.monotonic() - began
         sink.close()
@@ -212,22 +242,51 @@ def run(migration: MilvusMigration, observers: list[Observer] = (), inflight: in
     return summary
 
 
-def _roll_back(sink: Sink, written: list[np.ndarray], cause: InputError) -> None:
+def check(migration: MilvusMigration, mode: str | None = None) -> str:
+    """Verify an existing target against the source, without copying anything."""
+    spec = migration.spec
+    source, sink = open_source(spec.source), open_sink(spec.target)
+    try:
+        source.open()
+        sink.attach(source.schema)
+        _, settings = spec.target.one_of()
+        whole = getattr(settings, "mode", None) != "append"  # else the target may hold other rows too
+        return verify(mode or spec.verify, source, sink, (0, source.total), source.total if whole else None, spec.verify_sample)
+    finally:
+        sink.close()
+        source.close()
+
+
+def _usable_checkpoint(
+    checkpoints: CheckpointStore | None, key: str, resume: bool, target: Target
+) -> Checkpoint | None:
+    """The checkpoint to resume from, after refusing every mix-up of runs."""
+    saved = checkpoints.load() if checkpoints is not None else None
+    where = getattr(checkpoints, "path", "the checkpoint store")
+    if saved is not None and saved.fingerprint != key:
+        raise InputError(
+            f"the checkpoint in {where} belongs to a migration with another source or target",
+            f"restore the manifest it was made with, or delete {where} to start over",
+        )
+    if resume:
+        if saved is None:
+            raise InputError(f"nothing to resume: no checkpoint in {where}", "run without --resume")
+        return saved
+    if saved is not None:
+        _, settings = target.one_of()
+        if getattr(settings, "mode", None) != "overwrite":
+            raise InputError(
+                f"an interrupted run of this migration stopped after row {saved.position} ({where})",
+                f"rerun with --resume to continue, or delete {where} to start over",
+            )
+        checkpoints.clear()
+    return None
+
+
+def _roll_back(sink: Sink, written: Iterator[np.ndarray] | None, cause: InputError) -> None:
     """Bad data found mid-stream: leave nothing partial behind, or say loudly that we could not."""
     try:
         sink.rollback(written)
     except Exception as error:  # the input error stays the one reported
         log.error("could not undo the partial copy in %s: %s", sink.describe(), error)
-        cause.fix += f"; {sink.describe()} still holds {sum(map(len, written))} rows of this run"
-
-
-def verify(mode: str, sink: Sink, expected: int) -> str:
-    if mode == "none":
-        return "none"
-    found = sink.count()
-    if found != expected:
-        raise VerificationError(
-            f"{sink.describe()} holds {found} rows, expected {expected}",
-            "inspect the target; rerun with mode overwrite to start clean",
-        )
-    return f"count ({found} rows)"
+        cause.fix += f"; {sink.describe()} still holds rows of this migration"

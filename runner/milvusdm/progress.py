@@ -37,9 +37,9 @@ class ProgressBar:
         )
         self.task = None
 
-    def started(self, total: int) -> None:
+    def started(self, total: int, done: int) -> None:
         self.progress.start()
-        self.task = self.progress.add_task("copying", total=total)
+        self.task = self.progress.add_task("copying", total=total, completed=done)
 
     def committed(self, done: int) -> None:
         self.progress.update(self.task, completed=done)
@@ -53,20 +53,20 @@ class ProgressLog:
 
     def __init__(self, interval: float = 10.0) -> None:
         self.interval = interval
-        self.total = 0
+        self.total = self.first = 0
         self.began = self.last = 0.0
 
-    def started(self, total: int) -> None:
-        self.total = total
+    def started(self, total: int, done: int) -> None:
+        self.total, self.first = total, done
         self.began = self.last = time.monotonic()
-        log.info("copying %d rows", total)
+        log.info("copying %d rows" + (f", resuming after row {done}" if done else ""), total - done)
 
     def committed(self, done: int) -> None:
         now = time.monotonic()
         if now - self.last < self.interval and done < self.total:
             return
         self.last = now
-        rate = done / max(now - self.began, 1e-9)
+        rate = (done - self.first) / max(now - self.began, 1e-9)
         eta = (self.total - done) / rate if rate else float("inf")
         percent = 100 * done / self.total if self.total else 100
         log.info("copied %d/%d rows (%.0f%%), %.0f rows/s, ETA %.0fs", done, self.total, percent, rate, eta)

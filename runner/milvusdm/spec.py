@@ -199,7 +199,12 @@ class MigrationSpec(Model):
     source: Source
     target: Target
     batch_size: int = Field(10_000, ge=1, le=1_000_000, description="Rows per insert request.")
-    verify: Literal["none", "count"] = Field("count", description="What to check after the copy.")
+    verify: Literal["none", "count", "ids", "sample", "full"] = Field(
+        "sample",
+        description="After the copy: count rows; ids: also every source id present; sample: also "
+        "verifySample random rows equal; full: every row equal.",
+    )
+    verify_sample: int = Field(1000, ge=1, description="Rows compared by verify: sample.")
     parallelism: int = Field(1, ge=1, le=64, description="Shards run as an Indexed Job.")
     suspend: bool = False
     job: JobSettings = Field(default_factory=JobSettings)

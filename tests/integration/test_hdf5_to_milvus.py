@@ -39,7 +39,7 @@ def test_milvusdm_layout_with_fields(tmp_path, run_cli, target, rng):
     fields = {name: name for name in datasets}
     path = manifest(tmp_path, {"hdf5": {"path": str(file), "fields": fields}}, {"milvus": {**target, "collection": "items"}}, batchSize=1000)
     summary = run_ok(run_cli, path)
-    assert (summary["rows"], summary["verified"]) == (2500, "count (2500 rows)")
+    assert (summary["rows"], summary["verified"]) == (2500, "sample (2500 ids present, 1000 rows equal, count 2500)")
     rows = assert_rows(target, "items", ids, vectors)
     i = 1234
     row = rows[int(ids[i])]
@@ -83,7 +83,7 @@ def test_partition_target(tmp_path, run_cli, target, rng):
     base = {**target, "collection": "parted", "mode": "append"}
     run_ok(run_cli, manifest(tmp_path, {"hdf5": {"path": str(fa)}}, {"milvus": {**base, "partition": "p2025"}}))
     summary = run_ok(run_cli, manifest(tmp_path, {"hdf5": {"path": str(fb)}}, {"milvus": {**base, "partition": "p2026"}}))
-    assert summary["verified"] == "count (200 rows)"
+    assert summary["verified"] == "sample (200 ids present, 200 rows equal, count 200)"
     assert_rows(target, "parted", np.arange(300), a, partition="p2025")
     assert_rows(target, "parted", np.arange(200) + 1000, b, partition="p2026")
     assert set(client_for(target).list_partitions("parted")) >= {"p2025", "p2026"}
@@ -103,9 +103,9 @@ def test_every_mode(tmp_path, run_cli, target, rng):
     skipped = run_mode(f2, "skip")
     assert skipped["skipped"] and skipped["rows"] == 0
     assert_rows(target, "modes", np.arange(400), first)
-    assert run_mode(f2, "append")["verified"] == "count (500 rows)"
+    assert run_mode(f2, "append")["verified"] == "sample (100 ids present, 100 rows equal, count 500)"
     assert_rows(target, "modes", np.arange(500), np.concatenate([first, second]))
-    assert run_mode(f2, "overwrite")["verified"] == "count (100 rows)"
+    assert run_mode(f2, "overwrite")["verified"] == "sample (100 ids present, 100 rows equal, count 100)"
     assert_rows(target, "modes", np.arange(100) + 400, second)
 
 
@@ -125,7 +125,7 @@ def test_progress_lines_when_not_a_terminal(tmp_path, run_cli, lite, rng):
     result = run_cli("run", "-f", manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "p"}}))
     assert result.exit_code == 0
     assert "copied 100/100 rows (100%)" in result.stderr
-    assert result.stdout.startswith("test: copied 100 rows from hdf5:") and "rows/s); verified: count (100 rows)" in result.stdout
+    assert result.stdout.startswith("test: copied 100 rows from hdf5:") and "rows/s); verified: sample (100 ids present, 100 rows equal, count 100)" in result.stdout
 
 
 def test_shipped_sample_matches_its_generator(tmp_path):

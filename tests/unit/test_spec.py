@@ -24,7 +24,7 @@ def test_defaults():
     target = migration.spec.target.milvus
     assert (target.uri, target.mode, target.id_field, target.vector_field) == ("milvusdm.db", "create", "id", "vector")
     assert target.is_lite and target.index.type == "AUTOINDEX" and target.metric is None
-    assert (migration.spec.batch_size, migration.spec.verify, migration.spec.parallelism) == (10_000, "count", 1)
+    assert (migration.spec.batch_size, migration.spec.verify, migration.spec.parallelism) == (10_000, "sample", 1)
     assert migration.spec.source.one_of()[0] == "hdf5"
 
 

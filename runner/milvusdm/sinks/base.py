@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -12,11 +13,15 @@ from milvusdm.batch import Batch, Schema
 class Sink(ABC):
     """Where rows go. ``write`` may be called from several threads at once."""
 
-    created: bool = False  # prepare() made the destination: rollback can remove it whole
+    created: bool = False  # prepare() made the destination
 
     @abstractmethod
     def prepare(self, schema: Schema, resume: bool) -> bool:
         """Create or check the destination; False means "leave it alone" (mode skip)."""
+
+    @abstractmethod
+    def attach(self, schema: Schema) -> None:
+        """Open the existing destination without changing it (to resume into or verify it)."""
 
     @abstractmethod
     def write(self, batch: Batch, replay: bool = False) -> None:
@@ -31,11 +36,15 @@ class Sink(ABC):
         """Rows the destination holds now."""
 
     @abstractmethod
-    def rollback(self, written_ids: list[np.ndarray]) -> None:
-        """Undo this run's writes after bad input was found mid-stream.
+    def fetch(self, ids: np.ndarray, with_data: bool) -> Batch:
+        """The rows with these ids that the destination holds (any order); vectors and
+        scalars only ``with_data``."""
 
-        ``written_ids`` is only collected when the sink did not create the destination.
-        """
+    @abstractmethod
+    def rollback(self, written: Iterator[np.ndarray] | None) -> None:
+        """Undo this migration's writes after bad input was found mid-stream: delete the ids
+        in ``written`` (read again from the source), or with None, remove the destination
+        this migration created."""
 
     def describe(self) -> str:
         return type(self).__name__

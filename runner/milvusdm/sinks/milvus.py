@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 from google.protobuf.internal.encoder import _VarintBytes
@@ -30,6 +31,15 @@ SCALAR_WIRE: dict[DataType, tuple[str, str | None]] = {
     DataType.DOUBLE: ("double_data", "<f8"),
     DataType.VARCHAR: ("string_data", None),
 }
+
+
+def _vector(value) -> np.ndarray:
+    """A vector as Milvus returns it: floats, or binary as bytes (or a list holding them)."""
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        value = value[0]
+    if isinstance(value, bytes):
+        return np.frombuffer(value, dtype=np.uint8)
+    return np.asarray(value, dtype=np.float32)
 
 
 def packed(message_type, values: np.ndarray, dtype: str):
@@ -61,31 +71,46 @@ class MilvusSink(Sink):
     # -- preparing the collection ------------------------------------------------------------
 
     def prepare(self, schema: Schema, resume: bool) -> bool:
+        if resume:
+            self.attach(schema)
+            return True
         self.schema = schema
         self.client = connect(self.spec, "target")
         name, mode = self.spec.collection, self.spec.mode
         exists = self._call("check the collection", self.client.has_collection, name)
-        if exists and not resume:
-            if mode == "create":
-                raise InputError(
-                    f"collection {name!r} already exists at {self.spec.uri}",
-                    "set target.milvus.mode to append, overwrite or skip, or choose another collection",
-                )
-            if mode == "skip":
-                return False
-            if mode == "overwrite":
-                self._call("drop the collection", self.client.drop_collection, name)
-                exists = False
-        if exists:
+        if exists and mode == "create":
+            raise InputError(
+                f"collection {name!r} already exists at {self.spec.uri}",
+                "set target.milvus.mode to append, overwrite or skip, or choose another collection",
+            )
+        if exists and mode == "skip":
+            return False
+        if exists and mode == "overwrite":
+            self._call("drop the collection", self.client.drop_collection, name)
+        if exists and mode == "append":
             self._check_compatible()
         else:
             self._create()
-        if self.spec.partition and not self._call(
-            "check the partition", self.client.has_partition, name, self.spec.partition
-        ):
-            self._call("create the partition", self.client.create_partition, name, self.spec.partition)
-        self._described = self._call("describe the collection", self.client.describe_collection, name)
+        self._finish_preparing()
         return True
+
+    def attach(self, schema: Schema) -> None:
+        """Use the existing collection as it is: to resume into it, or to verify it."""
+        self.schema = schema
+        self.client = connect(self.spec, "target")
+        if not self._call("check the collection", self.client.has_collection, self.spec.collection):
+            raise InputError(
+                f"collection {self.spec.collection!r} does not exist at {self.spec.uri}",
+                "run the migration from the start (without --resume)",
+            )
+        self._check_compatible()
+        self._finish_preparing()
+
+    def _finish_preparing(self) -> None:
+        name, partition = self.spec.collection, self.spec.partition
+        if partition and not self._call("check the partition", self.client.has_partition, name, partition):
+            self._call("create the partition", self.client.create_partition, name, partition)
+        self._described = self._call("describe the collection", self.client.describe_collection, name)
 
     def _create(self) -> None:
         client, spec, schema = self.client, self.spec, self.schema
@@ -209,13 +234,29 @@ class MilvusSink(Sink):
         )
         return int(rows[0]["count(*)"])
 
-    def rollback(self, written_ids: list[np.ndarray]) -> None:
+    def fetch(self, ids: np.ndarray, with_data: bool) -> Batch:
+        spec, schema = self.spec, self.schema
+        fields = [spec.id_field] + ([spec.vector_field, *(c.name for c in schema.scalars)] if with_data else [])
+        rows = self._call(
+            "read rows back", self.client.query, spec.collection, filter=f"{spec.id_field} in {ids.tolist()}",
+            output_fields=fields, partition_names=[spec.partition] if spec.partition else None,
+            consistency_level="Strong",
+        )
+        found = np.array([row[spec.id_field] for row in rows], dtype=np.int64)
+        if not with_data:
+            return Batch(0, found, np.empty((len(found), 0), dtype=np.float32))
+        vector_type = np.uint8 if schema.binary else np.float32
+        vectors = np.array([_vector(row[spec.vector_field]) for row in rows], dtype=vector_type)
+        scalars = {c.name: np.array([row[c.name] for row in rows], dtype=object) for c in schema.scalars}
+        return Batch(0, found, vectors.reshape(len(rows), -1), scalars)
+
+    def rollback(self, written: Iterator[np.ndarray] | None) -> None:
         name = self.spec.collection
-        if self.created:
+        if written is None:
             log.warning("dropping collection %s created by this failed run", name)
             self._call("drop the collection", self.client.drop_collection, name)
             return
-        for ids in written_ids:
+        for ids in written:
             self._call("delete written rows", self.client.delete, name, ids=ids.tolist(), partition_name=self.spec.partition)
         self._call("flush", self.client.flush, name, timeout=None)
 

@@ -1,0 +1,77 @@
+"""Checkpoints: how far a run (or one shard of it) got, so an interrupted run can resume.
+
+A checkpoint is the contiguous prefix of the shard that the target has committed. Rows
+after it may or may not have landed; a resumed run writes them idempotently (upsert).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from milvusdm.spec import MilvusMigration
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows ``start..stop`` of the source: shard ``index`` of ``count``."""
+
+    index: int = 0
+    count: int = 1
+
+    def bounds(self, total: int) -> tuple[int, int]:
+        """Contiguous, disjoint, covering ranges that differ in size by at most one row."""
+        return total * self.index // self.count, total * (self.index + 1) // self.count
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    fingerprint: str  # what the source and target were: a resume must not mix two migrations
+    position: int  # rows start..position of the shard are committed
+    rows: int  # rows this shard has written in all its attempts
+    created: bool = False  # the target was created by this migration (rollback drops it)
+    baseline: int = 0  # rows the target held before (mode append), for the count check
+
+
+def fingerprint(migration: MilvusMigration) -> str:
+    spec = migration.spec
+    basis = {"source": spec.source.model_dump(mode="json"), "target": spec.target.model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class CheckpointStore(Protocol):
+    def load(self) -> Checkpoint | None: ...
+
+    def save(self, checkpoint: Checkpoint) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+class FileCheckpoints:
+    """One JSON file per migration and shard, replaced atomically after every commit."""
+
+    def __init__(self, directory: Path, name: str, shard: Shard = Shard()) -> None:
+        suffix = f"-shard{shard.index}" if shard.count > 1 else ""
+        self.path = Path(directory) / f"{name}{suffix}.json"
+
+    def load(self) -> Checkpoint | None:
+        try:
+            return Checkpoint(**json.loads(self.path.read_text()))
+        except FileNotFoundError:
+            return None
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, suffix=".tmp") as file:
+            json.dump(asdict(checkpoint), file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(file.name, self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
