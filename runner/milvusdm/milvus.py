@@ -9,7 +9,7 @@ from typing import Literal
 import grpc
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from milvusdm.errors import InputError, TransientError
 from milvusdm.spec import MilvusEndpoint
@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 TRANSIENT_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 AUTH_GRPC = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
-# pymilvus/Milvus codes: 2 = cannot connect, 8 = rate limited, 1 with "timeout"/"unavailable" text
+# pymilvus/Milvus codes: 2 = cannot connect, 8 = rate limited; and what a restarting server says
 TRANSIENT_CODES = {2, 8}
+TRANSIENT_WORDS = ("timeout", "unavailable", "deadline", "node not found", "session not found", "not ready", "rate limit")
 
 
 def _rpc_cause(error: BaseException | None) -> grpc.RpcError | None:
@@ -38,7 +39,7 @@ def is_transient(error: BaseException) -> bool:
         return error.code() in TRANSIENT_GRPC
     if isinstance(error, MilvusException):
         text = str(error.message).lower()
-        return error.code in TRANSIENT_CODES or any(w in text for w in ("timeout", "unavailable", "deadline"))
+        return error.code in TRANSIENT_CODES or any(word in text for word in TRANSIENT_WORDS)
     return isinstance(error, (ConnectionError, TimeoutError))
 
 
@@ -59,15 +60,18 @@ def classify(error: BaseException, what: str, endpoint: MilvusEndpoint) -> Excep
     return InputError(f"Milvus at {endpoint.uri} failed to {what}: {text}", "see the message above")
 
 
-def retrying(attempts: int) -> Retrying:
-    """Bounded exponential backoff with jitter, for transient errors only."""
+def retrying(seconds: float) -> Retrying:
+    """Exponential backoff with jitter for transient errors, for at most ``seconds``."""
     return Retrying(
         retry=retry_if_exception(is_transient),
-        wait=wait_random_exponential(multiplier=0.5, max=20),
-        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=0.5, max=10),
+        stop=stop_after_delay(seconds),
         reraise=True,
         before_sleep=lambda state: log.warning(
-            "transient error, retry %d/%d: %s", state.attempt_number, attempts - 1, state.outcome.exception()
+            "transient error (attempt %d, retrying for up to %.0fs): %s",
+            state.attempt_number,
+            seconds,
+            state.outcome.exception(),
         ),
     )
 

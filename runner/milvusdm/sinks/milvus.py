@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 
@@ -18,7 +19,7 @@ from milvusdm.sinks.base import Sink
 from milvusdm.spec import MilvusTarget
 
 log = logging.getLogger(__name__)
-WRITE_ATTEMPTS = 6
+RETRY_SECONDS = 120  # long enough for a Milvus restart or a leader change
 
 # Milvus scalar type -> (ScalarField attribute, numpy dtype of a packed fixed-width array or None)
 SCALAR_WIRE: dict[DataType, tuple[str, str | None]] = {
@@ -63,8 +64,18 @@ class MilvusSink(Sink):
         return f"milvus:{self.spec.uri}/{self.spec.collection}{where}"
 
     def _call(self, what: str, fn, *args, **kwargs):
+        """A one-shot call; errors become one line for the user."""
         try:
             return fn(*args, **kwargs)
+        except MilvusException as error:
+            raise classify(error, what, self.spec) from None
+
+    def _idempotent(self, what: str, fn, *args, **kwargs):
+        """A call that is safe to repeat: retried through transient failures."""
+        try:
+            for attempt in retrying(RETRY_SECONDS):
+                with attempt:
+                    return fn(*args, **kwargs)
         except MilvusException as error:
             raise classify(error, what, self.spec) from None
 
@@ -77,7 +88,7 @@ class MilvusSink(Sink):
         self.schema = schema
         self.client = connect(self.spec, "target")
         name, mode = self.spec.collection, self.spec.mode
-        exists = self._call("check the collection", self.client.has_collection, name)
+        exists = self._idempotent("check the collection", self.client.has_collection, name)
         if exists and mode == "create":
             raise InputError(
                 f"collection {name!r} already exists at {self.spec.uri}",
@@ -98,7 +109,7 @@ class MilvusSink(Sink):
         """Use the existing collection as it is: to resume into it, or to verify it."""
         self.schema = schema
         self.client = connect(self.spec, "target")
-        if not self._call("check the collection", self.client.has_collection, self.spec.collection):
+        if not self._idempotent("check the collection", self.client.has_collection, self.spec.collection):
             raise InputError(
                 f"collection {self.spec.collection!r} does not exist at {self.spec.uri}",
                 "run the migration from the start (without --resume)",
@@ -108,9 +119,9 @@ class MilvusSink(Sink):
 
     def _finish_preparing(self) -> None:
         name, partition = self.spec.collection, self.spec.partition
-        if partition and not self._call("check the partition", self.client.has_partition, name, partition):
+        if partition and not self._idempotent("check the partition", self.client.has_partition, name, partition):
             self._call("create the partition", self.client.create_partition, name, partition)
-        self._described = self._call("describe the collection", self.client.describe_collection, name)
+        self._described = self._idempotent("describe the collection", self.client.describe_collection, name)
 
     def _create(self) -> None:
         client, spec, schema = self.client, self.spec, self.schema
@@ -131,7 +142,7 @@ class MilvusSink(Sink):
     def _check_compatible(self) -> None:
         """An existing collection must take our rows exactly: same key, vector and fields."""
         spec, schema = self.spec, self.schema
-        info = self._call("describe the collection", self.client.describe_collection, spec.collection)
+        info = self._idempotent("describe the collection", self.client.describe_collection, spec.collection)
         have = {f["name"]: f for f in info["fields"]}
         want = [Column(spec.id_field, DataType.INT64), Column(spec.vector_field, schema.vector_type)]
         problems = [
@@ -182,12 +193,9 @@ class MilvusSink(Sink):
 
     def write(self, batch: Batch, replay: bool = False) -> None:
         """Insert; a retried attempt upserts instead, as the failed insert may have landed."""
-        try:
-            for attempt in retrying(WRITE_ATTEMPTS):
-                with attempt:
-                    self._send(batch, upsert=replay or attempt.retry_state.attempt_number > 1)
-        except MilvusException as error:
-            raise classify(error, f"write rows {batch.start}..{batch.stop - 1}", self.spec) from None
+        attempts = itertools.count()
+        send = lambda: self._send(batch, upsert=replay or next(attempts) > 0)  # noqa: E731
+        self._idempotent(f"write rows {batch.start}..{batch.stop - 1}", send)
 
     def _send(self, batch: Batch, upsert: bool) -> None:
         # The handler accepts a prebuilt request (``insert_param``/``upsert_param``) and still
@@ -205,15 +213,15 @@ class MilvusSink(Sink):
     # -- finishing ------------------------------------------------------------------------
 
     def finish(self) -> None:
-        self._call("flush", self.client.flush, self.spec.collection, timeout=None)
+        self._idempotent("flush", self.client.flush, self.spec.collection, timeout=None)
         self._load()
 
     def _load(self) -> None:
         """Index (if the collection has none yet) and load, so it is searchable and countable."""
         name, client = self.spec.collection, self.client
-        if not self._call("list indexes", client.list_indexes, name, field_name=self.spec.vector_field):
+        if not self._idempotent("list indexes", client.list_indexes, name, field_name=self.spec.vector_field):
             self._create_index()
-        self._call("load the collection", client.load_collection, name, timeout=None)
+        self._idempotent("load the collection", client.load_collection, name, timeout=None)
 
     def _create_index(self) -> None:
         index = self.client.prepare_index_params()
@@ -228,7 +236,7 @@ class MilvusSink(Sink):
         # An always-true filter: Milvus Lite ignores partition_names on a filterless count(*)
         # (and servers cannot parse the literal -2**63).
         pk = self.spec.id_field
-        rows = self._call(
+        rows = self._idempotent(
             "count rows", self.client.query, self.spec.collection, filter=f"{pk} >= {1 - 2**63} || {pk} < 0",
             output_fields=["count(*)"], partition_names=partitions, consistency_level="Strong",
         )
@@ -237,7 +245,7 @@ class MilvusSink(Sink):
     def fetch(self, ids: np.ndarray, with_data: bool) -> Batch:
         spec, schema = self.spec, self.schema
         fields = [spec.id_field] + ([spec.vector_field, *(c.name for c in schema.scalars)] if with_data else [])
-        rows = self._call(
+        rows = self._idempotent(
             "read rows back", self.client.query, spec.collection, filter=f"{spec.id_field} in {ids.tolist()}",
             output_fields=fields, partition_names=[spec.partition] if spec.partition else None,
             consistency_level="Strong",
@@ -258,7 +266,7 @@ class MilvusSink(Sink):
             return
         for ids in written:
             self._call("delete written rows", self.client.delete, name, ids=ids.tolist(), partition_name=self.spec.partition)
-        self._call("flush", self.client.flush, name, timeout=None)
+        self._idempotent("flush", self.client.flush, name, timeout=None)
 
     def close(self) -> None:
         if self.client is not None:

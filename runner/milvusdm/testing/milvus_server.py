@@ -54,6 +54,25 @@ def free_port_block(size: int = PORTS_USED + 8, start: int = 20000, stop: int = 
     raise RuntimeError("no block of free loopback ports")
 
 
+def _config_class():
+    """The stock config, probing ports with SO_REUSEADDR so a restart survives TIME_WAIT."""
+    from milvus import MilvusServerConfig
+
+    class Config(MilvusServerConfig):
+        def try_bind_port(self, port):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+                sock.listen()
+            except OSError:
+                sock.close()
+                return None
+            return sock
+
+    return Config
+
+
 @dataclass
 class EmbeddedMilvus:
     """Start/stop one Milvus standalone server with data in ``base_dir``."""
@@ -85,11 +104,11 @@ class EmbeddedMilvus:
         return path
 
     def start(self, timeout: float = 120) -> "EmbeddedMilvus":
-        from milvus import MilvusServer, MilvusServerConfig
+        from milvus import MilvusServer
 
         self.base_dir.mkdir(parents=True, exist_ok=True)
         ports = {key: self.port + offset for offset, key in enumerate(PORT_KEYS)}
-        config = MilvusServerConfig(data_dir=str(self.base_dir), **ports)
+        config = _config_class()(data_dir=str(self.base_dir), **ports)
         for component in COMPONENTS:
             config.set(f"{component}.ip", "127.0.0.1")
         config.set("common.gracefulStopTimeout", self.graceful_stop_seconds)

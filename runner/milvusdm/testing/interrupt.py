@@ -1,0 +1,50 @@
+"""Killing a run at a chosen point, for resume tests and the kill-point script."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "milvusdm"]
+
+
+def run_until_killed(manifest: Path, state: Path, name: str, min_position: int, timeout: float = 300) -> int:
+    """Start ``milvusdm run``; SIGKILL it once its checkpoint passes ``min_position``.
+
+    Returns the checkpoint position at the kill; raises if the run ended first.
+    """
+    child = subprocess.Popen([*CLI, "run", "-f", str(manifest), "--state", str(state), "-q"], stderr=subprocess.PIPE)
+    checkpoint = state / f"{name}.json"
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and child.poll() is None:
+            try:
+                position = json.loads(checkpoint.read_text())["position"]
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                position = -1
+            if position >= min_position:
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+                return position
+            time.sleep(0.002)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    raise RuntimeError(f"run ended before row {min_position}: {child.stderr.read().decode()[-500:]}")
+
+
+def resume(manifest: Path, state: Path) -> dict:
+    """``milvusdm run --resume``; returns its JSON summary."""
+    done = subprocess.run(
+        [*CLI, "run", "-f", str(manifest), "--state", str(state), "--resume", "-q", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"resume failed ({done.returncode}): {done.stderr[-500:]}")
+    return json.loads(done.stdout)
