@@ -35,7 +35,11 @@ def _setup_logging(verbose: bool, quiet: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
-def _fail(error: MigrationError) -> None:
+def _fail(error: Exception) -> None:
+    if not isinstance(error, MigrationError):  # a bug: still one line, the traceback with --verbose
+        logging.getLogger("milvusdm").debug("internal error", exc_info=error)
+        first_line = str(error).strip().split("\n")[0]
+        error = MigrationError(f"internal error: {type(error).__name__}: {first_line}", "rerun with --verbose and report it")
     message = f"milvusdm: error: {error.problem}" + (f"; fix: {error.fix}" if error.fix else "")
     print(message, file=sys.stderr)
     raise typer.Exit(error.exit_code)
@@ -66,7 +70,7 @@ def run(
         migration = spec.load(file)
         checkpoints = FileCheckpoints(state, migration.metadata.name)
         summary = engine.run(migration, observers, checkpoints=checkpoints, resume=resume)
-    except MigrationError as error:
+    except Exception as error:
         _fail(error)
     print(json.dumps(summary.as_dict()) if json_output else summary.line())
 
@@ -88,7 +92,7 @@ def verify(
         if mode is not None and mode not in ("count", "ids", "sample", "full"):
             raise InputError(f"unknown verify mode {mode!r}", "use count, ids, sample or full")
         result = engine.check(migration, mode)
-    except MigrationError as error:
+    except Exception as error:
         _fail(error)
     print(f"{migration.metadata.name}: verified: {result}")
 
@@ -98,7 +102,7 @@ def validate(file: ManifestOption) -> None:
     """Check a manifest without touching any data."""
     try:
         migration = spec.load(file)
-    except MigrationError as error:
+    except Exception as error:
         _fail(error)
     (source, _), (target, _) = migration.spec.source.one_of(), migration.spec.target.one_of()
     print(f"{file}: valid MilvusMigration {migration.metadata.name!r} ({source} -> {target})")

@@ -198,6 +198,8 @@ def run(
         summary.total = stop - start
         if source.schema.lossy:
             summary.warnings.append("vectors are decoded approximations of the originals (lossy index)")
+        if source.total == 0:
+            summary.warnings.append("the source holds no rows: the target is created empty")
         if not sink.prepare(source.schema, resume=saved is not None):
             summary.skipped = True
             return summary

@@ -14,7 +14,11 @@ def open_source(spec: SourceSpec) -> Source:
         from milvusdm.sources.hdf5 import Hdf5Source
 
         return Hdf5Source(settings)
-    raise InputError(f"source.{kind} is not supported yet", "use source.hdf5 with this version of milvusdm")
+    if kind == "faiss":
+        from milvusdm.sources.faiss import FaissSource
+
+        return FaissSource(settings)
+    raise InputError(f"source.{kind} is not supported yet", "use source.hdf5 or source.faiss with this version of milvusdm")
 
 
 __all__ = ["Source", "open_source"]
