@@ -1,6 +1,6 @@
 """Throughput and memory of `milvusdm run` against the raw pymilvus ceiling, in one run, on one server.
 
-    .venv/bin/python benchmarks/throughput.py [--rows 100000 1000000] [--dim 128]
+    .venv/bin/python benchmarks/throughput.py [--rows 100000 1000000] [--dim 128] [--sources hdf5 faiss-flat faiss-ivf]
 
 For each N: (1) the ceiling — column-wise batched insert of N random rows with pymilvus
 (``.tolist()`` columns, the fastest stock path), then flush, FLAT index and load; (2) `milvusdm run`
@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import h5py
 import numpy as np
 import yaml
@@ -39,6 +40,21 @@ def write_h5(path: Path, rows: int, dim: int, seed: int) -> None:
         for lo in range(0, rows, 100_000):
             hi = min(lo + 100_000, rows)
             vectors[lo:hi] = rng.random((hi - lo, dim), dtype=np.float32)
+
+
+def write_faiss(h5: Path, path: Path, kind: str) -> None:
+    """The HDF5 file's rows as a Faiss index: IndexFlatL2 (ids = positions) or IndexIVFFlat (same ids)."""
+    with h5py.File(h5) as f:
+        vectors, ids = f["embeddings"][:], f["ids"][:]
+    quantizer = faiss.IndexFlatL2(vectors.shape[1])
+    if kind == "faiss-flat":
+        index = quantizer
+        index.add(vectors)
+    else:
+        index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], 1024)
+        index.train(vectors[:100_000])
+        index.add_with_ids(vectors, ids)
+    faiss.write_index(index, str(path))
 
 
 def ceiling(uri: str, path: Path, collection: str) -> float:
@@ -70,7 +86,7 @@ def ceiling(uri: str, path: Path, collection: str) -> float:
     return seconds
 
 
-def milvusdm(uri: str, path: Path, collection: str, workdir: Path) -> tuple[float, float, dict]:
+def milvusdm(uri: str, source: dict, collection: str, workdir: Path) -> tuple[float, float, dict]:
     """(seconds, peak RSS in MB, summary) of `milvusdm run` as a child process."""
     manifest = workdir / f"{collection}.yaml"
     manifest.write_text(
@@ -80,7 +96,7 @@ def milvusdm(uri: str, path: Path, collection: str, workdir: Path) -> tuple[floa
                 "kind": "MilvusMigration",
                 "metadata": {"name": collection.replace("_", "-")},
                 "spec": {
-                    "source": {"hdf5": {"path": str(path)}},
+                    "source": source,
                     "target": {"milvus": {"uri": uri, "collection": collection, "index": {"type": "FLAT"}}},
                     "batchSize": BATCH,
                     "verify": "count",  # like the ceiling: no re-read of the source
@@ -103,33 +119,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--sources", nargs="+", default=["hdf5", "faiss-flat", "faiss-ivf"])
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as scratch, EmbeddedMilvus(Path(scratch) / "milvus") as server:
         work = Path(scratch)
         for rows in args.rows:
-            path = work / f"data-{rows}.h5"
-            write_h5(path, rows, args.dim, seed=rows)
-            raw = ceiling(server.uri, path, f"ceiling_{rows}")
-            ours, rss, summary = milvusdm(server.uri, path, f"milvusdm_{rows}", work)
-            assert summary["rows"] == rows and summary["verified"].endswith(f"count {rows})"), summary
-            result = {
-                "rows": rows,
-                "dim": args.dim,
-                "ceiling_rows_per_s": round(rows / raw),
-                "milvusdm_rows_per_s": round(rows / ours),
-                "ratio": round(raw / ours, 3),
-                "milvusdm_peak_rss_mb": round(rss),
-            }
-            results.append(result)
-            print(json.dumps(result), flush=True)
+            h5 = work / f"data-{rows}.h5"
+            write_h5(h5, rows, args.dim, seed=rows)
+            raw = ceiling(server.uri, h5, f"ceiling_{rows}")
+            for kind in args.sources:
+                if kind == "hdf5":
+                    path, source = h5, {"hdf5": {"path": str(h5)}}
+                else:
+                    path = work / f"{kind}-{rows}.faiss"
+                    write_faiss(h5, path, kind)
+                    source = {"faiss": {"path": str(path)}}
+                collection = f"{kind.replace('-', '_')}_{rows}"
+                ours, rss, summary = milvusdm(server.uri, source, collection, work)
+                assert summary["rows"] == rows and summary["verified"] == f"count ({rows} rows)", summary
+                file_mb = path.stat().st_size / 2**20 if kind != "hdf5" else 0
+                result = {
+                    "rows": rows,
+                    "source": kind,
+                    "ceiling_rows_per_s": round(rows / raw),
+                    "milvusdm_rows_per_s": round(rows / ours),
+                    "ratio": round(raw / ours, 3),
+                    "milvusdm_peak_rss_mb": round(rss),
+                    "peak_rss_above_index_mb": round(rss - file_mb),
+                }
+                results.append(result)
+                print(json.dumps(result), flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "throughput.json").write_text(json.dumps(results, indent=2))
-    print(f"\n{'rows':>9} {'ceiling rows/s':>15} {'milvusdm rows/s':>16} {'ratio':>6} {'peak RSS MB':>12}")
+    print(f"\n{'rows':>9} {'source':>11} {'ceiling rows/s':>15} {'milvusdm rows/s':>16} {'ratio':>6} "
+          f"{'peak RSS MB':>12} {'above index':>12}")
     for r in results:
         print(
-            f"{r['rows']:>9} {r['ceiling_rows_per_s']:>15} {r['milvusdm_rows_per_s']:>16} "
-            f"{r['ratio']:>6} {r['milvusdm_peak_rss_mb']:>12}"
+            f"{r['rows']:>9} {r['source']:>11} {r['ceiling_rows_per_s']:>15} {r['milvusdm_rows_per_s']:>16} "
+            f"{r['ratio']:>6} {r['milvusdm_peak_rss_mb']:>12} {r['peak_rss_above_index_mb']:>12}"
         )
 
 
