@@ -109,6 +109,14 @@ def validate(file: ManifestOption) -> None:
 
 
 @app.command()
+def crd() -> None:
+    """Print the MilvusMigration CustomResourceDefinition (generated from the spec model)."""
+    from milvusdm.crd import render
+
+    print(render(), end="")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     print(__version__)

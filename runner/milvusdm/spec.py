@@ -210,6 +210,59 @@ class MigrationSpec(Model):
     job: JobSettings = Field(default_factory=JobSettings)
 
 
+class Condition(BaseModel):
+    """A Kubernetes API-conventions condition."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class ShardStatus(BaseModel):
+    """One shard's checkpoint and counts, written by its runner pod under its own map key."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    fingerprint: str = ""
+    position: int = 0
+    rows: int = 0
+    start: int = 0
+    stop: int = 0
+    created: bool = False
+    baseline: int = 0
+    completed: bool = False
+
+
+class MigrationStatus(BaseModel):
+    """Written by the operator (phase, conditions, times, job) and the runner (rows, shards)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"] | None = None
+    conditions: Annotated[
+        list[Condition],
+        Field(json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),
+    ] = Field(default_factory=list)
+    observed_generation: int | None = None
+    job_name: str | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+    source: str | None = Field(None, description="What is copied, e.g. hdf5:/data/x.h5.")
+    target: str | None = Field(None, description="Where to, e.g. milvus:http://milvus:19530/items.")
+    rows_copied: int | None = None
+    total_rows: int | None = None
+    progress: str | None = Field(None, description="Percent of totalRows copied, e.g. 42%.")
+    last_batch_time: str | None = None
+    verified: str | None = None
+    message: str | None = None
+    shards: dict[str, ShardStatus] = Field(default_factory=dict)
+
+
 class Metadata(BaseModel):
     """Kubernetes object metadata; only ``name`` matters to milvusdm."""
 
@@ -224,7 +277,7 @@ class MilvusMigration(Model):
     kind: Literal["MilvusMigration"]
     metadata: Metadata
     spec: MigrationSpec
-    status: dict[str, Any] | None = Field(None, description="Written by the operator and runner; ignored on input.")
+    status: MigrationStatus | None = None
 
 
 def describe_errors(error: ValidationError) -> str:

@@ -1,0 +1,117 @@
+"""The MilvusMigration CustomResourceDefinition, generated from the spec model.
+
+Generating the openAPIV3Schema from the same pydantic classes that validate manifests keeps the
+CRD and the CLI in agreement by construction; a test checks the committed YAML is current.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from milvusdm.spec import API_VERSION, KIND, MigrationSpec, MigrationStatus
+
+GROUP, VERSION = API_VERSION.split("/")
+PLURAL, SINGULAR, SHORT = "milvusmigrations", "milvusmigration", "mmig"
+KEPT = ("type", "description", "enum", "pattern", "minimum", "maximum", "exclusiveMinimum", "minLength",
+        "maxLength", "minItems", "maxItems", "format", "x-kubernetes-validations", "x-kubernetes-list-type",
+        "x-kubernetes-list-map-keys")
+
+# Everything in spec is fixed once created, except suspend (CEL transition rule on spec).
+IMMUTABLE_RULE = {
+    "rule": " && ".join(
+        f"(has(self.{f}) == has(oldSelf.{f})) && (!has(self.{f}) || self.{f} == oldSelf.{f})"
+        for f in ("source", "target", "batchSize", "verify", "verifySample", "parallelism", "job")
+    ),
+    "message": "spec is immutable except suspend: create a new MilvusMigration to change it",
+}
+
+
+def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema node as a Kubernetes structural schema node ($refs inlined,
+    optionals unwrapped, free-form maps marked to keep unknown fields)."""
+    if "$ref" in node:
+        target = structural(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        return target | {k: v for k, v in node.items() if k in ("description",)}
+    if "anyOf" in node:
+        options = [option for option in node["anyOf"] if option.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"cannot express {node} structurally")
+        inner = structural(options[0], defs)
+        return inner | {k: v for k, v in node.items() if k in ("description",)}
+    out = {key: node[key] for key in KEPT if key in node}
+    if "const" in node:
+        out["enum"] = [node["const"]]
+    if node.get("default") is not None and not isinstance(node["default"], (dict, list)):
+        out["default"] = node["default"]
+    if "properties" in node:
+        out["type"] = "object"
+        out["properties"] = {name: structural(child, defs) for name, child in node["properties"].items()}
+        if node.get("required"):
+            out["required"] = node["required"]
+    elif out.get("type") == "object" or "additionalProperties" in node:
+        out["type"] = "object"
+        values = node.get("additionalProperties", True)
+        if values is True or values == {}:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        else:
+            out["additionalProperties"] = structural(values, defs)
+    if out.get("type") == "array":
+        out["items"] = structural(node["items"], defs)
+    if "type" not in out:  # Any
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    return out
+
+
+def schema_of(model) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return structural(raw, raw.get("$defs", {}))
+
+
+def definition() -> dict[str, Any]:
+    spec = schema_of(MigrationSpec)
+    spec.setdefault("x-kubernetes-validations", []).append(IMMUTABLE_RULE)
+    column = lambda name, path, kind="string", **extra: {"name": name, "type": kind, "jsonPath": path, **extra}  # noqa: E731
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": KIND, "plural": PLURAL, "singular": SINGULAR, "shortNames": [SHORT],
+                      "categories": ["milvusdm"]},
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    column("Phase", ".status.phase"),
+                    column("Progress", ".status.progress"),
+                    column("Rows", ".status.rowsCopied", "integer"),
+                    column("Source", ".status.source", priority=1),
+                    column("Target", ".status.target", priority=1),
+                    column("Age", ".metadata.creationTimestamp", "date"),
+                ],
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": "A migration of vectors into, out of or between Milvus collections.",
+                    "required": ["spec"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        "spec": spec,
+                        "status": schema_of(MigrationStatus),
+                    },
+                }},
+            }],
+        },
+    }
+
+
+def render() -> str:
+    header = "# Generated from the spec model by `milvusdm crd`; do not edit by hand.\n"
+    return header + yaml.safe_dump(definition(), sort_keys=False, width=120)

@@ -1,0 +1,91 @@
+"""The CRD and the spec model agree: both accept every example and reject the same mistakes."""
+
+import copy
+
+import pytest
+import yaml
+
+from milvusdm import crd, spec
+from milvusdm.errors import InputError
+from tests.conftest import REPO
+from tests.crd_validation import validate
+
+CRD_FILE = REPO / "crds" / "milvusmigrations.milvusdm.io.yaml"
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def definition():
+    return yaml.safe_load(CRD_FILE.read_text())
+
+
+def test_committed_crd_is_generated_from_the_model():
+    assert CRD_FILE.read_text() == crd.render(), "run: milvusdm crd > crds/milvusmigrations.milvusdm.io.yaml"
+
+
+def test_crd_names_and_columns(definition):
+    names = definition["spec"]["names"]
+    assert (names["kind"], names["plural"], names["shortNames"], names["categories"]) == (
+        "MilvusMigration", "milvusmigrations", ["mmig"], ["milvusdm"])
+    version = definition["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Progress", "Rows", "Source", "Target", "Age"]
+    conditions = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"]
+    assert (conditions["x-kubernetes-list-type"], conditions["x-kubernetes-list-map-keys"]) == ("map", ["type"])
+
+
+def test_examples_exist_for_every_path():
+    assert {p.name for p in EXAMPLES} >= {
+        "hdf5-to-milvus-lite.yaml", "hdf5-to-milvus.yaml", "faiss-to-milvus.yaml",
+        "milvus-to-milvus.yaml", "milvus-to-hdf5.yaml", "parallel-hdf5-to-milvus.yaml",
+    }
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_validate_against_both(definition, path):
+    document = yaml.safe_load(path.read_text())
+    assert validate(definition, document) == []
+    spec.parse(document)
+
+
+def base():
+    return yaml.safe_load((REPO / "examples" / "hdf5-to-milvus.yaml").read_text())
+
+
+INVALID = {
+    "unknown field": lambda d: d["spec"]["target"]["milvus"].update(colection="x"),
+    "two sources": lambda d: d["spec"]["source"].update(faiss={"path": "/x"}),
+    "no source": lambda d: d["spec"].update(source={}),
+    "path and paths": lambda d: d["spec"]["source"]["hdf5"].update(path="/x.h5"),
+    "two targets": lambda d: d["spec"]["target"].update(hdf5={"path": "/x"}),
+    "missing collection": lambda d: d["spec"]["target"]["milvus"].pop("collection"),
+    "bad mode": lambda d: d["spec"]["target"]["milvus"].update(mode="replace"),
+    "bad metric": lambda d: d["spec"]["target"]["milvus"].update(metric="cosine"),
+    "batch size zero": lambda d: d["spec"].update(batchSize=0),
+    "bad collection name": lambda d: d["spec"]["target"]["milvus"].update(collection="has-dash"),
+    "parallelism too high": lambda d: d["spec"].update(parallelism=1000),
+    "secret ref without key": lambda d: d["spec"]["target"]["milvus"].update(tokenSecretRef={"name": "s"}),
+    "bad verify": lambda d: d["spec"].update(verify="all"),
+}
+
+
+@pytest.mark.parametrize("name", INVALID)
+def test_invalid_manifests_fail_both(definition, name):
+    document = base()
+    INVALID[name](document)
+    assert validate(definition, document), f"the CRD accepted: {name}"
+    with pytest.raises(InputError):
+        spec.parse(document)
+
+
+def test_spec_is_immutable_except_suspend(definition):
+    old = base()
+    suspended = copy.deepcopy(old)
+    suspended["spec"]["suspend"] = True
+    assert validate(definition, suspended, old=old) == []
+    retargeted = copy.deepcopy(old)
+    retargeted["spec"]["target"]["milvus"]["collection"] = "other"
+    assert any("immutable" in e for e in validate(definition, retargeted, old=old))
+    resized = copy.deepcopy(old)
+    resized["spec"]["batchSize"] = 5
+    assert any("immutable" in e for e in validate(definition, resized, old=old))
