@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,9 @@ from milvusdm.errors import InputError, MigrationError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move vectors into, out of and between Milvus.")
 ManifestOption = Annotated[Path, typer.Option("--file", "-f", help="A MilvusMigration manifest (YAML).")]
+StateOption = Annotated[
+    Path, typer.Option("--state", help="Folder for checkpoints of interrupted runs.", envvar="MILVUSDM_STATE_DIR")
+]
 stderr = Console(stderr=True)
 
 
@@ -45,14 +49,13 @@ def _fail(error: Exception) -> None:
     raise typer.Exit(error.exit_code)
 
 
-StateOption = Annotated[
-    Path, typer.Option("--state", help="Folder for checkpoints of interrupted runs.", envvar="MILVUSDM_STATE_DIR")
-]
-
-
 @app.command()
 def run(
-    file: ManifestOption,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="A MilvusMigration manifest (YAML).")] = None,
+    resource: Annotated[
+        str | None,
+        typer.Option("--resource", help="NAMESPACE/NAME of a MilvusMigration to run and report to (in its Job)."),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
     state: StateOption = Path(".milvusdm"),
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -62,17 +65,51 @@ def run(
     """Run a migration: check the source, prepare the target, copy, index, load, verify."""
     from milvusdm import engine
     from milvusdm.checkpoint import FileCheckpoints
-    from milvusdm.progress import ProgressBar, ProgressLog
 
     _setup_logging(verbose, quiet)
-    observers = [] if quiet else [ProgressBar(stderr) if stderr.is_terminal else ProgressLog()]
+    observers = [] if quiet else [_progress()]
     try:
-        migration = spec.load(file)
-        checkpoints = FileCheckpoints(state, migration.metadata.name)
-        summary = engine.run(migration, observers, checkpoints=checkpoints, resume=resume)
+        if (file is None) == (resource is None):
+            raise InputError("pass exactly one of --file and --resource", "see milvusdm run --help")
+        if resource is not None:
+            summary = _run_resource(resource, observers)
+        else:
+            migration = spec.load(file)
+            checkpoints = FileCheckpoints(state, migration.metadata.name)
+            summary = engine.run(migration, observers, checkpoints=checkpoints, resume=resume)
     except Exception as error:
         _fail(error)
     print(json.dumps(summary.as_dict()) if json_output else summary.line())
+
+
+def _progress():
+    from milvusdm.progress import ProgressBar, ProgressLog
+
+    return ProgressBar(stderr) if stderr.is_terminal else ProgressLog()
+
+
+def _run_resource(reference: str, observers: list) -> "engine.Summary":
+    """Inside the operator's Job: the spec, checkpoint and status all live in the custom resource.
+    A restarted pod resumes from its shard's checkpoint; shard N of an Indexed Job is
+    JOB_COMPLETION_INDEX."""
+    from milvusdm import engine
+    from milvusdm.checkpoint import Shard
+    from milvusdm.kube import MigrationResource, ResourceStatus, wait_for_first_shard
+
+    resource = MigrationResource(reference)
+    migration = resource.migration()
+    shard = Shard(int(os.environ.get("JOB_COMPLETION_INDEX", "0")), migration.spec.parallelism)
+    status = ResourceStatus(resource, shard)
+    try:
+        if shard.index > 0:
+            wait_for_first_shard(resource)
+        return engine.run(
+            migration, [*observers, status], checkpoints=status, resume=None, shard=shard,
+            target_prepared=shard.index > 0,
+        )
+    except MigrationError as error:
+        status.failed(error)
+        raise
 
 
 @app.command()
@@ -106,6 +143,32 @@ def validate(file: ManifestOption) -> None:
         _fail(error)
     (source, _), (target, _) = migration.spec.source.one_of(), migration.spec.target.one_of()
     print(f"{file}: valid MilvusMigration {migration.metadata.name!r} ({source} -> {target})")
+
+
+@app.command("operator")
+def run_operator(
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Watch this namespace (repeatable).")
+    ] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")] = False,
+    liveness_port: Annotated[int, typer.Option(help="Port of the /healthz liveness endpoint.")] = 8080,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    """Run the operator: MilvusMigration resources become runner Jobs, Job state becomes status."""
+    import kopf
+
+    import milvusdm_operator.handlers  # noqa: F401  (registers the handlers)
+
+    _setup_logging(verbose)
+    if bool(namespace) == all_namespaces:
+        _fail(InputError("pass --namespace (one or more) or --all-namespaces", "see milvusdm operator --help"))
+    kopf.configure(verbose=verbose)
+    kopf.run(
+        standalone=True,
+        namespaces=namespace or [],
+        clusterwide=all_namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
+    )
 
 
 @app.command()

@@ -35,7 +35,7 @@ DEFAULT_INFLIGHT = 2
 class Observer(Protocol):
     """Progress bars, log lines and CR status writers all watch the same events."""
 
-    def started(self, total: int, done: int) -> None: ...
+    def started(self, summary: "Summary", done: int) -> None: ...
 
     def committed(self, done: int) -> None: ...
 
@@ -177,14 +177,16 @@ def run(
     observers: Sequence[Observer] = (),
     *,
     checkpoints: CheckpointStore | None = None,
-    resume: bool = False,
+    resume: bool | None = False,
     shard: Shard = Shard(),
+    target_prepared: bool = False,
     inflight: int = DEFAULT_INFLIGHT,
 ) -> Summary:
     """Run a migration (or one shard of it); raises a MigrationError subclass on failure.
 
     With ``checkpoints``, progress is saved after every committed batch; ``resume`` continues
-    from the saved checkpoint, writing everything after it idempotently.
+    from the saved checkpoint (None: if there is one), writing everything after it
+    idempotently. ``target_prepared``: another shard created the target; use it as it is.
     """
     spec = migration.spec
     key = fingerprint(migration)
@@ -200,7 +202,7 @@ def run(
             summary.warnings.append("vectors are decoded approximations of the originals (lossy index)")
         if source.total == 0:
             summary.warnings.append("the source holds no rows: the target is created empty")
-        if not sink.prepare(source.schema, resume=saved is not None):
+        if not sink.prepare(source.schema, resume=saved is not None or target_prepared):
             summary.skipped = True
             return summary
         if saved is None:
@@ -210,7 +212,7 @@ def run(
         if checkpoints is not None:
             checkpoints.save(state)
         for observer in observers:
-            observer.started(summary.total, state.position - start)
+            observer.started(summary, state.position - start)
 
         def committed(batch: Batch) -> None:
             nonlocal state
@@ -222,7 +224,7 @@ def run(
                 observer.committed(state.position - start)
 
         try:
-            stream(source, sink, state.position, stop, spec.batch_size, committed, inflight, replay=resume)
+            stream(source, sink, state.position, stop, spec.batch_size, committed, inflight, replay=saved is not None)
         except InputError as error:
             written = None if state.created else (b.ids for b in source.batches(start, state.position, spec.batch_size))
             _roll_back(sink, written, error)
@@ -260,10 +262,12 @@ def check(migration: MilvusMigration, mode: str | None = None) -> str:
 
 
 def _usable_checkpoint(
-    checkpoints: CheckpointStore | None, key: str, resume: bool, target: Target
+    checkpoints: CheckpointStore | None, key: str, resume: bool | None, target: Target
 ) -> Checkpoint | None:
     """The checkpoint to resume from, after refusing every mix-up of runs."""
     saved = checkpoints.load() if checkpoints is not None else None
+    if resume is None:
+        resume = saved is not None
     where = getattr(checkpoints, "path", "the checkpoint store")
     if saved is not None and saved.fingerprint != key:
         raise InputError(

@@ -37,9 +37,9 @@ class ProgressBar:
         )
         self.task = None
 
-    def started(self, total: int, done: int) -> None:
+    def started(self, summary: Summary, done: int) -> None:
         self.progress.start()
-        self.task = self.progress.add_task("copying", total=total, completed=done)
+        self.task = self.progress.add_task("copying", total=summary.total, completed=done)
 
     def committed(self, done: int) -> None:
         self.progress.update(self.task, completed=done)
@@ -56,10 +56,10 @@ class ProgressLog:
         self.total = self.first = 0
         self.began = self.last = 0.0
 
-    def started(self, total: int, done: int) -> None:
-        self.total, self.first = total, done
+    def started(self, summary: Summary, done: int) -> None:
+        self.total, self.first = summary.total, done
         self.began = self.last = time.monotonic()
-        log.info("copying %d rows" + (f", resuming after row {done}" if done else ""), total - done)
+        log.info("copying %d rows" + (f", resuming after row {done}" if done else ""), self.total - done)
 
     def committed(self, done: int) -> None:
         now = time.monotonic()

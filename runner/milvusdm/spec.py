@@ -231,10 +231,10 @@ class ShardStatus(BaseModel):
     fingerprint: str = ""
     position: int = 0
     rows: int = 0
-    start: int = 0
-    stop: int = 0
     created: bool = False
     baseline: int = 0
+    copied: int = 0
+    total: int = 0
     completed: bool = False
 
 

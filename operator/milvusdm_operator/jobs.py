@@ -1,0 +1,92 @@
+"""The batch/v1 Job that runs a migration: a pure function of the custom resource."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from milvusdm.errors import InputError, VerificationError
+from milvusdm.spec import MilvusEndpoint, MilvusMigration
+
+LABEL = "milvusdm.io/migration"
+CONTAINER = "runner"
+RUNNER_SERVICE_ACCOUNT = "milvusdm-runner"
+# Retrying cannot fix bad input or a target that does not match: fail the Job at once.
+PERMANENT_EXIT_CODES = [InputError.exit_code, VerificationError.exit_code]
+
+
+def job_name(migration_name: str) -> str:
+    return f"mmig-{migration_name}"[:63].rstrip("-.")
+
+
+def labels(migration_name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "milvusdm",
+        "app.kubernetes.io/component": "runner",
+        "app.kubernetes.io/managed-by": "milvusdm-operator",
+        LABEL: migration_name,
+    }
+
+
+def secret_env(migration: MilvusMigration) -> list[dict[str, Any]]:
+    """Credentials only as secretKeyRef environment variables, named as the runner reads them."""
+    env = []
+    for role in ("source", "target"):
+        _, endpoint = getattr(migration.spec, role).one_of()
+        if not isinstance(endpoint, MilvusEndpoint):
+            continue
+        for ref, variable in ((endpoint.token_secret_ref, "TOKEN"), (endpoint.password_secret_ref, "PASSWORD")):
+            if ref is not None:
+                env.append({
+                    "name": f"MILVUSDM_{role.upper()}_{variable}",
+                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
+                })
+    return env
+
+
+def build_job(migration: MilvusMigration, namespace: str, default_image: str) -> dict[str, Any]:
+    spec, name = migration.spec, migration.metadata.name
+    settings = spec.job
+    shards = spec.parallelism
+    container = {
+        "name": CONTAINER,
+        "image": settings.image or default_image,
+        "args": ["run", "--resource", f"{namespace}/{name}"],
+        "env": [*secret_env(migration), {"name": "MILVUSDM_STATE_DIR", "value": "/tmp/milvusdm"}],
+        "resources": settings.resources.model_dump(),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    job_spec: dict[str, Any] = {
+        "suspend": spec.suspend,
+        "backoffLimit": settings.backoff_limit,
+        "completions": shards,
+        "parallelism": shards,
+        "podFailurePolicy": {"rules": [{
+            "action": "FailJob",
+            "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": PERMANENT_EXIT_CODES},
+        }]},
+        "template": {
+            "metadata": {"labels": labels(name)},
+            "spec": {
+                "restartPolicy": "Never",
+                "serviceAccountName": settings.service_account_name or RUNNER_SERVICE_ACCOUNT,
+                "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [container],
+                "volumes": [{"name": "tmp", "emptyDir": {}}],
+            },
+        },
+    }
+    if shards > 1:
+        job_spec["completionMode"] = "Indexed"  # each pod copies shard JOB_COMPLETION_INDEX
+    if settings.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = settings.ttl_seconds_after_finished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name(name), "namespace": namespace, "labels": labels(name)},
+        "spec": job_spec,
+    }

@@ -1,0 +1,196 @@
+"""The operator against a mock Kubernetes API (kmock) over real HTTP, with kopf running.
+
+kmock stores objects and serves list/watch/patch but runs no Jobs: tests move Job status
+themselves, as the Job controller would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import itertools
+import uuid
+
+import kmock as kmocklib
+import kopf
+import kubernetes
+import pytest
+import yaml
+
+import milvusdm_operator.handlers  # noqa: F401  (registers the handlers)
+from tests.conftest import REPO
+
+NS = "vectors"
+MIGRATIONS = "milvusdm.io/v1alpha1/milvusmigrations"
+JOBS = "batch/v1/jobs"
+versions = itertools.count(1)
+
+
+class Emulator(kmocklib.KubernetesEmulator):
+    """kmock plus what an API server stamps on create: uid, resourceVersion, generateName."""
+
+    async def _handle(self, request):
+        if request.action == kmocklib.action.CREATE and isinstance(request.data, dict):
+            metadata = request.data.setdefault("metadata", {})
+            if not metadata.get("name") and metadata.get("generateName"):
+                metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:8]
+            metadata.setdefault("uid", str(uuid.uuid4()))
+            metadata.setdefault("resourceVersion", str(next(versions)))
+        return await super()._handle(request)
+
+
+pytestmark = pytest.mark.kmock(cls=Emulator)
+
+
+@pytest.fixture
+async def cluster(kmock, monkeypatch):
+    """kmock serving MilvusMigrations and the built-in resources; kopf watching one namespace."""
+    kmock.resources[MIGRATIONS] = kmocklib.ResourceInfo(
+        kind="MilvusMigration", singular="milvusmigration", namespaced=True, subresources={"status"},
+        verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
+    )
+    kmock.resources.load_bundled()
+    monkeypatch.setenv("MILVUSDM_KUBE_API", str(kmock.url))
+    monkeypatch.setenv("MILVUSDM_RUNNER_IMAGE", "registry.example/milvusdm:test")
+    settings = kopf.OperatorSettings()
+    settings.scanning.disabled = True  # kmock cannot list namespaces; the namespace is given exactly
+    operator = asyncio.create_task(kopf.operator(standalone=True, namespaces=[NS], settings=settings))
+    yield kmock
+    operator.cancel()  # kmock's watch streams never end, so a graceful stop would wait on them
+    with contextlib.suppress(asyncio.CancelledError):
+        await operator
+
+
+def api(kmock):
+    configuration = kubernetes.client.Configuration()
+    configuration.host = str(kmock.url)
+    return kubernetes.client.ApiClient(configuration)
+
+
+async def create(kmock, document: dict) -> dict:
+    body = copy.deepcopy(document)
+    body["metadata"].update(namespace=NS, uid=str(uuid.uuid4()), resourceVersion=str(next(versions)), generation=1)
+    custom = kubernetes.client.CustomObjectsApi(api(kmock))
+    await asyncio.to_thread(custom.create_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations", body)
+    return body
+
+
+async def eventually(check, timeout: float = 10.0):
+    """Await until ``check()`` returns something truthy (and return it)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            if result := check():
+                return result
+        except KeyError:
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+def stored(kmock, resource: str, name: str) -> dict:
+    return kmock.objects[resource, NS, name].raw
+
+
+async def set_job_status(kmock, name: str, **job_status) -> None:
+    batch = kubernetes.client.BatchV1Api(api(kmock))
+    await asyncio.to_thread(batch.patch_namespaced_job_status, name, NS, {"status": job_status})
+
+
+def example(name: str) -> dict:
+    return yaml.safe_load((REPO / "examples" / name).read_text())
+
+
+def condition(resource: dict, kind: str) -> dict:
+    return next(c for c in resource["status"]["conditions"] if c["type"] == kind)
+
+
+async def test_creates_an_owned_job_with_secrets_as_references(cluster):
+    migration = await create(cluster, example("faiss-to-milvus.yaml"))
+    job = await eventually(lambda: stored(cluster, JOBS, "mmig-faiss-catalog"))
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "MilvusMigration", "faiss-catalog", migration["metadata"]["uid"], True)
+    assert job["metadata"]["labels"]["milvusdm.io/migration"] == "faiss-catalog"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example/milvusdm:test"
+    assert container["args"] == ["run", "--resource", f"{NS}/faiss-catalog"]
+    assert {"name": "MILVUSDM_TARGET_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "milvus-credentials", "key": "password"}}} in container["env"]
+    assert "completionMode" not in job["spec"]
+    resource = await eventually(lambda: stored(cluster, MIGRATIONS, "faiss-catalog").get("status", {}).get("jobName") and stored(cluster, MIGRATIONS, "faiss-catalog"))
+    assert resource["status"]["phase"] == "Pending"
+    assert condition(resource, "Progressing")["status"] == "True"
+    assert not resource["metadata"].get("finalizers"), "no finalizer: deletion never waits for the operator"
+
+
+async def test_parallel_migration_is_an_indexed_job(cluster):
+    await create(cluster, example("parallel-hdf5-to-milvus.yaml"))
+    job = await eventually(lambda: stored(cluster, JOBS, "mmig-deep1b-slice"))
+    assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == ("Indexed", 4, 4)
+
+
+async def test_status_follows_the_job(cluster):
+    await create(cluster, example("hdf5-to-milvus.yaml"))
+    await eventually(lambda: stored(cluster, JOBS, "mmig-glove-to-milvus"))
+    name = "glove-to-milvus"
+    await set_job_status(cluster, "mmig-glove-to-milvus", active=1, startTime="2026-11-28T10:00:00Z")
+    running = await eventually(lambda: stored(cluster, MIGRATIONS, name)["status"].get("phase") == "Running" and stored(cluster, MIGRATIONS, name))
+    assert running["status"]["startTime"] == "2026-11-28T10:00:00Z" and running["status"]["observedGeneration"] == 1
+    await set_job_status(cluster, "mmig-glove-to-milvus", active=0, succeeded=1, completionTime="2026-11-28T10:09:00Z",
+                         conditions=[{"type": "Complete", "status": "True"}])
+    done = await eventually(lambda: stored(cluster, MIGRATIONS, name)["status"].get("phase") == "Succeeded" and stored(cluster, MIGRATIONS, name))
+    assert condition(done, "Ready")["status"] == "True" and condition(done, "Progressing")["status"] == "False"
+    assert done["status"]["completionTime"] == "2026-11-28T10:09:00Z"
+    reasons = await eventually(lambda: {e.get("reason") for e in events(cluster)} >= {"JobCreated", "Started", "Completed"} and {e.get("reason") for e in events(cluster)})
+    assert "Failed" not in reasons
+
+
+def events(kmock) -> list[dict]:
+    return [obj.raw for key, obj in kmock.objects.items() if key[0].plural == "events" and not obj.deleted]
+
+
+async def test_failed_job_fails_the_migration_with_the_runners_message(cluster):
+    await create(cluster, example("hdf5-to-milvus.yaml"))
+    await eventually(lambda: stored(cluster, JOBS, "mmig-glove-to-milvus"))
+    custom = kubernetes.client.CustomObjectsApi(api(cluster))
+    message = "Milvus at http://milvus.milvus.svc:19530 refused the credentials"
+    await asyncio.to_thread(custom.patch_namespaced_custom_object_status, "milvusdm.io", "v1alpha1", NS, "milvusmigrations",
+                            "glove-to-milvus", {"status": {"message": message, "failureReason": "InvalidInput"}})
+    await set_job_status(cluster, "mmig-glove-to-milvus", failed=1,
+                         conditions=[{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}])
+    failed = await eventually(lambda: stored(cluster, MIGRATIONS, "glove-to-milvus")["status"].get("phase") == "Failed" and stored(cluster, MIGRATIONS, "glove-to-milvus"))
+    assert (condition(failed, "Failed")["status"], condition(failed, "Failed")["reason"]) == ("True", "PodFailurePolicy")
+    assert condition(failed, "Failed")["message"] == message
+    await eventually(lambda: any(e.get("reason") == "Failed" and e.get("type") == "Warning" for e in events(cluster)))
+
+
+async def test_bad_spec_fails_without_a_job(cluster):
+    bad = example("hdf5-to-milvus.yaml")
+    bad["metadata"]["name"] = "bad"
+    bad["spec"]["target"]["milvus"]["colection"] = "typo"
+    await create(cluster, bad)
+    resource = await eventually(lambda: stored(cluster, MIGRATIONS, "bad").get("status", {}).get("phase") == "Failed" and stored(cluster, MIGRATIONS, "bad"))
+    assert condition(resource, "Failed")["reason"] == "InvalidSpec"
+    assert "spec.target.milvus.colection: unknown field" in condition(resource, "Failed")["message"]
+    await eventually(lambda: any(e.get("reason") == "InvalidSpec" for e in events(cluster)))
+    assert not any(key[0].plural == "jobs" for key in cluster.objects.keys())
+
+
+async def test_suspend_and_resume(cluster):
+    await create(cluster, example("hdf5-to-milvus.yaml"))
+    name, job = "glove-to-milvus", "mmig-glove-to-milvus"
+    await eventually(lambda: stored(cluster, JOBS, job))
+    custom = kubernetes.client.CustomObjectsApi(api(cluster))
+    patch = lambda value: asyncio.to_thread(  # noqa: E731
+        custom.patch_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations", name,
+        {"spec": {"suspend": value}, "metadata": {"generation": 2 if value else 3}})
+    await patch(True)
+    await eventually(lambda: stored(cluster, JOBS, job)["spec"]["suspend"] is True)
+    suspended = await eventually(lambda: stored(cluster, MIGRATIONS, name)["status"].get("phase") == "Suspended" and stored(cluster, MIGRATIONS, name))
+    assert suspended["status"]["observedGeneration"] == 2
+    await patch(False)
+    await eventually(lambda: stored(cluster, JOBS, job)["spec"]["suspend"] is False)
+    await eventually(lambda: stored(cluster, MIGRATIONS, name)["status"].get("phase") == "Pending")
+    await eventually(lambda: {"Suspended", "Resumed"} <= {e.get("reason") for e in events(cluster)})

@@ -1,0 +1,83 @@
+"""Phase and conditions from Job state, and the Job built for a migration: pure functions."""
+
+import yaml
+
+from milvusdm import spec
+from milvusdm_operator.jobs import build_job, job_name
+from milvusdm_operator.status import invalid_spec_patch, phase_of, status_patch
+from tests.conftest import REPO
+
+T0, T1 = "2026-11-28T10:00:00Z", "2026-11-28T10:05:00Z"
+
+
+def job(**status):
+    return {"metadata": {"name": "mmig-x"}, "status": status}
+
+
+def cond(kind, **extra):
+    return {"type": kind, "status": "True", **extra}
+
+
+def test_phase_follows_the_job():
+    assert phase_of(None, False).name == "Pending"
+    assert phase_of(job(), False).name == "Pending"
+    assert phase_of(job(active=1), False).name == "Running"
+    assert phase_of(job(active=0, conditions=[cond("Suspended")]), False).name == "Suspended"
+    assert phase_of(job(active=1), True).name == "Suspended"
+    assert phase_of(job(succeeded=1, conditions=[cond("Complete")]), False).name == "Succeeded"
+    failed = phase_of(job(failed=7, conditions=[cond("Failed", reason="BackoffLimitExceeded", message="x")]), False)
+    assert (failed.name, failed.reason, failed.message) == ("Failed", "BackoffLimitExceeded", "x")
+    # the runner's own one-line error wins over the Job's generic message
+    detailed = phase_of(job(conditions=[cond("Failed", reason="PodFailurePolicy")]), False, "bad credentials")
+    assert (detailed.reason, detailed.message) == ("PodFailurePolicy", "bad credentials")
+
+
+def test_conditions_keep_transition_times_until_status_flips():
+    resource = {"metadata": {"generation": 3}, "spec": {}, "status": {}}
+    running = status_patch(resource, job(active=1, startTime=T0), T0)
+    assert running["phase"] == "Running" and running["startTime"] == T0 and running["observedGeneration"] == 3
+    by_type = {c["type"]: c for c in running["conditions"]}
+    assert (by_type["Progressing"]["status"], by_type["Ready"]["status"], by_type["Failed"]["status"]) == ("True", "False", "False")
+    resource["status"] = running
+    still = status_patch(resource, job(active=1, startTime=T0), T1)
+    assert [c["lastTransitionTime"] for c in still["conditions"]] == [T0, T0, T0]
+    done = status_patch(resource, job(succeeded=1, startTime=T0, completionTime=T1, conditions=[cond("Complete")]), T1)
+    by_type = {c["type"]: c for c in done["conditions"]}
+    assert done["phase"] == "Succeeded" and done["completionTime"] == T1
+    assert (by_type["Ready"]["status"], by_type["Ready"]["lastTransitionTime"]) == ("True", T1)
+    assert (by_type["Progressing"]["status"], by_type["Progressing"]["lastTransitionTime"]) == ("False", T1)
+    assert (by_type["Failed"]["status"], by_type["Failed"]["lastTransitionTime"]) == ("False", T0)
+    assert "startTime" not in done  # already set; not rewritten
+
+
+def test_invalid_spec_is_failed_with_the_reason():
+    patch = invalid_spec_patch({"metadata": {"generation": 1}}, "spec.target: Field required", T0)
+    failed = {c["type"]: c for c in patch["conditions"]}["Failed"]
+    assert patch["phase"] == "Failed" and (failed["status"], failed["reason"]) == ("True", "InvalidSpec")
+    assert failed["message"] == "spec.target: Field required"
+
+
+def load(name):
+    return spec.parse(yaml.safe_load((REPO / "examples" / name).read_text()))
+
+
+def test_job_for_a_single_run():
+    migration = load("faiss-to-milvus.yaml")
+    built = build_job(migration, "vectors", "milvusdm:1")
+    assert built["metadata"]["name"] == "mmig-faiss-catalog" == job_name("faiss-catalog")
+    assert built["metadata"]["labels"]["milvusdm.io/migration"] == "faiss-catalog"
+    pod = built["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["run", "--resource", "vectors/faiss-catalog"]
+    assert {"name": "MILVUSDM_TARGET_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "milvus-credentials", "key": "password"}}} in container["env"]
+    assert container["resources"] == {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"memory": "4Gi"}}
+    assert container["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
+    assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "milvusdm-runner"
+    assert built["spec"]["ttlSecondsAfterFinished"] == 86400 and "completionMode" not in built["spec"]
+    assert built["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 4]
+    assert not any("value" in e and "TOKEN" in e["name"] for e in container["env"])
+
+
+def test_parallel_run_is_an_indexed_job():
+    built = build_job(load("parallel-hdf5-to-milvus.yaml"), "vectors", "milvusdm:1")
+    assert (built["spec"]["completionMode"], built["spec"]["completions"], built["spec"]["parallelism"]) == ("Indexed", 4, 4)
