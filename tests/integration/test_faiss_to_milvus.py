@@ -191,3 +191,14 @@ def test_dimension_clash_with_an_existing_collection(tmp_path, run_cli, lite, rn
     index.add(DATA[:10])
     faiss.write_index(index, str(tmp_path / "d32.faiss"))
     fails(run_cli, tmp_path, tmp_path / "d32.faiss", {**lite, "mode": "append"}, "dimension 8, the source has 32")
+
+
+def test_ivf_with_empty_lists(tmp_path, run_cli, lite):
+    quantizer = faiss.IndexFlatL2(DIM)
+    index = faiss.IndexIVFFlat(quantizer, DIM, 64)
+    index.train(DATA)
+    few = DATA[:20]  # 20 vectors over 64 lists: most lists stay empty
+    index.add_with_ids(few, np.arange(20) * 1000)
+    faiss.write_index(index, str(tmp_path / "sparse.faiss"))
+    summary = migrate(run_cli, tmp_path, tmp_path / "sparse.faiss", lite, "sparse")
+    assert summary["verified"] == "full (20 ids present, 20 rows equal, count 20)"

@@ -70,8 +70,7 @@ class FaissSource(Source):
             metric="HAMMING" if binary else METRICS.get(index.metric_type),
             lossy=lossy,
         )
-        if isinstance(index, (faiss.IndexIDMap, faiss.IndexBinaryIDMap)) or _is_ivf(index):
-            check_unique_ids((ids for ids, _ in self._chunks()), f"index {path}")
+        check_unique_ids(_stored_ids(index), f"index {path}")
 
     def _reader(self, index) -> RowReader:
         if isinstance(index, (faiss.IndexIDMap, faiss.IndexBinaryIDMap)):
@@ -97,12 +96,6 @@ class FaissSource(Source):
             f"supported: {SUPPORTED}",
         )
 
-    def _chunks(self, size: int = 1 << 18) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for start in range(0, self.total, size):
-            stop = min(start + size, self.total)
-            ids, vectors = self._read(start, stop)
-            yield (np.arange(start, stop) if ids is None else ids), vectors
-
     def batches(self, start: int, stop: int, size: int) -> Iterator[Batch]:
         for begin in range(start, stop, size):
             end = min(begin + size, stop)
@@ -112,6 +105,16 @@ class FaissSource(Source):
     def close(self) -> None:
         self._read = None
         self.index = None
+
+
+def _stored_ids(index) -> Iterator[np.ndarray]:
+    """The user's ids, where the index keeps any (IDMap, IVF lists), without touching vectors."""
+    if isinstance(index, (faiss.IndexIDMap, faiss.IndexBinaryIDMap)):
+        yield faiss.rev_swig_ptr(index.id_map.data(), index.ntotal)
+    elif _is_ivf(index):
+        lists = _InvertedLists(index)
+        for list_no in range(index.nlist):
+            yield lists.ids(list_no)
 
 
 def _downcast(index):
@@ -162,15 +165,24 @@ class _InvertedLists:
             a, b = max(start, lo) - lo, min(stop, hi) - lo
             if a >= b:
                 continue
-            size, code_size = int(hi - lo), self.lists.code_size
-            # The lists hand out `long *`, which rev_swig_ptr refuses: view them by address.
-            id_view = faiss.rev_swig_ptr(faiss.cast_integer_to_idx_t_ptr(int(self.lists.get_ids(list_no))), size)
-            code_view = faiss.rev_swig_ptr(
-                faiss.cast_integer_to_uint8_ptr(int(self.lists.get_codes(list_no))), size * code_size
-            )
-            ids.append(id_view[a:b])
-            vectors.append(self._decode(list_no, code_view.reshape(size, code_size)[a:b]))
+            ids.append(self.ids(list_no)[a:b])
+            vectors.append(self._decode(list_no, self.codes(list_no)[a:b]))
         return np.concatenate(ids), np.concatenate(vectors)
+
+    # The lists hand out `long *`, which rev_swig_ptr refuses: view them by address.
+
+    def ids(self, list_no: int) -> np.ndarray:
+        size = int(self.offsets[list_no + 1] - self.offsets[list_no])
+        if size == 0:  # empty lists may hand out no pointer at all
+            return np.empty(0, dtype=np.int64)
+        return faiss.rev_swig_ptr(faiss.cast_integer_to_idx_t_ptr(int(self.lists.get_ids(list_no))), size)
+
+    def codes(self, list_no: int) -> np.ndarray:
+        size, code_size = int(self.offsets[list_no + 1] - self.offsets[list_no]), self.lists.code_size
+        if size == 0:
+            return np.empty((0, code_size), dtype=np.uint8)
+        raw = faiss.cast_integer_to_uint8_ptr(int(self.lists.get_codes(list_no)))
+        return faiss.rev_swig_ptr(raw, size * code_size).reshape(size, code_size)
 
     def _decode(self, list_no: int, codes: np.ndarray) -> np.ndarray:
         if self.raw:
