@@ -51,6 +51,6 @@ def _cel_errors(schema: dict, value: Any, old: Any, path: str) -> list[str]:
 def validate(crd: dict, document: dict, old: dict | None = None) -> list[str]:
     """Every reason the API server would reject ``document`` (an update of ``old`` if given)."""
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    validator = jsonschema.Draft7Validator(_strict(schema))
+    validator = jsonschema.Draft4Validator(_strict(schema))  # OpenAPI 3.0's flavour
     errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
     return errors or _cel_errors(schema, document, old, "")

@@ -71,6 +71,8 @@ def launch(body: kopf.Body, name: str, namespace: str, patch: kopf.Patch, logger
         return
     job = jobs.build_job(migration, namespace, runner_image())
     kopf.append_owner_reference(job, owner=body)
+    if migration.spec.job.service_account_name is None:
+        _ensure_runner_identity(namespace)
     try:
         _batch().create_namespaced_job(namespace, job)
         logger.info("created Job %s", job["metadata"]["name"])
@@ -79,6 +81,20 @@ def launch(body: kopf.Body, name: str, namespace: str, patch: kopf.Patch, logger
         if error.status != 409:  # 409: already there (a retried or resumed handler)
             raise kopf.TemporaryError(f"cannot create Job: {error.reason}", delay=10) from error
     # Phase and conditions have one writer, job_changed, starting with the Job's ADDED event.
+
+
+def _ensure_runner_identity(namespace: str) -> None:
+    account, binding = jobs.runner_identity(namespace)
+    client = api_client()
+    for create, body in (
+        (kubernetes.client.CoreV1Api(client).create_namespaced_service_account, account),
+        (kubernetes.client.RbacAuthorizationV1Api(client).create_namespaced_role_binding, binding),
+    ):
+        try:
+            create(namespace, body)
+        except ApiException as error:
+            if error.status != 409:  # 409: set up by an earlier migration in this namespace
+                raise kopf.TemporaryError(f"cannot create the runner's {body['kind']}: {error.reason}", delay=10) from error
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, field="spec.suspend")

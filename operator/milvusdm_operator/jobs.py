@@ -27,6 +27,21 @@ def labels(migration_name: str) -> dict[str, str]:
     }
 
 
+def runner_identity(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The runner's ServiceAccount, and its RoleBinding to the shipped ``milvusdm-runner``
+    ClusterRole (get its MilvusMigration, patch its status), in one namespace."""
+    meta = {"name": RUNNER_SERVICE_ACCOUNT, "namespace": namespace, "labels": {"app.kubernetes.io/name": "milvusdm"}}
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RUNNER_SERVICE_ACCOUNT},
+        "subjects": [{"kind": "ServiceAccount", "name": RUNNER_SERVICE_ACCOUNT, "namespace": namespace}],
+    }
+    return account, binding
+
+
 def secret_env(migration: MilvusMigration) -> list[dict[str, Any]]:
     """Credentials only as secretKeyRef environment variables, named as the runner reads them."""
     env = []

@@ -14,7 +14,7 @@ from milvusdm.spec import API_VERSION, KIND, MigrationSpec, MigrationStatus
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL, SINGULAR, SHORT = "milvusmigrations", "milvusmigration", "mmig"
-KEPT = ("type", "description", "enum", "pattern", "minimum", "maximum", "exclusiveMinimum", "minLength",
+KEPT = ("type", "description", "enum", "pattern", "minimum", "maximum", "minLength",
         "maxLength", "minItems", "maxItems", "format", "x-kubernetes-validations", "x-kubernetes-list-type",
         "x-kubernetes-list-map-keys")
 
@@ -41,6 +41,9 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         inner = structural(options[0], defs)
         return inner | {k: v for k, v in node.items() if k in ("description",)}
     out = {key: node[key] for key in KEPT if key in node}
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if bound in node:  # JSON Schema 2020's number is OpenAPI 3.0's boolean beside the limit
+            out[limit], out[bound] = node[bound], True
     if "const" in node:
         out["enum"] = [node["const"]]
     if node.get("default") is not None and not isinstance(node["default"], (dict, list)):

@@ -16,6 +16,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.rest import ApiException
 
+from milvusdm import __version__
 from milvusdm.checkpoint import Checkpoint, Shard
 from milvusdm.crd import GROUP, PLURAL, VERSION
 from milvusdm.engine import Summary
@@ -31,12 +32,15 @@ def api_client() -> kubernetes.client.ApiClient:
         configuration = kubernetes.client.Configuration()
         configuration.host = url
         configuration.verify_ssl = False
-        return kubernetes.client.ApiClient(configuration)
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-    return kubernetes.client.ApiClient()
+        client = kubernetes.client.ApiClient(configuration)
+    else:
+        try:
+            kubernetes.config.load_incluster_config()
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config()
+        client = kubernetes.client.ApiClient()
+    client.user_agent = f"milvusdm/{__version__}"  # audit logs (and tests) can tell our calls apart
+    return client
 
 
 def now() -> str:

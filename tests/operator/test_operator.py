@@ -123,6 +123,11 @@ async def test_creates_an_owned_job_with_secrets_as_references(cluster):
     assert resource["status"]["phase"] == "Pending"
     assert condition(resource, "Progressing")["status"] == "True"
     assert not resource["metadata"].get("finalizers"), "no finalizer: deletion never waits for the operator"
+    account = stored(cluster, "v1/serviceaccounts", "milvusdm-runner")
+    binding = stored(cluster, "rbac.authorization.k8s.io/v1/rolebindings", "milvusdm-runner")
+    assert account["metadata"]["namespace"] == NS
+    assert binding["roleRef"]["name"] == "milvusdm-runner"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "milvusdm-runner", "namespace": NS}]
 
 
 async def test_parallel_migration_is_an_indexed_job(cluster):
@@ -194,3 +199,29 @@ async def test_suspend_and_resume(cluster):
     await eventually(lambda: stored(cluster, JOBS, job)["spec"]["suspend"] is False)
     await eventually(lambda: stored(cluster, MIGRATIONS, name)["status"].get("phase") == "Pending")
     await eventually(lambda: {"Suspended", "Resumed"} <= {e.get("reason") for e in events(cluster)})
+
+
+async def test_operator_rbac_is_exactly_what_it_uses(cluster):
+    """Drive the whole lifecycle, then compare the calls made with deploy/rbac.yaml."""
+    from tests.rbac import granted, used
+
+    await create(cluster, example("hdf5-to-milvus.yaml"))
+    await eventually(lambda: stored(cluster, JOBS, "mmig-glove-to-milvus"))
+    await set_job_status(cluster, "mmig-glove-to-milvus", active=1)
+    await eventually(lambda: stored(cluster, MIGRATIONS, "glove-to-milvus")["status"].get("phase") == "Running")
+    custom = kubernetes.client.CustomObjectsApi(api(cluster))
+    await asyncio.to_thread(custom.patch_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations",
+                            "glove-to-milvus", {"spec": {"suspend": True}})
+    await eventually(lambda: stored(cluster, JOBS, "mmig-glove-to-milvus")["spec"]["suspend"] is True)
+    await eventually(lambda: {"Started", "Suspended"} <= {e.get("reason") for e in events(cluster)})
+    calls = used(cluster, "kopf/", "milvusdm/")
+    rules = granted(REPO / "deploy" / "rbac.yaml", "milvusdm-operator")
+    assert calls <= rules, f"missing from the ClusterRole: {calls - rules}"
+    unused = {(g, r, v) for g, r, v in rules - calls}
+    explained = {
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),  # kopf's resource scanning
+        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),  # (disabled under kmock)
+        ("rbac.authorization.k8s.io", "clusterroles", "bind"),  # checked by the API server on create
+        ("milvusdm.io", "milvusmigrations/status", "get"),  # read through the main resource here
+    }
+    assert unused <= explained, f"granted but never used: {unused - explained}"

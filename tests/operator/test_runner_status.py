@@ -13,8 +13,9 @@ import kmock as kmocklib
 import numpy as np
 import pytest
 
-from tests.conftest import SERVER_TOKEN, client_for, make_h5, read_back
+from tests.conftest import REPO, SERVER_TOKEN, client_for, make_h5, read_back
 from tests.operator.test_operator import MIGRATIONS, NS, Emulator, eventually, stored
+from tests.rbac import granted, used
 
 pytestmark = [pytest.mark.kmock(cls=Emulator), pytest.mark.server]
 
@@ -71,6 +72,8 @@ async def test_runner_reports_exact_counts(api_server, milvus_server, tmp_path, 
     assert status["source"] == f"hdf5:{file}" and status["target"].endswith("/from_job")
     found, _ = read_back({"uri": milvus_server.uri, "token": SERVER_TOKEN}, "from_job")
     np.testing.assert_array_equal(found, np.arange(rows) * 2)
+    calls, rules = used(api_server, "milvusdm/"), granted(REPO / "deploy" / "rbac.yaml", "milvusdm-runner")
+    assert calls == rules - {("milvusdm.io", "milvusmigrations/status", "get")}, calls
 
 
 async def test_indexed_shards_split_the_source(api_server, milvus_server, tmp_path, rng):
