@@ -129,18 +129,24 @@ class MilvusSource(MilvusEndpoint):
     fields: list[Name] | None = None
 
 
-class Source(Model):
+class OneOf(Model):
+    """A choice between kinds: exactly one field is set, in the model and (CEL) in the CRD."""
+
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema, cls: schema.update(exactly_one(*cls.model_fields))
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "OneOf":
+        if len(self.set_fields()) != 1:
+            raise ValueError(f"set exactly one of: {', '.join(type(self).model_fields)}")
+        return self
+
+
+class Source(OneOf):
     hdf5: Hdf5Source | None = None
     faiss: FaissSource | None = None
     milvus: MilvusSource | None = None
-
-    model_config = ConfigDict(json_schema_extra=exactly_one("hdf5", "faiss", "milvus"))
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> "Source":
-        if len(self.set_fields()) != 1:
-            raise ValueError("set exactly one of: hdf5, faiss, milvus")
-        return self
 
 
 class IndexSpec(Model):
@@ -167,17 +173,9 @@ class Hdf5Target(Model):
     path: str
 
 
-class Target(Model):
+class Target(OneOf):
     milvus: MilvusTarget | None = None
     hdf5: Hdf5Target | None = None
-
-    model_config = ConfigDict(json_schema_extra=exactly_one("milvus", "hdf5"))
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> "Target":
-        if len(self.set_fields()) != 1:
-            raise ValueError("set exactly one of: milvus, hdf5")
-        return self
 
 
 class Resources(Model):
