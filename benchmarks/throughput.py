@@ -147,6 +147,7 @@ def main() -> None:
                     "ratio": round(raw / ours, 3),
                     "milvusdm_peak_rss_mb": round(rss),
                     "peak_rss_above_index_mb": round(rss - file_mb),
+                    "milvusdm_phases_s": summary["phases"],
                 }
                 results.append(result)
                 print(json.dumps(result), flush=True)

@@ -53,6 +53,7 @@ class Summary:
     skipped: bool = False
     verified: str = "none"
     peak_rss_mb: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: prepare, copy, finish, verify
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -70,6 +71,18 @@ class Summary:
 
     def as_dict(self) -> dict:
         return asdict(self) | {"rowsPerSecond": round(self.rows_per_second, 1)}
+
+
+class _Clock:
+    """Seconds per phase of a run, rounded, into a dict."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases, self.last = phases, time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.phases[name] = round(now - self.last, 2)
+        self.last = now
 
 
 def peak_rss_mb() -> float:
@@ -194,6 +207,7 @@ def run(
     source, sink = open_source(spec.source), open_sink(spec.target)
     summary = Summary(migration.metadata.name, source.describe(), sink.describe())
     began = time.monotonic()
+    clock = _Clock(summary.phases)
     try:
         source.open()  # every input check happens here, before the target is touched
         start, stop = shard.bounds(source.total)
@@ -213,6 +227,7 @@ def run(
             checkpoints.save(state)
         for observer in observers:
             observer.started(summary, state.position - start)
+        clock.lap("prepare")
 
         def committed(batch: Batch) -> None:
             nonlocal state
@@ -231,9 +246,12 @@ def run(
             if checkpoints is not None:
                 checkpoints.clear()
             raise
+        clock.lap("copy")
         sink.finish()
+        clock.lap("finish")
         expected = state.baseline + summary.total if shard.count == 1 else None
         summary.verified = verify(spec.verify, source, sink, (start, stop), expected, spec.verify_sample)
+        clock.lap("verify")
         if checkpoints is not None:
             checkpoints.clear()
     finally:

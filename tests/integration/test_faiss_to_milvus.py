@@ -49,7 +49,6 @@ INDEXES = {
     "IndexHNSWSQ": (lambda: trained(faiss.IndexHNSWSQ(DIM, faiss.ScalarQuantizer.QT_8bit, 8)), False, True, "L2"),
     "IndexIDMap(PQ)": (lambda: faiss.IndexIDMap(trained(faiss.IndexPQ(DIM, 8, 6))), True, True, "L2"),
 }
-ON_SERVER = ["IndexIDMap(Flat)", "IndexIVFFlat", "IndexIVFPQ", "IndexHNSWSQ"]
 
 
 def build(name: str, path):
@@ -97,8 +96,8 @@ def test_every_index_type_into_lite(tmp_path, run_cli, lite, name):
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("name", ON_SERVER)
-def test_index_types_into_the_server(tmp_path, run_cli, milvus_server, name):
+@pytest.mark.parametrize("name", INDEXES)
+def test_every_index_type_into_the_server(tmp_path, run_cli, milvus_server, name):
     from tests.conftest import SERVER_TOKEN
 
     check(run_cli, tmp_path, {"uri": milvus_server.uri, "token": SERVER_TOKEN}, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import threading
 
+import faiss
 import numpy as np
 import pytest
 
@@ -22,18 +23,30 @@ def count_all(target: dict, collection: str) -> int:
     return client.query(collection, filter="", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
 
 
+def write_source(kind: str, tmp_path, ids: np.ndarray, vectors: np.ndarray) -> dict:
+    """The same rows as an HDF5 file or as a Faiss IVF index with those ids."""
+    if kind == "hdf5":
+        return {"hdf5": {"path": str(make_h5(tmp_path / "data.h5", vectors, ids))}}
+    quantizer = faiss.IndexFlatL2(vectors.shape[1])
+    index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], 32)
+    index.train(vectors[:5000])
+    index.add_with_ids(vectors, ids)
+    faiss.write_index(index, str(tmp_path / "data.faiss"))
+    return {"faiss": {"path": str(tmp_path / "data.faiss")}}
+
+
 @pytest.mark.server
-@pytest.mark.parametrize("kill_after", [0, 17_000, 46_000, 60_000])
-def test_sigkill_then_resume_is_exact(tmp_path, milvus_server, kill_after):
+@pytest.mark.parametrize(("kind", "kill_after"), [("hdf5", 0), ("hdf5", 17_000), ("hdf5", 46_000), ("hdf5", 60_000),
+                                                  ("faiss", 5_000), ("faiss", 33_000)])
+def test_sigkill_then_resume_is_exact(tmp_path, milvus_server, kind, kill_after):
     rows = 60_000
     rng = np.random.default_rng(kill_after)
     ids = rng.choice(2**62, size=rows, replace=False).astype(np.int64)
     vectors = rng.random((rows, 16), dtype=np.float32)
-    file = make_h5(tmp_path / "data.h5", vectors, ids)
+    source = write_source(kind, tmp_path, ids, vectors)
     target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
-    collection = f"killed_{kill_after}"
-    path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**target, "collection": collection}},
-                    batchSize=1000, verify="full")
+    collection = f"killed_{kind}_{kill_after}"
+    path = manifest(tmp_path, source, {"milvus": {**target, "collection": collection}}, batchSize=1000, verify="full")
     killed_at = run_until_killed(path, tmp_path / "state", "test", kill_after)
     assert kill_after <= killed_at <= rows
 

@@ -225,3 +225,16 @@ async def test_operator_rbac_is_exactly_what_it_uses(cluster):
         ("milvusdm.io", "milvusmigrations/status", "get"),  # read through the main resource here
     }
     assert unused <= explained, f"granted but never used: {unused - explained}"
+
+
+async def test_deleting_a_migration_never_hangs(cluster):
+    await create(cluster, example("hdf5-to-milvus.yaml"))
+    job = await eventually(lambda: stored(cluster, JOBS, "mmig-glove-to-milvus"))
+    custom = kubernetes.client.CustomObjectsApi(api(cluster))
+    await asyncio.to_thread(custom.delete_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations", "glove-to-milvus")
+    await eventually(lambda: cluster.objects[MIGRATIONS, NS, "glove-to-milvus"].deleted)
+    # The Job goes with it through the garbage collector, which follows this reference:
+    (owner,) = job["metadata"]["ownerReferences"]
+    assert owner["controller"] and owner["blockOwnerDeletion"] and owner["kind"] == "MilvusMigration"
+    await asyncio.sleep(0.5)
+    assert len([key for key in cluster.objects.keys() if key[0].plural == "jobs"]) == 1, "no Job re-created"

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, SERVER_TOKEN, client_for, make_h5, read_back
-from tests.operator.test_operator import MIGRATIONS, NS, Emulator, eventually, stored
+from tests.operator.test_operator import (  # noqa: F401  (cluster: the operator running against kmock)
+    JOBS, MIGRATIONS, NS, Emulator, cluster, condition, create, eventually, set_job_status, stored,
+)
 from tests.rbac import granted, used
 
 pytestmark = [pytest.mark.kmock(cls=Emulator), pytest.mark.server]
@@ -120,3 +122,26 @@ async def test_runner_failure_lands_in_the_status(api_server, tmp_path):
     status = stored(api_server, MIGRATIONS, "broken")["status"]
     assert status["failureReason"] == "InvalidInput" and "missing.h5" in status["message"] and "does not exist" in status["message"]
     assert err.decode().count("milvusdm: error:") == 1
+
+
+async def test_operator_and_runner_take_a_migration_to_succeeded(cluster, milvus_server, tmp_path, rng):
+    rows = 12_345
+    file = make_h5(tmp_path / "d.h5", rng.random((rows, 8), dtype=np.float32))
+    document = {
+        "apiVersion": "milvusdm.io/v1alpha1", "kind": "MilvusMigration", "metadata": {"name": "whole"},
+        "spec": {"source": {"hdf5": {"path": str(file)}}, "target": target_for(milvus_server, "whole"), "verify": "ids"},
+    }
+    await create(cluster, document)
+    job = await eventually(lambda: stored(cluster, JOBS, "mmig-whole"))
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["run", "--resource", f"{NS}/whole"]
+    await set_job_status(cluster, "mmig-whole", active=1, startTime="2026-11-28T10:00:00Z")
+    await finish(await runner(cluster, "whole"))  # what the Job's pod runs
+    await set_job_status(cluster, "mmig-whole", active=0, succeeded=1, completionTime="2026-11-28T10:01:00Z",
+                         conditions=[{"type": "Complete", "status": "True"}])
+    done = await eventually(lambda: stored(cluster, MIGRATIONS, "whole")["status"].get("phase") == "Succeeded"
+                            and stored(cluster, MIGRATIONS, "whole"))
+    status = done["status"]
+    assert (status["rowsCopied"], status["totalRows"], status["progress"]) == (rows, rows, "100%")
+    assert status["verified"] == f"ids ({rows} ids present, count {rows})"
+    assert condition(done, "Ready")["status"] == "True"
+    assert condition(done, "Ready")["message"].startswith("whole: copied 12345 rows")
