@@ -27,11 +27,23 @@ stderr = Console(stderr=True)
 NOISY_LOGGERS = ("pymilvus", "grpc", "milvus_lite", "faiss")
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each record (it may be swapped, e.g. when captured)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _) -> None:
+        pass
+
+
 def _setup_logging(verbose: bool, quiet: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[_Stderr()],
         force=True,
     )
     logging.getLogger("milvusdm").setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)

@@ -216,44 +216,43 @@ def run(
             summary.warnings.append("vectors are decoded approximations of the originals (lossy index)")
         if source.total == 0:
             summary.warnings.append("the source holds no rows: the target is created empty")
-        if not sink.prepare(source.schema, resume=saved is not None or target_prepared):
-            summary.skipped = True
-            return summary
-        if saved is None:
-            counted = spec.verify != "none" and not sink.created and shard.count == 1
-            saved = Checkpoint(key, position=start, rows=0, created=sink.created, baseline=sink.count() if counted else 0)
-        state = saved
-        if checkpoints is not None:
-            checkpoints.save(state)
-        for observer in observers:
-            observer.started(summary, state.position - start)
-        clock.lap("prepare")
-
-        def committed(batch: Batch) -> None:
-            nonlocal state
-            state = replace(state, position=batch.stop, rows=state.rows + len(batch))
-            summary.rows += len(batch)
+        summary.skipped = not sink.prepare(source.schema, resume=saved is not None or target_prepared)
+        if not summary.skipped:
+            if saved is None:
+                counted = spec.verify != "none" and not sink.created and shard.count == 1
+                saved = Checkpoint(key, position=start, rows=0, created=sink.created, baseline=sink.count() if counted else 0)
+            state = saved
             if checkpoints is not None:
                 checkpoints.save(state)
             for observer in observers:
-                observer.committed(state.position - start)
+                observer.started(summary, state.position - start)
+            clock.lap("prepare")
 
-        try:
-            stream(source, sink, state.position, stop, spec.batch_size, committed, inflight, replay=saved is not None)
-        except InputError as error:
-            written = None if state.created else (b.ids for b in source.batches(start, state.position, spec.batch_size))
-            _roll_back(sink, written, error)
+            def committed(batch: Batch) -> None:
+                nonlocal state
+                state = replace(state, position=batch.stop, rows=state.rows + len(batch))
+                summary.rows += len(batch)
+                for observer in observers:
+                    observer.committed(state.position - start)
+                if checkpoints is not None:
+                    checkpoints.save(state)
+
+            try:
+                stream(source, sink, state.position, stop, spec.batch_size, committed, inflight, replay=saved is not None)
+            except InputError as error:
+                written = None if state.created else (b.ids for b in source.batches(start, state.position, spec.batch_size))
+                _roll_back(sink, written, error)
+                if checkpoints is not None:
+                    checkpoints.clear()
+                raise
+            clock.lap("copy")
+            sink.finish()
+            clock.lap("finish")
+            expected = state.baseline + summary.total if shard.count == 1 else None
+            summary.verified = verify(spec.verify, source, sink, (start, stop), expected, spec.verify_sample)
+            clock.lap("verify")
             if checkpoints is not None:
                 checkpoints.clear()
-            raise
-        clock.lap("copy")
-        sink.finish()
-        clock.lap("finish")
-        expected = state.baseline + summary.total if shard.count == 1 else None
-        summary.verified = verify(spec.verify, source, sink, (start, stop), expected, spec.verify_sample)
-        clock.lap("verify")
-        if checkpoints is not None:
-            checkpoints.clear()
     finally:
         summary.seconds = time.monotonic() - began
         sink.close()
