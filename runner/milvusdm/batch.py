@@ -27,6 +27,16 @@ SCALAR_TYPES: dict[str, DataType] = {
     "f4": DataType.FLOAT,
     "f8": DataType.DOUBLE,
 }
+# Milvus scalar type -> the numpy type that holds it exactly (for files we write)
+NUMPY_TYPES: dict[DataType, str] = {
+    DataType.BOOL: "bool",
+    DataType.INT8: "int8",
+    DataType.INT16: "int16",
+    DataType.INT32: "int32",
+    DataType.INT64: "int64",
+    DataType.FLOAT: "float32",
+    DataType.DOUBLE: "float64",
+}
 VARCHAR_MAX_LENGTH = 65_535
 
 

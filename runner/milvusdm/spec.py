@@ -170,7 +170,10 @@ class MilvusTarget(MilvusEndpoint):
 
 
 class Hdf5Target(Model):
+    """An HDF5 file in MilvusDM's layout (embeddings, ids, one dataset per field)."""
+
     path: str
+    overwrite: bool = Field(False, description="Replace an existing file; otherwise an existing file is an error.")
 
 
 class Target(OneOf):
@@ -194,6 +197,11 @@ class JobSettings(Model):
 
 
 class MigrationSpec(Model):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": "!has(self.target.hdf5) || !has(self.parallelism) || self.parallelism == 1",
+        "message": "an hdf5 target is written by one process: set parallelism to 1",
+    }]})
+
     source: Source
     target: Target
     batch_size: int = Field(10_000, ge=1, le=1_000_000, description="Rows per insert request.")
@@ -206,6 +214,12 @@ class MigrationSpec(Model):
     parallelism: int = Field(1, ge=1, le=64, description="Shards run as an Indexed Job.")
     suspend: bool = False
     job: JobSettings = Field(default_factory=JobSettings)
+
+    @model_validator(mode="after")
+    def _one_writer_per_file(self) -> "MigrationSpec":
+        if self.parallelism > 1 and self.target.hdf5 is not None:
+            raise ValueError("an hdf5 target is written by one process: set parallelism to 1")
+        return self
 
 
 class Condition(BaseModel):

@@ -66,6 +66,7 @@ INVALID = {
     "parallelism too high": lambda d: d["spec"].update(parallelism=1000),
     "secret ref without key": lambda d: d["spec"]["target"]["milvus"].update(tokenSecretRef={"name": "s"}),
     "bad verify": lambda d: d["spec"].update(verify="all"),
+    "parallel hdf5 export": lambda d: d["spec"].update(target={"hdf5": {"path": "/x.h5"}}, parallelism=2),
 }
 
 

@@ -14,7 +14,11 @@ def open_sink(spec: Target) -> Sink:
         from milvusdm.sinks.milvus import MilvusSink
 
         return MilvusSink(settings)
-    raise InputError(f"target.{kind} is not supported yet", "use target.milvus with this version of milvusdm")
+    if kind == "hdf5":
+        from milvusdm.sinks.hdf5 import Hdf5Sink
+
+        return Hdf5Sink(settings)
+    raise InputError(f"target.{kind} is not supported yet", "use target.milvus or target.hdf5")
 
 
 __all__ = ["Sink", "open_sink"]
