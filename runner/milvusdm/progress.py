@@ -59,7 +59,8 @@ class ProgressLog:
     def started(self, summary: Summary, done: int) -> None:
         self.total, self.first = summary.total, done
         self.began = self.last = time.monotonic()
-        log.info("copying %d rows" + (f", resuming after row {done}" if done else ""), self.total - done)
+        resuming = f", resuming after row {done}" if done else ""
+        log.info("copying %d rows%s", self.total - done, resuming)
 
     def committed(self, done: int) -> None:
         now = time.monotonic()
