@@ -20,7 +20,11 @@ TRANSIENT_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED
 AUTH_GRPC = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 # pymilvus/Milvus codes: 2 = cannot connect, 8 = rate limited; and what a restarting server says
 TRANSIENT_CODES = {2, 8}
-TRANSIENT_WORDS = ("timeout", "unavailable", "deadline", "node not found", "session not found", "not ready", "rate limit")
+TRANSIENT_WORDS = (
+    "timeout", "unavailable", "deadline", "rate limit",
+    # a restarting server: the proxy answers before its coordinators and nodes are back
+    "node not found", "session not found", "not ready", "empty grpc client", "connection refused", "failed to connect",
+)
 
 
 def _rpc_cause(error: BaseException | None) -> grpc.RpcError | None:

@@ -87,3 +87,4 @@ def test_secret_reference_without_its_variable_is_a_clear_error(monkeypatch):
         endpoint.credentials("target")
     monkeypatch.setenv("MILVUSDM_TARGET_TOKEN", "from-secret")
     assert endpoint.credentials("target") == {"token": "from-secret"}
+
