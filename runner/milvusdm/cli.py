@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 
 from milvusdm import __version__, spec
-from milvusdm.errors import InputError, MigrationError
+from milvusdm.errors import InputError, Interrupted, MigrationError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move vectors into, out of and between Milvus.")
 ManifestOption = Annotated[Path, typer.Option("--file", "-f", help="A MilvusMigration manifest (YAML).")]
@@ -80,6 +81,7 @@ def run(
 
     _setup_logging(verbose, quiet)
     observers = [] if quiet else [_progress()]
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: settle, keep the checkpoint
     try:
         if (file is None) == (resource is None):
             raise InputError("pass exactly one of --file and --resource", "see milvusdm run --help")
@@ -89,6 +91,8 @@ def run(
             migration = spec.load(file)
             checkpoints = FileCheckpoints(state, migration.metadata.name)
             summary = engine.run(migration, observers, checkpoints=checkpoints, resume=resume)
+    except KeyboardInterrupt:
+        _fail(Interrupted("interrupted; the rows written so far are checkpointed", "rerun with --resume to continue"))
     except Exception as error:
         _fail(error)
     print(json.dumps(summary.as_dict()) if json_output else summary.line())

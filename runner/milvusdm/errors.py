@@ -37,3 +37,10 @@ class VerificationError(MigrationError):
 
     exit_code = 4
     reason = "VerificationFailed"
+
+
+class Interrupted(MigrationError):
+    """Stopped by Ctrl-C or SIGTERM (a suspended Job's pods get SIGTERM); the checkpoint holds."""
+
+    exit_code = 130
+    reason = "Interrupted"

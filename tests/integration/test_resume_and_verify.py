@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
+import time
 
 import faiss
 import numpy as np
@@ -149,3 +151,27 @@ def test_verify_catches_an_altered_vector_and_field(copied, run_cli):
     client.upsert(collection, [{"id": 7 * 100, "vector": vectors[100].tolist(), "tag": 4 - 100 % 5}])
     message = verify_fails(run_cli, path, "full")
     assert "2 rows differ (id 693: vector; id 700: field tag)" in message
+
+
+@pytest.mark.server
+def test_sigterm_stops_cleanly_and_resumes(tmp_path, milvus_server):
+    rows = 150_000
+    rng = np.random.default_rng(5)
+    ids = rng.choice(2**62, size=rows, replace=False).astype(np.int64)
+    file = make_h5(tmp_path / "data.h5", rng.random((rows, 16), dtype=np.float32), ids)
+    target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
+    path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**target, "collection": "terminated"}},
+                    batchSize=1000, verify="ids")
+    state = tmp_path / "state"
+    child = subprocess.Popen([*CLI, "run", "-f", str(path), "--state", str(state), "-q"], stderr=subprocess.PIPE, text=True)
+    checkpoint = state / "test.json"
+    while child.poll() is None and not (checkpoint.exists() and '"position": 0' not in checkpoint.read_text()):
+        time.sleep(0.01)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert err.strip().splitlines()[-1] == (
+        "milvusdm: error: interrupted; the rows written so far are checkpointed; fix: rerun with --resume to continue")
+    summary = resume(path, state)
+    assert summary["verified"] == f"ids ({rows} ids present, count {rows})"
+    assert count_all(target, "terminated") == rows
