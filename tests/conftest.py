@@ -29,6 +29,18 @@ def milvus_server(tmp_path_factory) -> EmbeddedMilvus:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _drop_server_collections(request):
+    """Collections a test leaves loaded keep the shared server busy: drop them afterwards."""
+    yield
+    if "milvus_server" in request.fixturenames:
+        server = request.getfixturevalue("milvus_server")
+        client = MilvusClient(uri=server.uri, token=SERVER_TOKEN)
+        for name in client.list_collections():
+            client.drop_collection(name)
+        client.close()
+
+
 @pytest.fixture(params=["lite", "server"])
 def target(request, tmp_path) -> dict:
     """Connection settings of each kind of real Milvus, as a manifest's target.milvus."""

@@ -115,7 +115,7 @@ def _run_resource(reference: str, observers: list) -> "engine.Summary":
     resource = MigrationResource(reference)
     migration = resource.migration()
     shard = Shard(int(os.environ.get("JOB_COMPLETION_INDEX", "0")), migration.spec.parallelism)
-    status = ResourceStatus(resource, shard)
+    status = ResourceStatus(resource, shard, interval=float(os.environ.get("MILVUSDM_STATUS_INTERVAL", "1")))
     try:
         if shard.index > 0:
             wait_for_first_shard(resource)

@@ -100,7 +100,7 @@ async def test_restarted_pod_resumes_from_the_status(api_server, milvus_server, 
     file = make_h5(tmp_path / "d.h5", rng.random((rows, 16), dtype=np.float32), rng.choice(2**40, rows, replace=False))
     seed(api_server, "restarted", {"hdf5": {"path": str(file)}}, target_for(milvus_server, "restarted"),
          batchSize=1000, verify="full")
-    first = await runner(api_server, "restarted")
+    first = await runner(api_server, "restarted", MILVUSDM_STATUS_INTERVAL="0.1")  # several reports mid-copy
     killed_at = await eventually(
         lambda: (stored(api_server, MIGRATIONS, "restarted").get("status", {}).get("shards", {}).get("0", {}).get("position", 0) >= 15_000)
         and stored(api_server, MIGRATIONS, "restarted")["status"]["shards"]["0"]["position"], timeout=120)
