@@ -119,8 +119,9 @@ def job_changed(event: dict[str, Any], body: kopf.Body, namespace: str, logger: 
     if event.get("type") == "DELETED":
         return
     owner = body.get("metadata", {}).get("labels", {}).get(jobs.LABEL)
+    custom = _custom()
     try:
-        resource = _custom().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, owner)
+        resource = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, owner)
     except ApiException as error:
         if error.status == 404:
             return  # the migration is gone; its Job follows through garbage collection
@@ -129,7 +130,7 @@ def job_changed(event: dict[str, Any], body: kopf.Body, namespace: str, logger: 
     update = status.status_patch(resource, dict(body), now())
     if all(current.get(key) == value for key, value in update.items()):
         return
-    _custom().patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, owner, {"status": update})
+    custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, owner, {"status": update})
     phase = update["phase"]
     if phase != current.get("phase") and phase in MILESTONES:
         kind, reason = MILESTONES[phase]

@@ -57,8 +57,7 @@ def _fail(error: Exception) -> None:
         logging.getLogger("milvusdm").debug("internal error", exc_info=error)
         first_line = str(error).strip().split("\n")[0]
         error = MigrationError(f"internal error: {type(error).__name__}: {first_line}", "rerun with --verbose and report it")
-    message = f"milvusdm: error: {error.problem}" + (f"; fix: {error.fix}" if error.fix else "")
-    print(message, file=sys.stderr)
+    print(f"milvusdm: error: {error}", file=sys.stderr)
     raise typer.Exit(error.exit_code)
 
 

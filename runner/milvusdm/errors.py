@@ -15,7 +15,11 @@ class MigrationError(Exception):
     def __init__(self, problem: str, fix: str = "") -> None:
         self.problem = problem
         self.fix = fix
-        super().__init__(f"{problem} ({fix})" if fix else problem)
+        super().__init__(problem)
+
+    def __str__(self) -> str:
+        """The one line users see: the problem, then the fix (``fix`` may grow after init)."""
+        return f"{self.problem}; fix: {self.fix}" if self.fix else self.problem
 
 
 class InputError(MigrationError):

@@ -64,6 +64,10 @@ class MigrationResource:
                 raise InputError(f"MilvusMigration {self.namespace}/{self.name} does not exist", "") from None
             raise TransientError(f"cannot read MilvusMigration {self.namespace}/{self.name}: {error.reason}", "") from None
 
+    def shards(self) -> dict[str, Any]:
+        """The per-shard entries of the status, freshly read."""
+        return (self.get().get("status") or {}).get("shards") or {}
+
     def migration(self) -> MilvusMigration:
         return parse(self.get(), origin=f"MilvusMigration {self.namespace}/{self.name}")
 
@@ -85,7 +89,7 @@ class ResourceStatus:
     # -- CheckpointStore ------------------------------------------------------------------
 
     def load(self) -> Checkpoint | None:
-        saved = ((self.resource.get().get("status") or {}).get("shards") or {}).get(self.key)
+        saved = self.resource.shards().get(self.key)
         if not saved or not saved.get("fingerprint") or saved.get("completed"):
             return None
         self.mine = ShardStatus.model_validate(saved)
@@ -114,15 +118,14 @@ class ResourceStatus:
         self.flush({"verified": summary.verified, "message": summary.line()})
 
     def failed(self, error: MigrationError) -> None:
-        self.flush({"message": f"{error.problem}" + (f"; fix: {error.fix}" if error.fix else ""), "failureReason": error.reason})
+        self.flush({"message": str(error), "failureReason": error.reason})
 
     # -- writing --------------------------------------------------------------------------
 
     def flush(self, extra: dict[str, Any] | None = None) -> None:
         """Patch this shard's entry and the totals over all shards reported so far."""
         try:
-            current = (self.resource.get().get("status") or {}).get("shards") or {}
-            shards = {**current, self.key: self.mine.model_dump(by_alias=True)}
+            shards = {**self.resource.shards(), self.key: self.mine.model_dump(by_alias=True)}
             copied = sum(s.get("copied", 0) for s in shards.values())
             total = sum(s.get("total", 0) for s in shards.values())
             status = {
@@ -144,8 +147,7 @@ def wait_for_first_shard(resource: MigrationResource, timeout: float = 600, poll
     """Shards after the first write into the target that shard 0 prepares (per mode)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        first = ((resource.get().get("status") or {}).get("shards") or {}).get("0") or {}
-        if first.get("fingerprint"):
+        if resource.shards().get("0", {}).get("fingerprint"):
             return
         time.sleep(poll)
     raise TransientError("shard 0 has not prepared the target yet", "check the pod of shard 0; this pod will be retried")

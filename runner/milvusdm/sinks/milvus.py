@@ -63,6 +63,10 @@ class MilvusSink(Sink):
         where = f"/{self.spec.partition}" if self.spec.partition else ""
         return f"milvus:{self.spec.uri}/{self.spec.collection}{where}"
 
+    @property
+    def _partitions(self) -> list[str] | None:
+        return [self.spec.partition] if self.spec.partition else None
+
     def _call(self, what: str, fn, *args, **kwargs):
         """A one-shot call; errors become one line for the user."""
         try:
@@ -232,13 +236,12 @@ class MilvusSink(Sink):
 
     def count(self) -> int:
         self._load()
-        partitions = [self.spec.partition] if self.spec.partition else None
         # An always-true filter: Milvus Lite ignores partition_names on a filterless count(*)
         # (and servers cannot parse the literal -2**63).
         pk = self.spec.id_field
         rows = self._idempotent(
             "count rows", self.client.query, self.spec.collection, filter=f"{pk} >= {1 - 2**63} || {pk} < 0",
-            output_fields=["count(*)"], partition_names=partitions, consistency_level="Strong",
+            output_fields=["count(*)"], partition_names=self._partitions, consistency_level="Strong",
         )
         return int(rows[0]["count(*)"])
 
@@ -247,7 +250,7 @@ class MilvusSink(Sink):
         fields = [spec.id_field] + ([spec.vector_field, *(c.name for c in schema.scalars)] if with_data else [])
         rows = self._idempotent(
             "read rows back", self.client.query, spec.collection, filter=f"{spec.id_field} in {ids.tolist()}",
-            output_fields=fields, partition_names=[spec.partition] if spec.partition else None,
+            output_fields=fields, partition_names=self._partitions,
             consistency_level="Strong",
         )
         found = np.array([row[spec.id_field] for row in rows], dtype=np.int64)
