@@ -14,7 +14,7 @@ from pymilvus import MilvusClient
 from typer.testing import CliRunner
 
 from milvusdm.cli import app
-from milvusdm.testing import EmbeddedMilvus
+from milvusdm.testing import EmbeddedMilvus, MotoS3
 
 SERVER_TOKEN = "root:Milvus"
 REPO = Path(__file__).resolve().parents[1]
@@ -23,22 +23,46 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory) -> EmbeddedMilvus:
     """One real Milvus standalone for the session, with authentication on."""
-    server = EmbeddedMilvus(tmp_path_factory.mktemp("milvus"), authorization=True)
-    server.start()
-    yield server
-    server.stop()
+    with EmbeddedMilvus(tmp_path_factory.mktemp("milvus"), authorization=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def source_server(tmp_path_factory) -> EmbeddedMilvus:
+    """A second real Milvus, running beside ``milvus_server``: the other cluster of a copy."""
+    with EmbeddedMilvus(tmp_path_factory.mktemp("milvus-source"), authorization=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> MotoS3:
+    """A real S3 endpoint (moto) with signature checks on."""
+    with MotoS3() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, request) -> dict:
+    """A fresh bucket, the right credentials in the environment, and the manifest's ``spec.s3``."""
+    bucket = "test-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50].strip("-")
+    s3_server.client().create_bucket(Bucket=bucket)
+    for variable, value in s3_server.environment.items():
+        monkeypatch.setenv(variable, value)
+    return {"bucket": bucket, "client": s3_server.client(),
+            "settings": {"endpoint": s3_server.endpoint, "region": "us-east-1", "pathStyle": True}}
 
 
 @pytest.fixture(autouse=True)
 def _drop_server_collections(request):
-    """Collections a test leaves loaded keep the shared server busy: drop them afterwards."""
+    """Collections a test leaves loaded keep the shared servers busy: drop them afterwards."""
     yield
-    if "milvus_server" in request.fixturenames:
-        server = request.getfixturevalue("milvus_server")
-        client = MilvusClient(uri=server.uri, token=SERVER_TOKEN)
-        for name in client.list_collections():
-            client.drop_collection(name)
-        client.close()
+    for fixture in ("milvus_server", "source_server"):
+        if fixture in request.fixturenames:
+            server = request.getfixturevalue(fixture)
+            client = MilvusClient(uri=server.uri, token=SERVER_TOKEN)
+            for name in client.list_collections():
+                client.drop_collection(name)
+            client.close()
 
 
 @pytest.fixture(params=["lite", "server"])

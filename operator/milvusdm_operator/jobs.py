@@ -44,18 +44,19 @@ def runner_identity(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def secret_env(migration: MilvusMigration) -> list[dict[str, Any]]:
     """Credentials only as secretKeyRef environment variables, named as the runner reads them."""
-    env = []
+    refs = []
     for role in ("source", "target"):
         _, endpoint = getattr(migration.spec, role).one_of()
-        if not isinstance(endpoint, MilvusEndpoint):
-            continue
-        for ref, variable in ((endpoint.token_secret_ref, "TOKEN"), (endpoint.password_secret_ref, "PASSWORD")):
-            if ref is not None:
-                env.append({
-                    "name": f"MILVUSDM_{role.upper()}_{variable}",
-                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
-                })
-    return env
+        if isinstance(endpoint, MilvusEndpoint):
+            prefix = f"MILVUSDM_{role.upper()}_"
+            refs += [(endpoint.token_secret_ref, prefix + "TOKEN"), (endpoint.password_secret_ref, prefix + "PASSWORD")]
+    if (s3 := migration.spec.s3) is not None:
+        refs += [(s3.access_key_id_secret_ref, "AWS_ACCESS_KEY_ID"), (s3.secret_access_key_secret_ref, "AWS_SECRET_ACCESS_KEY")]
+    return [
+        {"name": variable, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+        for ref, variable in refs
+        if ref is not None
+    ]
 
 
 def build_job(migration: MilvusMigration, namespace: str, default_image: str) -> dict[str, Any]:

@@ -204,16 +204,21 @@ def run(
     spec = migration.spec
     key = fingerprint(migration)
     saved = _usable_checkpoint(checkpoints, key, resume, spec.target)
-    source, sink = open_source(spec.source), open_sink(spec.target)
+    source, sink = open_source(spec.source, spec.s3), open_sink(spec.target, spec.s3)
     summary = Summary(migration.metadata.name, source.describe(), sink.describe())
     began = time.monotonic()
     clock = _Clock(summary.phases)
     try:
         source.open()  # every input check happens here, before the target is touched
+        if saved is not None and not sink.resumable(source.schema):
+            log.warning("%s lost its partial output; starting over from the first row", sink.describe())
+            saved = None
         start, stop = shard.bounds(source.total)
         summary.total = stop - start
         if source.schema.lossy:
             summary.warnings.append("vectors are decoded approximations of the originals (lossy index)")
+        if source.schema.auto_id:
+            summary.warnings.append("the source generated its keys (auto_id); the target keeps them, so later inserts into it must give keys")
         if source.total == 0:
             summary.warnings.append("the source holds no rows: the target is created empty")
         summary.skipped = not sink.prepare(source.schema, resume=saved is not None or target_prepared)
@@ -266,7 +271,7 @@ def run(
 def check(migration: MilvusMigration, mode: str | None = None) -> str:
     """Verify an existing target against the source, without copying anything."""
     spec = migration.spec
-    source, sink = open_source(spec.source), open_sink(spec.target)
+    source, sink = open_source(spec.source, spec.s3), open_sink(spec.target, spec.s3)
     try:
         source.open()
         sink.attach(source.schema)

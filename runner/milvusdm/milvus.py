@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import grpc
-from pymilvus import MilvusClient
+import numpy as np
+from pymilvus import DataType, MilvusClient
+from pymilvus.client.prepare import Prepare
+from pymilvus.client.utils import check_status
 from pymilvus.exceptions import MilvusException
+from pymilvus.grpc_gen import schema_pb2
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from milvusdm.batch import Column
 from milvusdm.errors import InputError, TransientError
 from milvusdm.spec import MilvusEndpoint
+from milvusdm.wire import take
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +27,9 @@ TRANSIENT_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED
 AUTH_GRPC = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 # pymilvus/Milvus codes: 2 = cannot connect, 8 = rate limited; and what a restarting server says
 TRANSIENT_CODES = {2, 8}
+RETRY_SECONDS = 120  # long enough for a Milvus restart or a leader change
+QUERY_WINDOW = 16_384  # Milvus caps offset + limit of one query
+STRONG, EVENTUALLY = 0, 3  # common_pb2.ConsistencyLevel
 TRANSIENT_WORDS = (
     "timeout", "unavailable", "deadline", "rate limit",
     # a restarting server: the proxy answers before its coordinators and nodes are back
@@ -80,6 +90,19 @@ def retrying(seconds: float) -> Retrying:
     )
 
 
+def literal(value: Any) -> str:
+    """A key value in a Milvus expression: ints as they are, strings quoted."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(int(value))
+
+
+def everything(key: Column) -> str:
+    """An always-true filter on the key. (Milvus Lite ignores partition_names on a filterless
+    count(*), and servers cannot parse the literal -2**63.)"""
+    if key.dtype == DataType.VARCHAR:
+        return f'{key.name} >= ""'
+    return f"{key.name} >= {1 - 2**63} || {key.name} < 0"
+
+
 def connect(endpoint: MilvusEndpoint, role: Literal["source", "target"]) -> MilvusClient:
     if endpoint.is_lite:
         Path(endpoint.uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
@@ -89,3 +112,56 @@ def connect(endpoint: MilvusEndpoint, role: Literal["source", "target"]) -> Milv
     except (MilvusException, grpc.RpcError, OSError) as error:
         raise classify(error, "connect", endpoint) from None
     return client
+
+
+class Connection:
+    """A client for one endpoint: errors become one line, idempotent calls are retried."""
+
+    def __init__(self, endpoint: MilvusEndpoint, role: Literal["source", "target"]) -> None:
+        self.endpoint = endpoint
+        self.client = connect(endpoint, role)
+
+    def call(self, what: str, fn, *args, **kwargs):
+        """A one-shot call."""
+        try:
+            return fn(*args, **kwargs)
+        except (MilvusException, grpc.RpcError) as error:
+            raise classify(error, what, self.endpoint) from None
+
+    def retry(self, what: str, fn, *args, **kwargs):
+        """A call that is safe to repeat: retried through transient failures."""
+        try:
+            for attempt in retrying(RETRY_SECONDS):
+                with attempt:
+                    return fn(*args, **kwargs)
+        except (MilvusException, grpc.RpcError) as error:
+            raise classify(error, what, self.endpoint) from None
+
+    def query(
+        self,
+        collection: str,
+        expr: str,
+        columns: list[Column],
+        partitions: list[str] | None = None,
+        limit: int | None = None,
+        strong: bool = False,
+    ) -> list[np.ndarray]:
+        """Matching rows as one array per column; with a ``limit``, the first rows by key
+        (the server's iterator mode sorts them)."""
+        paging = {"limit": limit, "iterator": "True", "reduce_stop_for_best": "True"} if limit else {}
+        request = Prepare.query_request(
+            collection, expr, [c.name for c in columns], partitions or [], use_default_consistency=False,
+            consistency_level=STRONG if strong else EVENTUALLY, **paging,
+        )
+
+        def send():
+            response = self.client._get_connection()._stub.Query(request, timeout=self.endpoint.timeout_seconds)
+            check_status(response.status)
+            return response
+
+        response = self.retry(f"read {collection}", send)
+        found = {field.field_name: field for field in response.fields_data}
+        return [take(found.get(c.name, schema_pb2.FieldData()), c) for c in columns]
+
+    def close(self) -> None:
+        self.client.close()

@@ -92,11 +92,39 @@ class MilvusEndpoint(Model):
         return {key: value for key, value in found.items() if value}
 
 
+class S3Settings(Model):
+    """How to reach object storage for every ``s3://`` path of the migration: AWS S3, MinIO, Ceph,
+    or GCS through its S3 API. Credentials come from the standard AWS chain (environment,
+    shared config, instance or pod roles) unless Secret references are given; the operator
+    then passes them to the Job as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
+
+    endpoint: str | None = Field(None, description="e.g. http://minio.storage:9000; default: AWS for the region.")
+    region: str | None = None
+    path_style: bool = Field(False, description="Path-style addressing (MinIO, Ceph, most self-hosted stores).")
+    verify_tls: bool = True
+    access_key_id_secret_ref: SecretKeyRef | None = None
+    secret_access_key_secret_ref: SecretKeyRef | None = None
+    block_size_mb: int = Field(32, ge=1, le=1024, description="Bytes per ranged GET when streaming HDF5 files.")
+
+    def check_credentials(self) -> None:
+        """Secret references are read from the environment; say so when it lacks them."""
+        for ref, variable in ((self.access_key_id_secret_ref, "AWS_ACCESS_KEY_ID"),
+                              (self.secret_access_key_secret_ref, "AWS_SECRET_ACCESS_KEY")):
+            if ref is not None and not os.environ.get(variable):
+                raise InputError(
+                    f"S3 credentials come from Secret {ref.name!r} key {ref.key!r}, but {variable} is not set",
+                    f"export {variable} when running outside the operator",
+                )
+
+
 class Hdf5Source(Model):
-    """HDF5 files: MilvusDM's layout (``embeddings`` + ``ids``) or ann-benchmarks' (``train``)."""
+    """HDF5 files: MilvusDM's layout (``embeddings`` + ``ids``) or ann-benchmarks' (``train``).
+    Paths may be ``s3://bucket/key``; files there are streamed with ranged reads."""
 
     path: str | None = Field(None, description="One file.")
-    paths: list[str] | None = Field(None, min_length=1, description="Files or glob patterns, read in order.")
+    paths: list[str] | None = Field(
+        None, min_length=1, description="Files, glob patterns or s3:// prefixes ending in '/', read in order."
+    )
     vectors: str | None = Field(None, description="Vector dataset; default 'embeddings' if present, else 'train'.")
     ids: str | None = Field(None, description="Id dataset; default 'ids' if present, else 0..N-1 across files.")
     fields: dict[str, Name] = Field(default_factory=dict, description="Extra 1-D datasets -> scalar field names.")
@@ -115,7 +143,8 @@ class Hdf5Source(Model):
 
 
 class FaissSource(Model):
-    """A file written by ``faiss.write_index``."""
+    """A file written by ``faiss.write_index``; an ``s3://`` object is downloaded to a temporary
+    file first (Faiss memory-maps files, it cannot stream)."""
 
     path: str
 
@@ -170,7 +199,9 @@ class MilvusTarget(MilvusEndpoint):
 
 
 class Hdf5Target(Model):
-    """An HDF5 file in MilvusDM's layout (embeddings, ids, one dataset per field)."""
+    """An HDF5 file in MilvusDM's layout (embeddings, ids, one dataset per field), or a folder
+    (path ending in '/') with one file per partition. ``s3://`` paths are written to a local
+    staging file under $TMPDIR and uploaded (multipart) when complete."""
 
     path: str
     overwrite: bool = Field(False, description="Replace an existing file; otherwise an existing file is an error.")
@@ -212,6 +243,7 @@ class MigrationSpec(Model):
     )
     verify_sample: int = Field(1000, ge=1, description="Rows compared by verify: sample.")
     parallelism: int = Field(1, ge=1, le=64, description="Shards run as an Indexed Job.")
+    s3: S3Settings | None = Field(None, description="Object storage settings for s3:// paths.")
     suspend: bool = False
     job: JobSettings = Field(default_factory=JobSettings)
 

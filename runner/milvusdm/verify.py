@@ -8,11 +8,13 @@ again and the target queried by primary key, batch by batch: memory stays O(batc
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
+from pymilvus import DataType
 
-from milvusdm.batch import Batch
+from milvusdm.batch import Batch, Column
 from milvusdm.errors import VerificationError
 from milvusdm.sinks import Sink
 from milvusdm.sources import Source
@@ -25,14 +27,14 @@ SAMPLE_SEED = 20_261_128
 class Findings:
     checked: int = 0
     compared: int = 0
-    missing: list[int] = field(default_factory=list)
+    missing: list[int | str] = field(default_factory=list)
     differing: list[str] = field(default_factory=list)
     missing_count: int = 0
     differing_count: int = 0
 
     def note_missing(self, ids: np.ndarray) -> None:
         self.missing_count += len(ids)
-        self.missing.extend(int(i) for i in ids[: max(0, 5 - len(self.missing))])
+        self.missing.extend(ids[: max(0, 5 - len(self.missing))].tolist())
 
     def note_difference(self, text: str) -> None:
         self.differing_count += 1
@@ -110,23 +112,34 @@ def _compare(mode: str, source: Source, sink: Sink, bounds: tuple[int, int], sam
         if not present.all():
             findings.note_missing(batch.ids[~present])
         if with_data:
-            _compare_rows(batch, found, rows[present[rows]], findings)
+            _compare_rows(source.schema.scalars, batch, found, rows[present[rows]], findings)
     return findings
 
 
-def _compare_rows(source: Batch, target: Batch, rows: np.ndarray, findings: Findings) -> None:
-    where = {int(pk): i for i, pk in enumerate(target.ids)}
+def _compare_rows(columns: tuple[Column, ...], source: Batch, target: Batch, rows: np.ndarray, findings: Findings) -> None:
+    where = {pk: i for i, pk in enumerate(target.ids.tolist())}
+    keys = source.ids.tolist()
     for row in rows:
-        pk = int(source.ids[row])
+        pk = keys[row]
         t = where[pk]
         findings.compared += 1
         if not np.array_equal(source.vectors[row], target.vectors[t]):
             findings.note_difference(f"id {pk}: vector")
             continue
-        for name, values in source.scalars.items():
-            ours, theirs = values[row], target.scalars[name][t]
-            if isinstance(ours, np.floating) and ours.dtype.itemsize < 8:  # stored as FLOAT
-                theirs = np.float32(theirs)
-            if ours != theirs:
-                findings.note_difference(f"id {pk}: field {name}")
+        for column in columns:
+            if not _same(column, source.scalars[column.name][row], target.scalars[column.name][t]):
+                findings.note_difference(f"id {pk}: field {column.name}")
                 break
+
+
+def _same(column: Column, ours, theirs) -> bool:
+    """Equal as Milvus stores the type: JSON by value, FLOAT as float32."""
+    if column.is_vector:
+        return np.array_equal(ours, theirs)
+    if column.dtype == DataType.JSON:
+        return json.loads(ours) == json.loads(theirs)
+    if column.dtype == DataType.FLOAT:
+        return np.float32(ours) == np.float32(theirs)
+    if column.dtype == DataType.ARRAY:
+        return list(ours) == list(theirs)
+    return ours == theirs

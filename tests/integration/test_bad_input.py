@@ -161,8 +161,3 @@ def test_validate_touches_no_data(tmp_path, run_cli, lite):
     result = run_cli("validate", "-f", path)
     assert result.exit_code == 0 and "valid MilvusMigration 'test' (hdf5 -> milvus)" in result.stdout
     assert not (tmp_path / "lite.db").exists()
-
-
-def test_unsupported_source_kind_says_so(tmp_path, run_cli, lite):
-    path = manifest(tmp_path, {"milvus": {"uri": "http://x:1", "collection": "c"}}, {"milvus": {**lite, "collection": "items"}})
-    assert_fails(run_cli, path, INPUT, "source.milvus is not supported yet")

@@ -70,6 +70,7 @@ def test_job_for_a_single_run():
     container = pod["containers"][0]
     assert container["args"] == ["run", "--resource", "vectors/faiss-catalog"]
     assert {"name": "MILVUSDM_TARGET_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "milvus-credentials", "key": "password"}}} in container["env"]
+    assert {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "minio-credentials", "key": "secretAccessKey"}}} in container["env"]
     assert container["resources"] == {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"memory": "4Gi"}}
     assert container["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
     assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "milvusdm-runner"

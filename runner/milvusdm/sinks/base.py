@@ -19,6 +19,10 @@ class Sink(ABC):
     def prepare(self, schema: Schema, resume: bool) -> bool:
         """Create or check the destination; False means "leave it alone" (mode skip)."""
 
+    def resumable(self, schema: Schema) -> bool:
+        """Whether what an interrupted run wrote is still there to resume into."""
+        return True
+
     @abstractmethod
     def attach(self, schema: Schema) -> None:
         """Open the existing destination without changing it (to resume into or verify it)."""

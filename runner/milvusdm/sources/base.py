@@ -44,15 +44,15 @@ class Source(ABC):
 def check_unique_ids(chunks: Iterator[np.ndarray], origin: str) -> None:
     """Refuse duplicate ids before anything is written: Milvus would keep both copies.
 
-    Holds 8 bytes per row (the ids alone), a small fraction of the vectors' size.
+    Holds 8 bytes per row (the ids alone, for int64 keys), a small fraction of the vectors' size.
     """
-    parts = [np.asarray(chunk, dtype=np.int64) for chunk in chunks]
+    parts = [chunk.astype(np.int64) if chunk.dtype.kind in "iu" else chunk for chunk in chunks]
     if not parts:
         return
     ids = np.sort(np.concatenate(parts))
     repeated = ids[1:][ids[1:] == ids[:-1]]
     if repeated.size:
         raise InputError(
-            f"{origin} has {repeated.size} duplicate id(s), e.g. {int(repeated[0])}",
+            f"{origin} has {repeated.size} duplicate id(s), e.g. {repeated[0]}",
             "make the ids unique; Milvus would store every copy",
         )

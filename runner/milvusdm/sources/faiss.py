@@ -7,16 +7,20 @@ Compressed types yield the decoded approximations (the summary says so).
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import faiss
 import numpy as np
+from pymilvus import DataType
 
 from milvusdm.batch import Batch, Schema
 from milvusdm.errors import InputError
 from milvusdm.sources.base import Source, check_unique_ids
 from milvusdm.spec import FaissSource as FaissSpec
+from milvusdm.spec import S3Settings
+from milvusdm.storage import ObjectStore, is_s3
 
 # Memory-map what Faiss can: inverted lists (IVF files, type code "Iw…"/"IBw…") or flat codes
 # (everything else). The two flags together fail on IVF files.
@@ -36,15 +40,26 @@ RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 
 
 class FaissSource(Source):
-    def __init__(self, spec: FaissSpec) -> None:
+    def __init__(self, spec: FaissSpec, s3: S3Settings | None = None) -> None:
         self.spec = spec
         self.index = None  # the loaded index; every view and downcast below depends on it
+        self.store = ObjectStore(s3) if is_s3(spec.path) else None
+        self.download: tempfile.TemporaryDirectory | None = None
 
     def describe(self) -> str:
         return f"faiss:{self.spec.path}"
 
+    def _local_path(self) -> Path:
+        """The index file; an s3:// object is downloaded to a temporary file (deleted at close)."""
+        if self.store is None:
+            return Path(self.spec.path)
+        self.download = tempfile.TemporaryDirectory(prefix="milvusdm-faiss-")
+        path = Path(self.download.name) / Path(self.spec.path).name
+        self.store.download(self.spec.path, path)
+        return path
+
     def open(self) -> None:
-        path = Path(self.spec.path)
+        path = self._local_path()
         if not path.is_file():
             raise InputError(f"Faiss index {path} does not exist", "check source.faiss.path, or mount the volume")
         with path.open("rb") as file:
@@ -57,7 +72,7 @@ class FaissSource(Source):
         except RuntimeError as error:
             detail = str(error).strip().splitlines()[-1][-160:]
             raise InputError(
-                f"{path} is not a readable Faiss index ({detail})",
+                f"{self.spec.path} is not a readable Faiss index ({detail})",
                 "pass a file written by faiss.write_index, copied whole",
             ) from None
         index = _downcast(self.index)
@@ -66,11 +81,11 @@ class FaissSource(Source):
         lossy = _is_lossy(index)
         self.schema = Schema(
             dim=index.d,  # bits, for binary indexes: what Milvus expects too
-            binary=binary,
+            vector_type=DataType.BINARY_VECTOR if binary else DataType.FLOAT_VECTOR,
             metric="HAMMING" if binary else METRICS.get(index.metric_type),
             lossy=lossy,
         )
-        check_unique_ids(_stored_ids(index), f"index {path}")
+        check_unique_ids(_stored_ids(index), f"index {self.spec.path}")
 
     def _reader(self, index) -> RowReader:
         if isinstance(index, (faiss.IndexIDMap, faiss.IndexBinaryIDMap)):
@@ -105,6 +120,9 @@ class FaissSource(Source):
     def close(self) -> None:
         self._read = None
         self.index = None
+        if self.download is not None:
+            self.download.cleanup()
+            self.download = None
 
 
 def _stored_ids(index) -> Iterator[np.ndarray]:

@@ -1,10 +1,14 @@
-"""HDF5 files in MilvusDM's layout (``embeddings`` + ``ids``) or ann-benchmarks' (``train``)."""
+"""HDF5 files in MilvusDM's layout (``embeddings`` + ``ids``) or ann-benchmarks' (``train``).
+
+Files exported by milvusdm carry their collection's schema (see ``layout``): read back, they
+recreate it — key, fields, partitions, indexes — unless the manifest maps ``fields`` itself.
+"""
 
 from __future__ import annotations
 
 import glob
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -12,8 +16,11 @@ import numpy as np
 
 from milvusdm.batch import Batch, Column, Schema
 from milvusdm.errors import InputError
+from milvusdm.layout import from_file, read_schema
 from milvusdm.sources.base import Source, check_unique_ids
 from milvusdm.spec import Hdf5Source as Hdf5Spec
+from milvusdm.spec import S3Settings
+from milvusdm.storage import ObjectStore, is_s3
 
 VECTOR_DEFAULTS = ("embeddings", "train")
 ID_DEFAULT = "ids"
@@ -32,11 +39,13 @@ DISTANCE_METRICS = {
 }
 
 
-def expand(patterns: list[str]) -> list[str]:
-    """Files named by paths and glob patterns, in the order given (each glob sorted)."""
+def expand(patterns: list[str], store: ObjectStore | None) -> list[str]:
+    """Files named by paths and glob patterns (s3:// too), in the order given (each glob sorted)."""
     files: list[str] = []
     for pattern in patterns:
-        if glob.has_magic(pattern):
+        if is_s3(pattern):
+            files.extend(store.expand(pattern))
+        elif glob.has_magic(pattern):
             matches = sorted(glob.glob(pattern))
             if not matches:
                 raise InputError(f"no file matches {pattern!r}", "check source.hdf5.paths")
@@ -57,24 +66,31 @@ class Hdf5File:
     vectors: h5py.Dataset
     ids: h5py.Dataset | None
     fields: dict[str, h5py.Dataset]
+    stored: Schema | None  # the schema of a milvusdm export
     offset: int = 0
 
     @property
     def rows(self) -> int:
         return self.vectors.shape[0]
 
+    @property
+    def partitions(self) -> tuple[tuple[str | None, int], ...]:
+        """(partition, rows) in file order; a file without partitions is one run of rows."""
+        return self.stored.partitions if self.stored and self.stored.partitions else ((None, self.rows),)
+
 
 class Hdf5Source(Source):
-    def __init__(self, spec: Hdf5Spec) -> None:
+    def __init__(self, spec: Hdf5Spec, s3: S3Settings | None = None) -> None:
         self.spec = spec
         self.files: list[Hdf5File] = []
+        self.store = ObjectStore(s3) if any(is_s3(p) for p in spec.patterns) else None
 
     def describe(self) -> str:
         return f"hdf5:{','.join(self.spec.patterns)}"
 
     def open(self) -> None:
         offset = 0
-        for path in expand(self.spec.patterns):
+        for path in expand(self.spec.patterns, self.store):
             file = self._open_file(path)
             file.offset = offset
             offset += file.rows
@@ -82,17 +98,21 @@ class Hdf5Source(Source):
         self._check_consistent()
         first = self.files[0]
         self.total = offset
-        self.schema = Schema(
-            dim=first.vectors.shape[1],
-            scalars=tuple(Column.for_numpy(name, ds.dtype) for name, ds in first.fields.items()),
-            metric=self._metric(first.handle),
-        )
+        if first.stored is not None:
+            partitions = tuple((p, rows) for file in self.files for p, rows in file.stored.partitions)
+            self.schema = replace(first.stored, partitions=partitions)
+        else:
+            self.schema = Schema(
+                dim=first.vectors.shape[1],
+                scalars=tuple(Column.for_numpy(name, ds.dtype) for name, ds in first.fields.items()),
+                metric=self._metric(first.handle),
+            )
         if first.ids is not None:
             check_unique_ids(self._all_ids(), f"source {self.describe()}")
 
     def _open_file(self, path: str) -> Hdf5File:
         try:
-            handle = h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+            handle = h5py.File(self.store.open(path) if is_s3(path) else path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
         except OSError as error:
             raise InputError(
                 f"{path} is not a readable HDF5 file ({error})", "check that the file is HDF5 and was copied whole"
@@ -105,21 +125,23 @@ class Hdf5Source(Source):
             )
         if vectors.dtype.kind not in "fiu":
             raise InputError(f"dataset {vectors.name!r} in {path} holds {vectors.dtype}, not numbers", "")
+        stored = read_schema(handle) if not self.spec.fields and not self.spec.ids and not self.spec.vectors else None
         id_name = self.spec.ids or (ID_DEFAULT if ID_DEFAULT in handle else None)
         ids = self._dataset(handle, path, id_name, (), "ids") if id_name else None
         if ids is not None:
             self._check_column(ids, vectors, path)
-            if ids.dtype.kind not in "iu":
+            if ids.dtype.kind not in "iu" and not (stored and stored.key and h5py.check_string_dtype(ids.dtype)):
                 raise InputError(
                     f"ids dataset {ids.name!r} in {path} holds {ids.dtype}, not integers",
                     "store ids as integers, or leave source.hdf5.ids unset to number rows 0..N-1",
                 )
+        mapping = {c.name: c.name for c in stored.scalars} if stored else self.spec.fields
         fields = {}
-        for dataset_name, field_name in self.spec.fields.items():
+        for dataset_name, field_name in mapping.items():
             dataset = self._dataset(handle, path, dataset_name, (), f"field {field_name}")
             self._check_column(dataset, vectors, path)
             fields[field_name] = dataset
-        return Hdf5File(path, handle, vectors, ids, fields)
+        return Hdf5File(path, handle, vectors, ids, fields, stored)
 
     @staticmethod
     def _dataset(handle: h5py.File, path: str, name: str | None, defaults: tuple[str, ...], role: str) -> h5py.Dataset:
@@ -157,6 +179,8 @@ class Hdf5Source(Source):
                     f"{file.path} and {first.path} disagree on having an ids dataset",
                     "give every file ids, or none (then rows are numbered 0..N-1)",
                 )
+            if file.stored and first.stored and replace(file.stored, partitions=()) != replace(first.stored, partitions=()):
+                raise InputError(f"{file.path} holds another collection schema than {first.path}", "import one collection at a time")
             for name, dataset in file.fields.items():
                 if Column.for_numpy(name, dataset.dtype) != Column.for_numpy(name, first.fields[name].dtype):
                     raise InputError(f"field {name!r} has another type in {file.path} than in {first.path}", "")
@@ -171,25 +195,33 @@ class Hdf5Source(Source):
     def _all_ids(self) -> Iterator[np.ndarray]:
         for file in self.files:
             for lo in range(0, file.rows, SCAN_ROWS):
-                chunk = file.ids[lo : lo + SCAN_ROWS]
+                chunk = self._ids(file, lo, lo + SCAN_ROWS)
                 if chunk.dtype == np.uint64 and chunk.size and chunk.max() > np.iinfo(np.int64).max:
                     raise InputError(f"{file.path} has ids above 2**63-1", "Milvus ids are signed 64-bit integers")
                 yield chunk
 
     def batches(self, start: int, stop: int, size: int) -> Iterator[Batch]:
+        """Batches never straddle files or partitions."""
         for file in self.files:
-            lo, hi = max(start, file.offset), min(stop, file.offset + file.rows)
-            for begin in range(lo, hi, size):
-                end = min(begin + size, hi)
-                yield self._read(file, begin, end)
+            first = file.offset
+            for partition, rows in file.partitions:
+                lo, hi = max(start, first), min(stop, first + rows)
+                for begin in range(lo, hi, size):
+                    yield self._read(file, begin, min(begin + size, hi), partition)
+                first += rows
 
-    @staticmethod
-    def _read(file: Hdf5File, begin: int, end: int) -> Batch:
+    def _ids(self, file: Hdf5File, a: int, b: int) -> np.ndarray:
+        if file.stored and file.stored.key:
+            return _read_column(file.ids, a, b, file.stored.key)
+        return file.ids[a:b]
+
+    def _read(self, file: Hdf5File, begin: int, end: int, partition: str | None) -> Batch:
         a, b = begin - file.offset, end - file.offset
+        columns = {c.name: c for c in self.schema.scalars}
         try:
-            ids = file.ids[a:b] if file.ids is not None else np.arange(begin, end, dtype=np.int64)
-            scalars = {name: _read_column(ds, a, b) for name, ds in file.fields.items()}
-            return Batch(begin, ids, file.vectors[a:b], scalars)
+            ids = self._ids(file, a, b) if file.ids is not None else np.arange(begin, end, dtype=np.int64)
+            scalars = {name: _read_column(ds, a, b, columns[name]) for name, ds in file.fields.items()}
+            return Batch(begin, ids, file.vectors[a:b], scalars, partition)
         except OSError as error:
             raise InputError(
                 f"cannot read rows {a}..{b - 1} of {file.path}: {error}", "the file is corrupt or truncated; copy it again"
@@ -201,7 +233,7 @@ class Hdf5Source(Source):
         self.files.clear()
 
 
-def _read_column(dataset: h5py.Dataset, a: int, b: int) -> np.ndarray:
+def _read_column(dataset: h5py.Dataset, a: int, b: int, column: Column) -> np.ndarray:
     if h5py.check_string_dtype(dataset.dtype) is not None:
-        return dataset.asstr()[a:b]
+        return from_file(column, dataset.asstr()[a:b])
     return dataset[a:b]

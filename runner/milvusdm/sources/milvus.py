@@ -1,0 +1,189 @@
+"""A collection on a Milvus 2.x server or in Milvus Lite, read with its whole schema.
+
+Rows are addressed by position in (partition, primary key) order: each partition's rows,
+counted up front, are paged through by key (``key > last`` with the server's iterator
+ordering), so a checkpoint's position maps back to a key by skipping that many keys — read
+alone, without vectors. The source must not change while it is copied.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+from pymilvus import DataType
+
+from milvusdm.batch import DYNAMIC_FIELD, Batch, Column, Index, Schema
+from milvusdm.errors import InputError
+from milvusdm.milvus import QUERY_WINDOW, Connection, everything, literal
+from milvusdm.sources.base import Source
+from milvusdm.spec import MilvusSource as MilvusSpec
+from milvusdm.wire import BYTE_VECTORS, SCALARS, unsupported
+
+log = logging.getLogger(__name__)
+INDEX_KEYS = {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows",
+              "pending_index_rows", "state", "params"}
+
+
+def column_of(field: dict) -> Column:
+    """A field as ``describe_collection`` reports it."""
+    params = field.get("params", {})
+    number = lambda key: int(params[key]) if key in params else None  # noqa: E731
+    return Column(
+        field["name"], field["type"], max_length=number("max_length"), dim=number("dim"),
+        element_type=field.get("element_type"), max_capacity=number("max_capacity"),
+        description=field.get("description", ""), partition_key=bool(field.get("is_partition_key")),
+    )
+
+
+def copyable(column: Column) -> bool:
+    if column.dtype == DataType.ARRAY:
+        return column.element_type in SCALARS
+    return column.dtype in SCALARS or column.dtype in BYTE_VECTORS or column.dtype == DataType.FLOAT_VECTOR
+
+
+class MilvusSource(Source):
+    def __init__(self, spec: MilvusSpec) -> None:
+        self.spec = spec
+        self.milvus: Connection | None = None
+        self.parts: list[tuple[str, int, int]] = []  # (partition, first position, rows)
+
+    def describe(self) -> str:
+        return f"milvus:{self.spec.uri}/{self.spec.collection}"
+
+    def open(self) -> None:
+        spec = self.spec
+        self.milvus = Connection(spec, "source")
+        client, name = self.milvus.client, spec.collection
+        if not self.milvus.retry("check the collection", client.has_collection, name):
+            present = self.milvus.retry("list collections", client.list_collections)
+            raise InputError(
+                f"source collection {name!r} does not exist at {spec.uri} (collections: {', '.join(present) or 'none'})",
+                "check source.milvus.collection",
+            )
+        info = self.milvus.retry("describe the collection", client.describe_collection, name)
+        self.schema = self._schema(info)
+        self.columns = [self.schema.key, self.schema.vector, *self.schema.scalars]
+        self._ensure_loaded()
+        self.parts, start = [], 0
+        for partition in self._partitions():
+            rows = self._count(partition)
+            self.parts.append((partition, start, rows))
+            start += rows
+        self.total = start
+        self.schema = replace(self.schema, partitions=tuple((p, rows) for p, _, rows in self.parts))
+
+    def _schema(self, info: dict) -> Schema:
+        columns = [column_of(f) for f in info["fields"]]
+        key = next(c for c, f in zip(columns, info["fields"]) if f.get("is_primary"))
+        wanted = self.spec.fields
+        if wanted is not None:
+            unknown = sorted(set(wanted) - {c.name for c in columns})
+            if unknown:
+                raise InputError(
+                    f"source collection {self.spec.collection!r} has no field {', '.join(map(repr, unknown))} "
+                    f"(fields: {', '.join(c.name for c in columns)})",
+                    "check source.milvus.fields",
+                )
+            columns = [c for c in columns if c.name in wanted or c is key]
+        elif info.get("enable_dynamic_field"):
+            columns.append(Column(DYNAMIC_FIELD, DataType.JSON))
+        for column in columns:
+            if not copyable(column):
+                raise unsupported(column)
+        vectors = [c for c in columns if c.is_vector]
+        if not vectors:
+            raise InputError(
+                f"the fields chosen from {self.spec.collection!r} include no vector field",
+                "add a vector field to source.milvus.fields",
+            )
+        vector = vectors[0]
+        indexes = self._indexes({c.name for c in columns})
+        metric = next((i.metric_type for i in indexes if i.field == vector.name), None)
+        return Schema(
+            dim=vector.dim, vector_type=vector.dtype, vector_name=vector.name, key=key,
+            scalars=tuple(c for c in columns if c is not key and c is not vector), metric=metric,
+            name=self.spec.collection, description=info.get("description", ""), indexes=tuple(indexes),
+            auto_id=bool(info.get("auto_id")),
+        )
+
+    def _indexes(self, fields: set[str]) -> list[Index]:
+        client, name = self.milvus.client, self.spec.collection
+        indexes = []
+        for index_name in self.milvus.retry("list indexes", client.list_indexes, name):
+            found = self.milvus.retry("describe an index", client.describe_index, name, index_name)
+            if found and found.get("field_name") in fields:
+                params = {k: v for k, v in found.items() if k not in INDEX_KEYS} | found.get("params", {})
+                indexes.append(Index(found["field_name"], found["index_type"], found.get("metric_type"), params, index_name))
+        return indexes
+
+    def _ensure_loaded(self) -> None:
+        client, name = self.milvus.client, self.spec.collection
+        state = self.milvus.retry("check the load state", client.get_load_state, name)
+        if str(state.get("state")) != "Loaded":
+            log.warning("loading source collection %s to read it (it stays loaded)", name)
+            self.milvus.call("load the source collection", client.load_collection, name, timeout=None)
+
+    def _partitions(self) -> list[str]:
+        present = self.milvus.retry("list partitions", self.milvus.client.list_partitions, self.spec.collection)
+        chosen = self.spec.partitions or present
+        missing = [p for p in chosen if p not in present]
+        if missing:
+            raise InputError(
+                f"source collection {self.spec.collection!r} has no partition {', '.join(map(repr, missing))} "
+                f"(partitions: {', '.join(present)})",
+                "check source.milvus.partitions",
+            )
+        return chosen
+
+    def _filter(self, after=None) -> str:
+        parts = [f"({self.spec.filter})"] if self.spec.filter else []
+        if after is not None:
+            parts.append(f"{self.schema.key.name} > {literal(after)}")
+        return " and ".join(parts) or everything(self.schema.key)
+
+    def _count(self, partition: str) -> int:
+        rows = self.milvus.retry(
+            "count the source rows", self.milvus.client.query, self.spec.collection, filter=self._filter(),
+            output_fields=["count(*)"], partition_names=[partition], consistency_level="Strong",
+        )
+        return int(rows[0]["count(*)"])
+
+    def _page(self, columns: list[Column], partition: str, after, limit: int) -> list[np.ndarray]:
+        return self.milvus.query(self.spec.collection, self._filter(after), columns, [partition], limit=limit)
+
+    def _seek(self, partition: str, skip: int):
+        """The key after which a partition's row ``skip`` comes (None: from the start)."""
+        after = None
+        while skip > 0:
+            (keys,) = self._page([self.schema.key], partition, after, min(skip, QUERY_WINDOW))
+            self._check_page(keys, partition)
+            after, skip = keys[-1], skip - len(keys)
+        return after
+
+    def _check_page(self, keys: np.ndarray, partition: str) -> None:
+        if not len(keys):
+            raise InputError(
+                f"partition {partition!r} of {self.spec.collection!r} ran out of keys before its counted rows: "
+                "it holds duplicate primary keys (count(*) counts every copy) or changed during the run",
+                "upsert each duplicated key once, or stop writes to the source, then rerun",
+            )
+
+    def batches(self, start: int, stop: int, size: int) -> Iterator[Batch]:
+        size = min(size, QUERY_WINDOW)
+        for partition, first, rows in self.parts:
+            position, end = max(start, first), min(stop, first + rows)
+            after = self._seek(partition, position - first) if position < end else None
+            while position < end:
+                values = self._page(self.columns, partition, after, min(size, end - position))
+                self._check_page(values[0], partition)
+                scalars = {c.name: v for c, v in zip(self.columns[2:], values[2:])}
+                yield Batch(position, values[0], values[1], scalars, partition)
+                position, after = position + len(values[0]), values[0][-1]
+
+    def close(self) -> None:
+        if self.milvus is not None:
+            self.milvus.close()
+            self.milvus = None
