@@ -86,9 +86,13 @@ def ceiling(uri: str, path: Path, collection: str) -> float:
     return seconds
 
 
-def milvusdm(uri: str, source: dict, collection: str, workdir: Path) -> tuple[float, float, dict]:
-    """(seconds, peak RSS in MB, summary) of `milvusdm run` as a child process."""
+def milvusdm(
+    uri: str, source: dict, collection: str, workdir: Path, target: dict | None = None, s3: dict | None = None
+) -> tuple[float, float, dict]:
+    """(seconds, peak RSS in MB, summary) of `milvusdm run` as a child process; the target is
+    a FLAT-indexed collection on ``uri`` (dropped afterwards) unless given."""
     manifest = workdir / f"{collection}.yaml"
+    into = target or {"milvus": {"uri": uri, "collection": collection, "index": {"type": "FLAT"}}}
     manifest.write_text(
         yaml.safe_dump(
             {
@@ -97,9 +101,10 @@ def milvusdm(uri: str, source: dict, collection: str, workdir: Path) -> tuple[fl
                 "metadata": {"name": collection.replace("_", "-")},
                 "spec": {
                     "source": source,
-                    "target": {"milvus": {"uri": uri, "collection": collection, "index": {"type": "FLAT"}}},
+                    "target": into,
                     "batchSize": BATCH,
                     "verify": "count",  # like the ceiling: no re-read of the source
+                    **({"s3": s3} if s3 else {}),
                 },
             }
         )
@@ -109,10 +114,23 @@ def milvusdm(uri: str, source: dict, collection: str, workdir: Path) -> tuple[fl
     child = subprocess.run([str(cli), "run", "-f", str(manifest), "--json", "-q"], stdout=subprocess.PIPE, check=True)
     seconds = time.perf_counter() - began
     summary = json.loads(child.stdout)
-    client = MilvusClient(uri)
-    client.drop_collection(collection)
-    client.close()
+    if target is None:
+        client = MilvusClient(uri)
+        client.drop_collection(collection)
+        client.close()
     return seconds, summary["peak_rss_mb"], summary
+
+
+class Results(list):
+    """Result rows, each printed as it comes; saved as benchmarks/results/NAME.json."""
+
+    def add(self, result: dict) -> None:
+        self.append(result)
+        print(json.dumps(result), flush=True)
+
+    def save(self, name: str) -> None:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{name}.json").write_text(json.dumps(self, indent=2))
 
 
 def main() -> None:
@@ -121,7 +139,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--sources", nargs="+", default=["hdf5", "faiss-flat", "faiss-ivf"])
     args = parser.parse_args()
-    results = []
+    results = Results()
     with tempfile.TemporaryDirectory() as scratch, EmbeddedMilvus(Path(scratch) / "milvus") as server:
         work = Path(scratch)
         for rows in args.rows:
@@ -149,10 +167,8 @@ def main() -> None:
                     "peak_rss_above_index_mb": round(rss - file_mb),
                     "milvusdm_phases_s": summary["phases"],
                 }
-                results.append(result)
-                print(json.dumps(result), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "throughput.json").write_text(json.dumps(results, indent=2))
+                results.add(result)
+    results.save("throughput")
     print(f"\n{'rows':>9} {'source':>11} {'ceiling rows/s':>15} {'milvusdm rows/s':>16} {'ratio':>6} "
           f"{'peak RSS MB':>12} {'above index':>12}")
     for r in results:
