@@ -1,6 +1,6 @@
 """HDF5 from S3 against the same file from local disk, into one embedded Milvus, in one run.
 
-    .venv/bin/python benchmarks/s3.py [--rows 1000000] [--dim 128] [--block-mb 32]
+    .venv/bin/python benchmarks/s3.py [--rows 1000000] [--dim 128] [--block-mb 16]
 
 A moto S3 server on loopback holds the file; `milvusdm run` streams it with ranged GETs
 (``spec.s3.blockSizeMb``), then runs again from the local copy. Ratio = local seconds / S3
@@ -24,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--block-mb", type=int, default=32)
+    parser.add_argument("--block-mb", type=int, default=16)
     args = parser.parse_args()
     results = Results()
     with tempfile.TemporaryDirectory() as scratch, EmbeddedMilvus(Path(scratch) / "milvus") as server, MotoS3() as s3:

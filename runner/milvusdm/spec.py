@@ -104,7 +104,9 @@ class S3Settings(Model):
     verify_tls: bool = True
     access_key_id_secret_ref: SecretKeyRef | None = None
     secret_access_key_secret_ref: SecretKeyRef | None = None
-    block_size_mb: int = Field(32, ge=1, le=1024, description="Bytes per ranged GET when streaming HDF5 files.")
+    block_size_mb: int = Field(
+        16, ge=1, le=1024, description="MiB per ranged GET when streaming HDF5 files; two blocks are cached."
+    )
 
     def check_credentials(self) -> None:
         """Secret references are read from the environment; say so when it lacks them."""

@@ -11,6 +11,7 @@ import fnmatch
 import glob
 import io
 import logging
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from milvusdm.spec import S3Settings
 
 log = logging.getLogger(__name__)
 SCHEME = "s3://"
-CACHED_BLOCKS = 3
+CACHED_BLOCKS = 2  # one per dataset read in step (vectors and ids), no more: memory is the cache
+READ_BYTES = 1 << 20  # the HTTP body is copied into the block this much at a time
 UPLOAD = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
 DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "InvalidToken", "ExpiredToken"}
 MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -131,8 +133,10 @@ class ObjectStore:
 
     def download(self, url: str, path: Path) -> None:
         bucket, key = split(url)
-        log.info("downloading %s to %s", url, path)
+        began = time.monotonic()
         self.call("download", url, self.client.download_file, Bucket=bucket, Key=key, Filename=str(path))
+        megabytes = path.stat().st_size / 2**20
+        log.info("downloaded %s (%.0f MiB) in %.1fs", url, megabytes, time.monotonic() - began)
 
     def upload(self, path: Path, url: str) -> None:
         """Multipart upload from the file, streaming: memory is a few parts, not the file."""
@@ -157,7 +161,7 @@ class RangeReader(io.RawIOBase):
         self.store, self.url, self.length, self.block = store, url, size, block
         self.bucket, self.key = split(url)
         self.position = 0
-        self.blocks: OrderedDict[int, bytes] = OrderedDict()
+        self.blocks: OrderedDict[int, memoryview] = OrderedDict()
 
     def readable(self) -> bool:
         return True
@@ -173,28 +177,37 @@ class RangeReader(io.RawIOBase):
         self.position = max(0, base + offset)
         return self.position
 
-    def _block(self, number: int) -> bytes:
+    def _block(self, number: int) -> memoryview:
         if number in self.blocks:
             self.blocks.move_to_end(number)
             return self.blocks[number]
+        # Make room first (never a block more than the cache), dropping the block just before
+        # this one if cached: its stream has moved on. Else the least recently used.
+        while len(self.blocks) >= CACHED_BLOCKS:
+            self.blocks.pop(number - 1) if number - 1 in self.blocks else self.blocks.popitem(last=False)
         first = number * self.block
         last = min(first + self.block, self.length) - 1
         response = self.store.call("read", self.url, self.store.client.get_object,
                                    Bucket=self.bucket, Key=self.key, Range=f"bytes={first}-{last}")
-        data = response["Body"].read()
-        self.blocks[number] = data
-        if len(self.blocks) > CACHED_BLOCKS:
-            self.blocks.popitem(last=False)
-        return data
+        data = bytearray(last - first + 1)  # filled in place: no joined copy of the body
+        view, filled = memoryview(data), 0
+        while filled < len(data):
+            count = response["Body"].readinto(view[filled : filled + READ_BYTES])
+            if not count:
+                raise InputError(f"{self.url} ended early at byte {first + filled}", "check that the object was uploaded whole")
+            filled += count
+        self.blocks[number] = view
+        return view
 
     def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")
         done = 0
         while done < len(view) and self.position < self.length:
             number, offset = divmod(self.position, self.block)
-            data = self._block(number)
-            count = min(len(view) - done, len(data) - offset)
-            view[done : done + count] = data[offset : offset + count]
+            block = self._block(number)
+            count = min(len(view) - done, len(block) - offset)
+            view[done : done + count] = block[offset : offset + count]
+            del block  # a read across a block edge must not hold this block while fetching the next
             done += count
             self.position += count
         return done

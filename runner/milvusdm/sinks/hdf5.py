@@ -13,6 +13,7 @@ interrupted run never leaves a file that looks complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -141,6 +142,8 @@ class ExportFile:
             self.file = None
         if self.store:
             self.path.unlink(missing_ok=True)  # uploaded; the partial file stays for a resume
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()
 
 
 class Hdf5Sink(Sink):
