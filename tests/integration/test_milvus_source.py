@@ -10,68 +10,14 @@ import pytest
 from pymilvus import DataType
 
 from milvusdm.testing.interrupt import resume, run_until_killed
+from tests.collections import ROWS, make_collection, rows_of
 from tests.conftest import SERVER_TOKEN, client_for, manifest
 
 pytestmark = pytest.mark.server
-ROWS = 3000
 
 
 def endpoint(server) -> dict:
     return {"uri": server.uri, "token": SERVER_TOKEN}
-
-
-def make_collection(where: dict, name: str = "items", rows: int = ROWS, dim: int = 16, seed: int = 7, prefix: str = "sku") -> None:
-    """Varchar keys, every scalar kind, JSON, arrays, dynamic keys, two partitions, an HNSW index."""
-    rng = np.random.default_rng(seed)
-    client = client_for(where)
-    schema = client.create_schema(auto_id=False, enable_dynamic_field=True, description="things for sale")
-    schema.add_field("sku", DataType.VARCHAR, is_primary=True, max_length=32)
-    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
-    schema.add_field("in_stock", DataType.BOOL)
-    schema.add_field("i8", DataType.INT8)
-    schema.add_field("i16", DataType.INT16)
-    schema.add_field("i32", DataType.INT32)
-    schema.add_field("i64", DataType.INT64)
-    schema.add_field("price", DataType.FLOAT)
-    schema.add_field("weight", DataType.DOUBLE, description="in kg")
-    schema.add_field("title", DataType.VARCHAR, max_length=200)
-    schema.add_field("attrs", DataType.JSON)
-    schema.add_field("sizes", DataType.ARRAY, element_type=DataType.INT32, max_capacity=4)
-    schema.add_field("tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=3, max_length=12)
-    client.create_collection(name, schema=schema)
-    client.create_partition(name, "archive")
-    index = client.prepare_index_params()
-    index.add_index("embedding", index_type="HNSW", metric_type="COSINE", params={"M": 8, "efConstruction": 64})
-    client.create_index(name, index)
-    vectors = rng.random((rows, dim), dtype=np.float32)
-    data = [
-        {
-            "sku": f"{prefix}-{i:06d}", "embedding": vectors[i].tolist(), "in_stock": bool(i % 2), "i8": i % 100 - 50,
-            "i16": i % 30000, "i32": i, "i64": 2**60 + i, "price": float(np.float32(i / 7)), "weight": i / 3,
-            "title": f"item «{i}»", "attrs": {"colour": ["red", "blue"][i % 2], "n": i},
-            "sizes": list(range(i % 5)), "tags": ["a", "b"][: i % 3], **({"note": f"dyn {i}"} if i % 4 else {}),
-        }
-        for i in range(rows)
-    ]
-    half = rows * 2 // 3
-    client.insert(name, data[:half])
-    client.insert(name, data[half:], partition_name="archive")
-    client.flush(name)
-    client.load_collection(name)
-    client.close()
-
-
-def rows_of(where: dict, name: str, partition: str | None = None, filter: str = 'sku >= ""') -> dict:
-    client = client_for(where)
-    client.load_collection(name)
-    iterator = client.query_iterator(name, batch_size=1000, filter=filter, output_fields=["*"],
-                                     partition_names=[partition] if partition else None)
-    rows = {}
-    while page := iterator.next():
-        rows.update({row["sku"]: dict(row) for row in page})
-    iterator.close()
-    client.close()
-    return rows
 
 
 def shape_of(where: dict, name: str) -> dict:
@@ -207,3 +153,30 @@ def test_killed_milvus_to_hdf5_export_resumes_to_the_same_data(tmp_path, source_
     with h5py.File(export) as f:
         np.testing.assert_array_equal(f["ids"][:], ids[order])
         np.testing.assert_array_equal(f["embeddings"][:], vectors[order])
+
+
+def test_auto_id_binary_collection_keeps_ids_and_takes_an_index_override(tmp_path, run_cli, source_server, milvus_server):
+    source, target = endpoint(source_server), endpoint(milvus_server)
+    client = client_for(source)
+    schema = client.create_schema(auto_id=True)
+    schema.add_field("pk", DataType.INT64, is_primary=True, auto_id=True)
+    schema.add_field("bits", DataType.BINARY_VECTOR, dim=64)
+    client.create_collection("hashes", schema=schema)
+    index = client.prepare_index_params()
+    index.add_index("bits", index_type="BIN_IVF_FLAT", metric_type="JACCARD", params={"nlist": 4})
+    client.create_index("hashes", index)
+    codes = np.random.default_rng(3).integers(0, 256, (500, 8), dtype=np.uint8)
+    client.insert("hashes", [{"bits": c.tobytes()} for c in codes])
+    client.flush("hashes")
+    path = manifest(tmp_path, {"milvus": {**source, "collection": "hashes"}},
+                    {"milvus": {**target, "collection": "hashes", "index": {"type": "BIN_FLAT"}, "metric": "HAMMING"}},
+                    verify="full")
+    summary = run_ok(run_cli, path)
+    assert summary["verified"] == "full (500 ids present, 500 rows equal, count 500)"
+    assert any("auto_id" in warning for warning in summary["warnings"])
+    copied, original = client_for(target), client_for(source)
+    assert not copied.describe_collection("hashes")["auto_id"]
+    index = copied.describe_index("hashes", copied.list_indexes("hashes")[0])
+    assert (index["index_type"], index["metric_type"]) == ("BIN_FLAT", "HAMMING")
+    ids = lambda c: sorted(r["pk"] for r in c.query("hashes", filter="pk >= 0", output_fields=["pk"], limit=1000))  # noqa: E731
+    assert ids(copied) == ids(original)

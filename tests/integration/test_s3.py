@@ -11,6 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
+from boto3.s3.transfer import TransferConfig
+
+from milvusdm import storage
+from tests.collections import make_collection, rows_of
 from tests.conftest import client_for, make_h5, manifest, read_back
 
 
@@ -25,7 +29,7 @@ def run(run_cli, path, code=0):
     return json.loads(result.stdout) if code == 0 else result.stderr.strip()
 
 
-def test_hdf5_files_streamed_from_a_prefix(tmp_path, run_cli, lite, s3, rng):
+def test_hdf5_files_streamed_by_key_and_glob(tmp_path, run_cli, lite, s3, rng):
     vectors = rng.random((6000, 32), dtype=np.float32)
     price = rng.random(6000)
     for part, rows in enumerate((slice(0, 4000), slice(4000, 6000))):
@@ -34,12 +38,21 @@ def test_hdf5_files_streamed_from_a_prefix(tmp_path, run_cli, lite, s3, rng):
                 dataset_options={"chunks": (500, 32), "compression": "gzip"})
         put(s3, f"parts/{part}.h5", tmp_path / f"{part}.h5")
     settings = {**s3["settings"], "blockSizeMb": 1}  # many blocks: reads cross block edges
-    source = {"hdf5": {"paths": [f"s3://{s3['bucket']}/parts/"], "fields": {"price": "price"}}}
+    source = {"hdf5": {"paths": [f"s3://{s3['bucket']}/parts/0.h5", f"s3://{s3['bucket']}/parts/[1-9].h5"],
+                       "fields": {"price": "price"}}}
     summary = run(run_cli, manifest(tmp_path, source, {"milvus": {**lite, "collection": "items"}}, verify="full", s3=settings))
     assert summary["verified"] == "full (6000 ids present, 6000 rows equal, count 6000)"
     found, rows = read_back(lite, "items")
     np.testing.assert_array_equal(found, np.arange(6000) * 3)
     assert rows[4500 * 3]["price"] == pytest.approx(price[4500])
+
+
+def test_prefix_lists_every_object_under_it(tmp_path, run_cli, lite, s3, rng):
+    for part in range(3):
+        put(s3, f"many/{part}.h5", make_h5(tmp_path / f"{part}.h5", rng.random((10, 4), dtype=np.float32), np.arange(10) + 10 * part))
+    summary = run(run_cli, manifest(tmp_path, {"hdf5": {"paths": [f"s3://{s3['bucket']}/many/"]}},
+                                    {"milvus": {**lite, "collection": "items"}}, s3=s3["settings"]))
+    assert summary["rows"] == 30
 
 
 def test_faiss_index_from_s3(tmp_path, run_cli, lite, s3, rng):
@@ -74,6 +87,18 @@ def test_export_to_s3_and_back(tmp_path, run_cli, lite, s3, rng):
 
     run(run_cli, manifest(tmp_path, {"hdf5": {"path": url}}, {"milvus": {**lite, "collection": "back"}}, s3=s3["settings"]))
     np.testing.assert_array_equal(read_back(lite, "back")[0], np.arange(2500) + 7)
+
+
+def test_collection_exported_to_an_s3_folder_in_parts(tmp_path, run_cli, lite, s3, monkeypatch):
+    monkeypatch.setattr(storage, "UPLOAD", TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20))
+    make_collection(lite, rows=6000, dim=512)  # ~8 MB per file: two parts each
+    prefix = f"s3://{s3['bucket']}/backup/"
+    run(run_cli, manifest(tmp_path, {"milvus": {**lite, "collection": "items"}}, {"hdf5": {"path": prefix}}, s3=s3["settings"]))
+    keys = sorted(o["Key"] for o in s3["client"].list_objects_v2(Bucket=s3["bucket"])["Contents"])
+    assert keys == ["backup/items__default.h5", "backup/items_archive.h5"]
+    run(run_cli, manifest(tmp_path, {"hdf5": {"paths": [prefix]}}, {"milvus": {**lite, "collection": "back"}},
+                          verify="full", s3=s3["settings"]))
+    assert rows_of(lite, "back") == rows_of(lite, "items")
 
 
 @pytest.mark.parametrize(("change", "message"), [

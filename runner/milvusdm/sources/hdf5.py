@@ -179,7 +179,9 @@ class Hdf5Source(Source):
                     f"{file.path} and {first.path} disagree on having an ids dataset",
                     "give every file ids, or none (then rows are numbered 0..N-1)",
                 )
-            if file.stored and first.stored and replace(file.stored, partitions=()) != replace(first.stored, partitions=()):
+            if (file.stored is None) != (first.stored is None):
+                raise InputError(f"{file.path} and {first.path} are not both milvusdm exports", "import them separately")
+            if file.stored and replace(file.stored, partitions=()) != replace(first.stored, partitions=()):
                 raise InputError(f"{file.path} holds another collection schema than {first.path}", "import one collection at a time")
             for name, dataset in file.fields.items():
                 if Column.for_numpy(name, dataset.dtype) != Column.for_numpy(name, first.fields[name].dtype):
