@@ -201,71 +201,102 @@ def run(
     from the saved checkpoint (None: if there is one), writing everything after it
     idempotently. ``target_prepared``: another shard created the target; use it as it is.
     """
-    spec = migration.spec
     key = fingerprint(migration)
-    saved = _usable_checkpoint(checkpoints, key, resume, spec.target)
-    source, sink = open_source(spec.source, spec.s3), open_sink(spec.target, spec.s3)
-    summary = Summary(migration.metadata.name, source.describe(), sink.describe())
-    began = time.monotonic()
-    clock = _Clock(summary.phases)
+    saved = _usable_checkpoint(checkpoints, key, resume, migration.spec.target)
+    job = _Run(migration, observers, checkpoints, shard, inflight)
     try:
+        job.execute(key, saved, target_prepared)
+    finally:
+        job.close()
+    for observer in observers:
+        observer.finished(job.summary)
+    return job.summary
+
+
+class _Run:
+    """One run's source, sink, checkpoint and summary, phase by phase."""
+
+    def __init__(self, migration: MilvusMigration, observers: Sequence[Observer], checkpoints: CheckpointStore | None,
+                 shard: Shard, inflight: int) -> None:
+        self.spec = spec = migration.spec
+        self.observers, self.checkpoints, self.shard, self.inflight = observers, checkpoints, shard, inflight
+        self.source, self.sink = open_source(spec.source, spec.s3), open_sink(spec.target, spec.s3)
+        self.summary = Summary(migration.metadata.name, self.source.describe(), self.sink.describe())
+        self.began = time.monotonic()
+        self.clock = _Clock(self.summary.phases)
+
+    def execute(self, key: str, saved: Checkpoint | None, target_prepared: bool) -> None:
+        source, sink, summary = self.source, self.sink, self.summary
         source.open()  # every input check happens here, before the target is touched
         if saved is not None and not sink.resumable(source.schema):
             log.warning("%s lost its partial output; starting over from the first row", sink.describe())
             saved = None
-        start, stop = shard.bounds(source.total)
-        summary.total = stop - start
-        if source.schema.lossy:
-            summary.warnings.append("vectors are decoded approximations of the originals (lossy index)")
-        if source.schema.auto_id:
-            summary.warnings.append("the source generated its keys (auto_id); the target keeps them, so later inserts into it must give keys")
-        if source.total == 0:
-            summary.warnings.append("the source holds no rows: the target is created empty")
-        summary.skipped = not sink.prepare(source.schema, resume=saved is not None or target_prepared)
-        if not summary.skipped:
-            if saved is None:
-                counted = spec.verify != "none" and not sink.created and shard.count == 1
-                saved = Checkpoint(key, position=start, rows=0, created=sink.created, baseline=sink.count() if counted else 0)
-            state = saved
-            if checkpoints is not None:
-                checkpoints.save(state)
-            for observer in observers:
-                observer.started(summary, state.position - start)
-            clock.lap("prepare")
+        self.start, self.stop = self.shard.bounds(source.total)
+        summary.total = self.stop - self.start
+        summary.warnings += self._warnings()
+        resuming = saved is not None
+        summary.skipped = not sink.prepare(source.schema, resume=resuming or target_prepared)
+        if summary.skipped:
+            return
+        self.state = saved or self._fresh(key)
+        self._save()
+        for observer in self.observers:
+            observer.started(summary, self.state.position - self.start)
+        self.clock.lap("prepare")
+        self._copy(replay=resuming)
+        self.clock.lap("copy")
+        sink.finish()
+        self.clock.lap("finish")
+        expected = self.state.baseline + summary.total if self.shard.count == 1 else None
+        summary.verified = verify(self.spec.verify, source, sink, (self.start, self.stop), expected, self.spec.verify_sample)
+        self.clock.lap("verify")
+        if self.checkpoints is not None:
+            self.checkpoints.clear()
 
-            def committed(batch: Batch) -> None:
-                nonlocal state
-                state = replace(state, position=batch.stop, rows=state.rows + len(batch))
-                summary.rows += len(batch)
-                for observer in observers:
-                    observer.committed(state.position - start)
-                if checkpoints is not None:
-                    checkpoints.save(state)
+    def _warnings(self) -> list[str]:
+        schema = self.source.schema
+        notes = {
+            "vectors are decoded approximations of the originals (lossy index)": schema.lossy,
+            "the source generated its keys (auto_id); the target keeps them, so later inserts into it must give keys":
+                schema.auto_id,
+            "the source holds no rows: the target is created empty": self.source.total == 0,
+        }
+        return [note for note, applies in notes.items() if applies]
 
-            try:
-                stream(source, sink, state.position, stop, spec.batch_size, committed, inflight, replay=saved is not None)
-            except InputError as error:
-                written = None if state.created else (b.ids for b in source.batches(start, state.position, spec.batch_size))
-                _roll_back(sink, written, error)
-                if checkpoints is not None:
-                    checkpoints.clear()
-                raise
-            clock.lap("copy")
-            sink.finish()
-            clock.lap("finish")
-            expected = state.baseline + summary.total if shard.count == 1 else None
-            summary.verified = verify(spec.verify, source, sink, (start, stop), expected, spec.verify_sample)
-            clock.lap("verify")
-            if checkpoints is not None:
-                checkpoints.clear()
-    finally:
-        summary.seconds = time.monotonic() - began
-        sink.close()
-        source.close()
-        summary.peak_rss_mb = round(peak_rss_mb(), 1)
-    for observer in observers:
-        observer.finished(summary)
-    return summary
+    def _fresh(self, key: str) -> Checkpoint:
+        """The first checkpoint; counts an existing target's rows for the final count check."""
+        counted = self.spec.verify != "none" and not self.sink.created and self.shard.count == 1
+        baseline = self.sink.count() if counted else 0
+        return Checkpoint(key, position=self.start, rows=0, created=self.sink.created, baseline=baseline)
+
+    def _save(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.save(self.state)
+
+    def _committed(self, batch: Batch) -> None:
+        self.state = replace(self.state, position=batch.stop, rows=self.state.rows + len(batch))
+        self.summary.rows += len(batch)
+        for observer in self.observers:
+            observer.committed(self.state.position - self.start)
+        self._save()
+
+    def _copy(self, replay: bool) -> None:
+        """Stream the rows after the checkpoint; bad data found midway undoes this run's writes."""
+        source, batch_size = self.source, self.spec.batch_size
+        try:
+            stream(source, self.sink, self.state.position, self.stop, batch_size, self._committed, self.inflight, replay)
+        except InputError as error:
+            written = None if self.state.created else (b.ids for b in source.batches(self.start, self.state.position, batch_size))
+            _roll_back(self.sink, written, error)
+            if self.checkpoints is not None:
+                self.checkpoints.clear()
+            raise
+
+    def close(self) -> None:
+        self.summary.seconds = time.monotonic() - self.began
+        self.sink.close()
+        self.source.close()
+        self.summary.peak_rss_mb = round(peak_rss_mb(), 1)
 
 
 def check(migration: MilvusMigration, mode: str | None = None) -> str:
