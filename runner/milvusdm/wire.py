@@ -12,7 +12,7 @@ from google.protobuf.internal.encoder import _VarintBytes
 from pymilvus import DataType
 from pymilvus.grpc_gen import schema_pb2
 
-from milvusdm.batch import DYNAMIC_FIELD, Column, objects
+from milvusdm.batch import DYNAMIC_FIELD, NUMPY_TYPES, Column, objects
 from milvusdm.errors import InputError
 
 # Milvus scalar type -> (ScalarField attribute, little-endian dtype when packed fixed-width, else None)
@@ -32,8 +32,6 @@ BYTE_VECTORS = {
     DataType.FLOAT16_VECTOR: "float16_vector",
     DataType.BFLOAT16_VECTOR: "bfloat16_vector",
 }
-NUMPY_OF = {DataType.BOOL: bool, DataType.INT8: np.int8, DataType.INT16: np.int16, DataType.INT32: np.int32,
-            DataType.INT64: np.int64, DataType.FLOAT: np.float32, DataType.DOUBLE: np.float64}
 
 
 def packed(message_type, values: np.ndarray, dtype: str):
@@ -104,5 +102,5 @@ def take(field: schema_pb2.FieldData, column: Column) -> np.ndarray:
         return unpacked(data, wire_dtype).astype(wire_dtype[1:])
     if column.dtype in (DataType.VARCHAR, DataType.JSON):
         return objects(list(data.data))
-    return np.array(data.data, dtype=NUMPY_OF[column.dtype])
+    return np.array(data.data, dtype=NUMPY_TYPES[column.dtype])
 
