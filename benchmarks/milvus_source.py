@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from pymilvus import MilvusClient
+from throughput import BATCH, Results, ceiling, milvusdm, write_h5
 
 from milvusdm.testing import EmbeddedMilvus
-from throughput import BATCH, Results, ceiling, milvusdm, write_h5
 
 
 def read_ceiling(uri: str, collection: str) -> float:

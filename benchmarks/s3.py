@@ -16,8 +16,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from milvusdm.testing import EmbeddedMilvus, MotoS3
 from throughput import Results, milvusdm, write_h5
+
+from milvusdm.testing import EmbeddedMilvus, MotoS3
 
 
 def main() -> None:

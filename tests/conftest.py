@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from pymilvus import MilvusClient
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from milvusdm.cli import app
 from milvusdm.testing import EmbeddedMilvus, MotoS3
@@ -124,11 +124,11 @@ def manifest(tmp_path: Path, source: dict, target: dict, name: str = "test", **s
 
 
 @pytest.fixture
-def run_cli() -> Callable[..., "CliResult"]:
+def run_cli() -> Callable[..., Result]:
     """Run ``milvusdm`` in-process; returns exit code, stdout and stderr."""
     runner = CliRunner()
 
-    def invoke(*args: str, env: dict | None = None):
+    def invoke(*args: str, env: dict | None = None) -> Result:
         return runner.invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
 
     return invoke

@@ -8,13 +8,16 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from milvusdm import __version__, spec
 from milvusdm.errors import InputError, Interrupted, MigrationError
+
+if TYPE_CHECKING:
+    from milvusdm import engine
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move vectors into, out of and between Milvus.")
 ManifestOption = Annotated[Path, typer.Option("--file", "-f", help="A MilvusMigration manifest (YAML).")]
@@ -103,7 +106,7 @@ def _progress():
     return ProgressBar(stderr) if stderr.is_terminal else ProgressLog()
 
 
-def _run_resource(reference: str, observers: list) -> "engine.Summary":
+def _run_resource(reference: str, observers: list) -> engine.Summary:
     """Inside the operator's Job: the spec, checkpoint and status all live in the custom resource.
     A restarted pod resumes from its shard's checkpoint; shard N of an Indexed Job is
     JOB_COMPLETION_INDEX."""

@@ -13,12 +13,20 @@ import h5py
 import numpy as np
 from pymilvus import DataType
 
-from milvusdm.batch import NUMPY_TYPES, VECTOR_TYPES, Column, Schema, objects
+from milvusdm.batch import objects
+from milvusdm.schema import Column, Schema
 
-VECTORS, IDS = "embeddings", "ids"
+VECTORS, IDS = "embeddings", "ids"  # MilvusDM's names, written by exports
+VECTOR_DEFAULTS = (VECTORS, "train")  # read: MilvusDM's layout, else ann-benchmarks'
 SCHEMA_ATTRIBUTE = "milvusdm_schema"
+DISTANCE_ATTRIBUTE = "distance"  # ann-benchmarks' metric attribute
 TEXT = h5py.string_dtype()
-DISTANCES = {"L2": "euclidean", "COSINE": "angular", "IP": "dot", "HAMMING": "hamming", "JACCARD": "jaccard"}
+# ann-benchmarks' distance names (and common spellings) -> Milvus metric; the first name per metric is written
+DISTANCE_METRICS = {
+    "euclidean": "L2", "l2": "L2", "angular": "COSINE", "cosine": "COSINE", "dot": "IP", "ip": "IP",
+    "inner_product": "IP", "hamming": "HAMMING", "jaccard": "JACCARD",
+}
+DISTANCES = {metric: name for name, metric in reversed(DISTANCE_METRICS.items())}
 
 
 def key_column(schema: Schema) -> Column:
@@ -32,34 +40,27 @@ def datasets(schema: Schema) -> dict[str, tuple[Column, tuple[int, ...], object]
     return {name: (c, (c.width,) if c.is_vector else (), file_dtype(c)) for name, c in layout.items()}
 
 
-def file_dtype(column: Column):
-    if column.is_vector:
-        return np.dtype(VECTOR_TYPES[column.dtype])
-    return np.dtype(NUMPY_TYPES[column.dtype]) if column.dtype in NUMPY_TYPES else TEXT
+def file_dtype(column: Column) -> np.dtype:
+    """Numbers and vectors as the batch holds them; everything else as UTF-8 text."""
+    kind = column.type
+    return np.dtype(kind.numpy) if kind.numpy is not None else TEXT
 
 
 def to_file(column: Column, values: np.ndarray) -> np.ndarray:
-    if column.dtype == DataType.JSON:
-        return np.array([v.decode() if isinstance(v, bytes) else json.dumps(v) for v in values], dtype=object)
-    if column.dtype == DataType.ARRAY:
-        return np.array([json.dumps(list(v)) for v in values], dtype=object)
-    return values
+    encode = column.type.to_text
+    return objects([encode(v) for v in values]) if encode else values
 
 
 def from_file(column: Column, values: np.ndarray) -> np.ndarray:
     """The inverse of ``to_file``: values as sources yield them (JSON as bytes, arrays as lists)."""
-    if column.dtype == DataType.JSON:
-        return objects([v.encode() for v in values])
-    if column.dtype == DataType.ARRAY:
-        return objects([json.loads(v) for v in values])
-    return values
-
+    decode = column.type.from_text
+    return objects([decode(v) for v in values]) if decode else values
 
 
 def write_schema(file: h5py.File, schema: Schema) -> None:
     file.attrs[SCHEMA_ATTRIBUTE] = json.dumps(schema.as_dict())
     if schema.metric in DISTANCES:
-        file.attrs["distance"] = DISTANCES[schema.metric]
+        file.attrs[DISTANCE_ATTRIBUTE] = DISTANCES[schema.metric]
 
 
 def read_schema(file: h5py.File) -> Schema | None:

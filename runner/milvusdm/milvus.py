@@ -10,14 +10,13 @@ from typing import Any, Literal
 import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient
-from pymilvus.client.prepare import Prepare
-from pymilvus.client.utils import check_status
 from pymilvus.exceptions import MilvusException
 from pymilvus.grpc_gen import schema_pb2
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from milvusdm.batch import Column
+from milvusdm import internals
 from milvusdm.errors import InputError, TransientError
+from milvusdm.schema import Column
 from milvusdm.spec import MilvusEndpoint
 from milvusdm.wire import take
 
@@ -149,16 +148,10 @@ class Connection:
         """Matching rows as one array per column; with a ``limit``, the first rows by key
         (the server's iterator mode sorts them)."""
         paging = {"limit": limit, "iterator": "True", "reduce_stop_for_best": "True"} if limit else {}
-        request = Prepare.query_request(
-            collection, expr, [c.name for c in columns], partitions or [], use_default_consistency=False,
-            consistency_level=STRONG if strong else EVENTUALLY, **paging,
+        request = internals.query_request(
+            collection, expr, [c.name for c in columns], partitions or [], STRONG if strong else EVENTUALLY, **paging
         )
-
-        def send():
-            response = self.client._get_connection()._stub.Query(request, timeout=self.endpoint.timeout_seconds)
-            check_status(response.status)
-            return response
-
+        send = lambda: internals.query(self.client, request, self.endpoint.timeout_seconds)  # noqa: E731
         response = self.retry(f"read {collection}", send)
         found = {field.field_name: field for field in response.fields_data}
         return [take(found.get(c.name, schema_pb2.FieldData()), c) for c in columns]

@@ -134,7 +134,7 @@ class Hdf5Source(Model):
     model_config = ConfigDict(json_schema_extra=exactly_one("path", "paths"))
 
     @model_validator(mode="after")
-    def _one_location(self) -> "Hdf5Source":
+    def _one_location(self) -> Hdf5Source:
         if (self.path is None) == (self.paths is None):
             raise ValueError("set exactly one of: path, paths")
         return self
@@ -168,7 +168,7 @@ class OneOf(Model):
     )
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "OneOf":
+    def _exactly_one(self) -> OneOf:
         if len(self.set_fields()) != 1:
             raise ValueError(f"set exactly one of: {', '.join(type(self).model_fields)}")
         return self
@@ -250,7 +250,7 @@ class MigrationSpec(Model):
     job: JobSettings = Field(default_factory=JobSettings)
 
     @model_validator(mode="after")
-    def _one_writer_per_file(self) -> "MigrationSpec":
+    def _one_writer_per_file(self) -> MigrationSpec:
         if self.parallelism > 1 and self.target.hdf5 is not None:
             raise ValueError("an hdf5 target is written by one process: set parallelism to 1")
         return self

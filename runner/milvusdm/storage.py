@@ -128,7 +128,7 @@ class ObjectStore:
             raise InputError(f"no object matches {pattern}", "check the s3:// path or pattern")
         return [f"{SCHEME}{bucket}/{k}" for k in chosen]
 
-    def open(self, url: str) -> "RangeReader":
+    def open(self, url: str) -> RangeReader:
         return RangeReader(self, url, self.size(url), self.settings.block_size_mb << 20)
 
     def download(self, url: str, path: Path) -> None:
@@ -143,10 +143,6 @@ class ObjectStore:
         bucket, key = split(url)
         log.info("uploading %s to %s", path, url)
         self.call("upload", url, self.client.upload_file, Filename=str(path), Bucket=bucket, Key=key, Config=UPLOAD)
-
-    def delete(self, url: str) -> None:
-        bucket, key = split(url)
-        self.call("delete", url, self.client.delete_object, Bucket=bucket, Key=key)
 
 
 def _code(error: ClientError) -> str:

@@ -8,14 +8,13 @@ again and the target queried by primary key, batch by batch: memory stays O(batc
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
-from pymilvus import DataType
 
-from milvusdm.batch import Batch, Column
+from milvusdm.batch import Batch
 from milvusdm.errors import VerificationError
+from milvusdm.schema import Column
 from milvusdm.sinks import Sink
 from milvusdm.sources import Source
 
@@ -127,19 +126,6 @@ def _compare_rows(columns: tuple[Column, ...], source: Batch, target: Batch, row
             findings.note_difference(f"id {pk}: vector")
             continue
         for column in columns:
-            if not _same(column, source.scalars[column.name][row], target.scalars[column.name][t]):
+            if not column.type.same(source.scalars[column.name][row], target.scalars[column.name][t]):
                 findings.note_difference(f"id {pk}: field {column.name}")
                 break
-
-
-def _same(column: Column, ours, theirs) -> bool:
-    """Equal as Milvus stores the type: JSON by value, FLOAT as float32."""
-    if column.is_vector:
-        return np.array_equal(ours, theirs)
-    if column.dtype == DataType.JSON:
-        return json.loads(ours) == json.loads(theirs)
-    if column.dtype == DataType.FLOAT:
-        return np.float32(ours) == np.float32(theirs)
-    if column.dtype == DataType.ARRAY:
-        return list(ours) == list(theirs)
-    return ours == theirs

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import SERVER_TOKEN, client_for, make_h5, manifest
 from milvusdm.testing.milvus_server import free_port_block
+from tests.conftest import SERVER_TOKEN, client_for, make_h5, manifest
 
 INPUT, UNAVAILABLE = 2, 3
 

@@ -130,6 +130,7 @@ def test_progress_lines_when_not_a_terminal(tmp_path, run_cli, lite, rng):
 
 def test_shipped_sample_matches_its_generator(tmp_path):
     import importlib.util
+
     from tests.conftest import REPO
 
     spec = importlib.util.spec_from_file_location("make_sample", REPO / "examples/data/make_sample.py")

@@ -140,7 +140,7 @@ def test_killed_milvus_to_hdf5_export_resumes_to_the_same_data(tmp_path, source_
     rng = np.random.default_rng(kill_after)
     ids, vectors = rng.choice(2**62, size=rows, replace=False).astype(np.int64), rng.random((rows, dim), dtype=np.float32)
     for lo in range(0, rows, 10_000):
-        client.insert("big", [{"id": int(i), "vector": v.tolist()} for i, v in zip(ids[lo:lo + 10_000], vectors[lo:lo + 10_000])])
+        client.insert("big", [{"id": int(i), "vector": v.tolist()} for i, v in zip(ids[lo:lo + 10_000], vectors[lo:lo + 10_000], strict=True)])
     client.flush("big")
     export = tmp_path / "big.h5"
     path = manifest(tmp_path, {"milvus": {**source, "collection": "big"}}, {"hdf5": {"path": str(export)}},

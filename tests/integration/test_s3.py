@@ -10,7 +10,6 @@ import faiss
 import h5py
 import numpy as np
 import pytest
-
 from boto3.s3.transfer import TransferConfig
 
 from milvusdm import storage

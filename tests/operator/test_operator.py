@@ -180,7 +180,7 @@ async def test_bad_spec_fails_without_a_job(cluster):
     assert condition(resource, "Failed")["reason"] == "InvalidSpec"
     assert "spec.target.milvus.colection: unknown field" in condition(resource, "Failed")["message"]
     await eventually(lambda: any(e.get("reason") == "InvalidSpec" for e in events(cluster)))
-    assert not any(key[0].plural == "jobs" for key in cluster.objects.keys())
+    assert not any(key[0].plural == "jobs" for key in cluster.objects)
 
 
 async def test_suspend_and_resume(cluster):
@@ -237,4 +237,4 @@ async def test_deleting_a_migration_never_hangs(cluster):
     (owner,) = job["metadata"]["ownerReferences"]
     assert owner["controller"] and owner["blockOwnerDeletion"] and owner["kind"] == "MilvusMigration"
     await asyncio.sleep(0.5)
-    assert len([key for key in cluster.objects.keys() if key[0].plural == "jobs"]) == 1, "no Job re-created"
+    assert len([key for key in cluster.objects if key[0].plural == "jobs"]) == 1, "no Job re-created"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 import signal
 import sys
@@ -15,7 +14,16 @@ import pytest
 
 from tests.conftest import REPO, SERVER_TOKEN, client_for, make_h5, read_back
 from tests.operator.test_operator import (  # noqa: F401  (cluster: the operator running against kmock)
-    JOBS, MIGRATIONS, NS, Emulator, cluster, condition, create, eventually, set_job_status, stored,
+    JOBS,
+    MIGRATIONS,
+    NS,
+    Emulator,
+    cluster,
+    condition,
+    create,
+    eventually,
+    set_job_status,
+    stored,
 )
 from tests.rbac import granted, used
 

@@ -83,7 +83,7 @@ def test_credentials_from_manifest_then_environment(monkeypatch):
 def test_secret_reference_without_its_variable_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("MILVUSDM_TARGET_TOKEN", raising=False)
     endpoint = spec.MilvusEndpoint(uri="http://m:19530", tokenSecretRef={"name": "milvus", "key": "token"})
-    with pytest.raises(InputError, match="Secret 'milvus' key 'token'.*MILVUSDM_TARGET_TOKEN is not set"):
+    with pytest.raises(InputError, match=r"Secret 'milvus' key 'token'.*MILVUSDM_TARGET_TOKEN is not set"):
         endpoint.credentials("target")
     monkeypatch.setenv("MILVUSDM_TARGET_TOKEN", "from-secret")
     assert endpoint.credentials("target") == {"token": "from-secret"}

@@ -7,7 +7,8 @@ import pytest
 from pymilvus import DataType
 from pymilvus.grpc_gen import schema_pb2
 
-from milvusdm.batch import DYNAMIC_FIELD, Column, objects
+from milvusdm.batch import objects
+from milvusdm.schema import DYNAMIC_FIELD, Column
 from milvusdm.errors import InputError
 from milvusdm.wire import put, take
 

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from milvusdm.batch import Batch, Schema
+from milvusdm.batch import Batch
+from milvusdm.schema import Schema
 
 
 class Sink(ABC):

@@ -25,9 +25,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from milvusdm.batch import Batch, Schema
+from milvusdm.batch import Batch
 from milvusdm.errors import InputError
 from milvusdm.layout import IDS, VECTORS, datasets, from_file, to_file, write_schema
+from milvusdm.schema import Schema
 from milvusdm.sinks.base import Sink
 from milvusdm.spec import Hdf5Target, S3Settings
 from milvusdm.storage import ObjectStore, is_s3

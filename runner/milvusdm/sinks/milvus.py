@@ -17,9 +17,11 @@ import numpy as np
 from pymilvus import DataType
 from pymilvus.grpc_gen import milvus_pb2
 
-from milvusdm.batch import DYNAMIC_FIELD, Batch, Column, Index, Schema
+from milvusdm import internals
+from milvusdm.batch import Batch
 from milvusdm.errors import InputError
 from milvusdm.milvus import Connection, everything, literal
+from milvusdm.schema import DYNAMIC_FIELD, Column, Index, Schema
 from milvusdm.sinks.base import Sink
 from milvusdm.spec import MilvusTarget
 from milvusdm.wire import put
@@ -209,17 +211,8 @@ class MilvusSink(Sink):
         self.milvus.retry(f"write rows {batch.start}..{batch.stop - 1}", send)
 
     def _send(self, batch: Batch, upsert: bool) -> None:
-        # The handler accepts a prebuilt request (``insert_param``/``upsert_param``) and still
-        # applies auth, database and timestamps; pymilvus' own retries are off (ours upsert).
-        connection = self.milvus.client._get_connection()
-        options = dict(schema=self._described, timeout=self.spec.timeout_seconds, retry_times=0)
-        name = self.spec.collection
-        if upsert:
-            request = self._request(batch, milvus_pb2.UpsertRequest)
-            connection.upsert(name, [], upsert_param=request, **options)
-        else:
-            request = self._request(batch, milvus_pb2.InsertRequest)
-            connection.batch_insert(name, [], insert_param=request, **options)
+        request = self._request(batch, milvus_pb2.UpsertRequest if upsert else milvus_pb2.InsertRequest)
+        internals.write(self.milvus.client, self.spec.collection, request, self._described, self.spec.timeout_seconds)
 
     # -- finishing ------------------------------------------------------------------------
 
@@ -249,7 +242,7 @@ class MilvusSink(Sink):
         found = values[0]
         if not with_data:
             return Batch(0, found, np.empty((len(found), 0), dtype=np.float32))
-        return Batch(0, found, values[1], {c.name: v for c, v in zip(self.schema.scalars, values[2:])})
+        return Batch(0, found, values[1], {c.name: v for c, v in zip(self.schema.scalars, values[2:], strict=True)})
 
     def rollback(self, written: Iterator[np.ndarray] | None) -> None:
         client, name = self.milvus.client, self.spec.collection

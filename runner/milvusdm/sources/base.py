@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from milvusdm.batch import Batch, Schema
+from milvusdm.batch import Batch
 from milvusdm.errors import InputError
+from milvusdm.schema import Schema
 
 
 class Source(ABC):
@@ -32,13 +33,6 @@ class Source(ABC):
 
     def describe(self) -> str:
         return type(self).__name__
-
-    def __enter__(self) -> "Source":
-        self.open()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def check_unique_ids(chunks: Iterator[np.ndarray], origin: str) -> None:

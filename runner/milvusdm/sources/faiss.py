@@ -15,8 +15,9 @@ import faiss
 import numpy as np
 from pymilvus import DataType
 
-from milvusdm.batch import Batch, Schema
+from milvusdm.batch import Batch
 from milvusdm.errors import InputError
+from milvusdm.schema import Schema
 from milvusdm.sources.base import Source, check_unique_ids
 from milvusdm.spec import FaissSource as FaissSpec
 from milvusdm.spec import S3Settings

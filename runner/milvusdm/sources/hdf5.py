@@ -14,29 +14,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from milvusdm.batch import Batch, Column, Schema
+from milvusdm.batch import Batch
 from milvusdm.errors import InputError
-from milvusdm.layout import from_file, read_schema
+from milvusdm.layout import DISTANCE_ATTRIBUTE, DISTANCE_METRICS, IDS, VECTOR_DEFAULTS, from_file, read_schema
+from milvusdm.schema import Column, Schema
 from milvusdm.sources.base import Source, check_unique_ids
 from milvusdm.spec import Hdf5Source as Hdf5Spec
 from milvusdm.spec import S3Settings
 from milvusdm.storage import ObjectStore, is_s3
 
-VECTOR_DEFAULTS = ("embeddings", "train")
-ID_DEFAULT = "ids"
 CHUNK_CACHE_BYTES = 64 << 20  # whole gzip chunks stay decoded while batches walk through them
 SCAN_ROWS = 1 << 20
-DISTANCE_METRICS = {
-    "euclidean": "L2",
-    "l2": "L2",
-    "angular": "COSINE",
-    "cosine": "COSINE",
-    "dot": "IP",
-    "ip": "IP",
-    "inner_product": "IP",
-    "hamming": "HAMMING",
-    "jaccard": "JACCARD",
-}
 
 
 def expand(patterns: list[str], store: ObjectStore | None) -> list[str]:
@@ -126,7 +114,7 @@ class Hdf5Source(Source):
         if vectors.dtype.kind not in "fiu":
             raise InputError(f"dataset {vectors.name!r} in {path} holds {vectors.dtype}, not numbers", "")
         stored = read_schema(handle) if not self.spec.fields and not self.spec.ids and not self.spec.vectors else None
-        id_name = self.spec.ids or (ID_DEFAULT if ID_DEFAULT in handle else None)
+        id_name = self.spec.ids or (IDS if IDS in handle else None)
         ids = self._dataset(handle, path, id_name, (), "ids") if id_name else None
         if ids is not None:
             self._check_column(ids, vectors, path)
@@ -189,7 +177,7 @@ class Hdf5Source(Source):
 
     @staticmethod
     def _metric(handle: h5py.File) -> str | None:
-        distance = handle.attrs.get("distance")
+        distance = handle.attrs.get(DISTANCE_ATTRIBUTE)
         if isinstance(distance, bytes):
             distance = distance.decode()
         return DISTANCE_METRICS.get(str(distance).lower()) if distance is not None else None

@@ -15,12 +15,14 @@ from dataclasses import replace
 import numpy as np
 from pymilvus import DataType
 
-from milvusdm.batch import DYNAMIC_FIELD, Batch, Column, Index, Schema
+from milvusdm import datatypes
+from milvusdm.batch import Batch
 from milvusdm.errors import InputError
 from milvusdm.milvus import QUERY_WINDOW, Connection, everything, literal
+from milvusdm.schema import DYNAMIC_FIELD, Column, Index, Schema
 from milvusdm.sources.base import Source
 from milvusdm.spec import MilvusSource as MilvusSpec
-from milvusdm.wire import BYTE_VECTORS, SCALARS, unsupported
+from milvusdm.wire import unsupported
 
 log = logging.getLogger(__name__)
 INDEX_KEYS = {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows",
@@ -36,12 +38,6 @@ def column_of(field: dict) -> Column:
         element_type=field.get("element_type"), max_capacity=number("max_capacity"),
         description=field.get("description", ""), partition_key=bool(field.get("is_partition_key")),
     )
-
-
-def copyable(column: Column) -> bool:
-    if column.dtype == DataType.ARRAY:
-        return column.element_type in SCALARS
-    return column.dtype in SCALARS or column.dtype in BYTE_VECTORS or column.dtype == DataType.FLOAT_VECTOR
 
 
 class MilvusSource(Source):
@@ -77,7 +73,7 @@ class MilvusSource(Source):
 
     def _schema(self, info: dict) -> Schema:
         columns = [column_of(f) for f in info["fields"]]
-        key = next(c for c, f in zip(columns, info["fields"]) if f.get("is_primary"))
+        key = next(c for c, f in zip(columns, info["fields"], strict=True) if f.get("is_primary"))
         wanted = self.spec.fields
         if wanted is not None:
             unknown = sorted(set(wanted) - {c.name for c in columns})
@@ -91,7 +87,7 @@ class MilvusSource(Source):
         elif info.get("enable_dynamic_field"):
             columns.append(Column(DYNAMIC_FIELD, DataType.JSON))
         for column in columns:
-            if not copyable(column):
+            if not datatypes.copyable(column.dtype, column.element_type):
                 raise unsupported(column)
         vectors = [c for c in columns if c.is_vector]
         if not vectors:
@@ -179,7 +175,7 @@ class MilvusSource(Source):
             while position < end:
                 values = self._page(self.columns, partition, after, min(size, end - position))
                 self._check_page(values[0], partition)
-                scalars = {c.name: v for c, v in zip(self.columns[2:], values[2:])}
+                scalars = {c.name: v for c, v in zip(self.columns[2:], values[2:], strict=True)}
                 yield Batch(position, values[0], values[1], scalars, partition)
                 position, after = position + len(values[0]), values[0][-1]
 

@@ -103,7 +103,7 @@ class EmbeddedMilvus:
         )
         return path
 
-    def start(self, timeout: float = 120) -> "EmbeddedMilvus":
+    def start(self, timeout: float = 120) -> EmbeddedMilvus:
         from milvus import MilvusServer
 
         self.base_dir.mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,7 @@ class EmbeddedMilvus:
         server.server_proc = None
         server.stop()  # closes its log files
 
-    def __enter__(self) -> "EmbeddedMilvus":
+    def __enter__(self) -> EmbeddedMilvus:
         return self.start()
 
     def __exit__(self, *exc) -> None:

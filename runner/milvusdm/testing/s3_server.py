@@ -33,7 +33,7 @@ class MotoS3:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> "MotoS3":
+    def start(self, timeout: float = 30) -> MotoS3:
         command = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(self.port)]
         env = os.environ | {"INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_CALLS)}
         self._process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -45,7 +45,7 @@ class MotoS3:
             except OSError:
                 if time.monotonic() > deadline or self._process.poll() is not None:
                     self.stop()
-                    raise RuntimeError("moto_server did not start")
+                    raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
         iam = boto3.client("iam", endpoint_url=self.endpoint, region_name=REGION,
                            aws_access_key_id="setup", aws_secret_access_key="setup")
@@ -69,7 +69,7 @@ class MotoS3:
             self._process.wait(timeout=10)
             self._process = None
 
-    def __enter__(self) -> "MotoS3":
+    def __enter__(self) -> MotoS3:
         return self.start()
 
     def __exit__(self, *exc) -> None:
