@@ -33,7 +33,10 @@ _EXPORTS = {
     "Interrupted": "milvusdm.errors",
     "check": "milvusdm.engine",
 }
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "InputError", "Interrupted", "MigrationError", "MilvusMigration", "Observer", "Summary", "TransientError",
+    "VerificationError", "__version__", "check", "load", "parse", "run",
+]
 
 if TYPE_CHECKING:
     from milvusdm.engine import Observer, Summary, check, run

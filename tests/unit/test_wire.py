@@ -8,8 +8,8 @@ from pymilvus import DataType
 from pymilvus.grpc_gen import schema_pb2
 
 from milvusdm.batch import objects
-from milvusdm.schema import DYNAMIC_FIELD, Column
 from milvusdm.errors import InputError
+from milvusdm.schema import DYNAMIC_FIELD, Column
 from milvusdm.wire import put, take
 
 rng = np.random.default_rng(5)
