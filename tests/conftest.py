@@ -20,6 +20,18 @@ SERVER_TOKEN = "root:Milvus"
 REPO = Path(__file__).resolve().parents[1]
 
 
+SERVER_FIXTURES = {"milvus_server", "source_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the embedded server, so ``-m "not server"`` never starts one:
+    those using a server fixture, and the server case of the ``target`` fixture."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or params.get("target") == "server":
+            item.add_marker(pytest.mark.server)
+
+
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory) -> EmbeddedMilvus:
     """One real Milvus standalone for the session, with authentication on."""

@@ -8,13 +8,14 @@ Primary keys are int64, or strings (an object array) when the source has varchar
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from milvusdm.errors import InputError
 
 
-def objects(values: list) -> np.ndarray:
+def objects(values: list[Any]) -> np.ndarray:
     """A 1-D object array of ``values`` (strings, bytes, lists), never a 2-D one."""
     array = np.empty(len(values), dtype=object)
     array[:] = values

@@ -6,7 +6,9 @@ of one, knows everything, and the target is created to match.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import dataclasses
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 from pymilvus import DataType
@@ -56,7 +58,7 @@ class Column:
         assert self.dim is not None and kind.numpy is not None, f"{self.name} is not a dense vector"
         return self.dim * kind.bits // (8 * np.dtype(kind.numpy).itemsize)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if v not in (None, "", False)}
         data["dtype"] = self.dtype.name
         if self.element_type is not None:
@@ -64,7 +66,7 @@ class Column:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> Column:
+    def from_dict(cls, data: dict[str, Any]) -> Column:
         types = {"dtype": DataType[data["dtype"]]}
         if data.get("element_type"):
             types["element_type"] = DataType[data["element_type"]]
@@ -78,7 +80,7 @@ class Index:
     field: str
     index_type: str
     metric_type: str | None = None
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)  # `field` is a column here
     name: str | None = None
 
 
@@ -106,7 +108,7 @@ class Schema:
 
     @property
     def binary(self) -> bool:
-        return self.vector_type == DataType.BINARY_VECTOR
+        return bool(self.vector_type == DataType.BINARY_VECTOR)
 
     @property
     def vector(self) -> Column:
@@ -125,7 +127,7 @@ class Schema:
             start += rows
         return 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         return data | {
             "vector_type": self.vector_type.name,
@@ -136,7 +138,7 @@ class Schema:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> Schema:
+    def from_dict(cls, data: dict[str, Any]) -> Schema:
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
         return cls(**data | {

@@ -7,6 +7,7 @@ more than the database's own work. Here fixed-width columns cross as one byte st
 from __future__ import annotations
 
 import numpy as np
+from google.protobuf.message import Message
 from pymilvus import DataType
 from pymilvus.grpc_gen import schema_pb2
 
@@ -17,13 +18,13 @@ from milvusdm.internals import read_varint, varint
 from milvusdm.schema import DYNAMIC_FIELD, Column
 
 
-def packed(message_type, values: np.ndarray, dtype: str):
+def packed(message_type: type[Message], values: np.ndarray, dtype: str) -> Message:
     """A repeated fixed-width field parsed straight from the array's bytes."""
     raw = np.ascontiguousarray(values, dtype=dtype).tobytes()
     return message_type.FromString(b"\x0a" + varint(len(raw)) + raw)
 
 
-def unpacked(message, dtype: str) -> np.ndarray:
+def unpacked(message: Message, dtype: str) -> np.ndarray:
     """The inverse of ``packed``: a repeated fixed-width field as an array, in one copy."""
     raw = message.SerializeToString()
     if not raw:
@@ -55,7 +56,7 @@ def put(field: schema_pb2.FieldData, column: Column, values: np.ndarray) -> None
             setattr(field.vectors, kind.wire, np.ascontiguousarray(values, dtype=np.uint8).tobytes())
     elif column.dtype == DataType.ARRAY:
         field.scalars.array_data.element_type = column.element_type
-        attribute = datatypes.info(column.element_type).wire
+        attribute = _element_wire(column)
         for row in values:
             getattr(field.scalars.array_data.data.add(), attribute).data.extend(row)
     else:
@@ -78,7 +79,7 @@ def take(field: schema_pb2.FieldData, column: Column) -> np.ndarray:
             return unpacked(getattr(field.vectors, kind.wire), kind.packed).reshape(-1, column.width)
         return np.frombuffer(getattr(field.vectors, kind.wire), dtype=np.uint8).reshape(-1, column.width)
     if column.dtype == DataType.ARRAY:
-        attribute = datatypes.info(column.element_type).wire
+        attribute = _element_wire(column)
         return objects([list(getattr(row, attribute).data) for row in field.scalars.array_data.data])
     data = getattr(field.scalars, kind.wire)
     if kind.packed:
@@ -86,3 +87,11 @@ def take(field: schema_pb2.FieldData, column: Column) -> np.ndarray:
     if kind.numpy is None:
         return objects(list(data.data))
     return np.array(data.data, dtype=kind.numpy)
+
+
+def _element_wire(column: Column) -> str:
+    """The ScalarField attribute holding one row of an array column."""
+    wire = datatypes.info(column.element_type).wire if column.element_type is not None else None
+    if wire is None:
+        raise unsupported(column)
+    return wire
