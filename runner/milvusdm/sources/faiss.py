@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import faiss
@@ -37,15 +38,17 @@ SUPPORTED = (
 )
 
 # (start, stop) -> (ids or None for positions, vectors)
-RowReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+RowReader = Callable[[int, int], tuple[np.ndarray | None, np.ndarray]]
+FaissIndex = Any  # SWIG proxies: faiss ships no usable types
 
 
 class FaissSource(Source):
     def __init__(self, spec: FaissSpec, s3: S3Settings | None = None) -> None:
         self.spec = spec
-        self.index = None  # the loaded index; every view and downcast below depends on it
+        self.index: FaissIndex = None  # the loaded index; every view and downcast below depends on it
+        self._read: RowReader | None = None
         self.store = ObjectStore(s3) if is_s3(spec.path) else None
-        self.download: tempfile.TemporaryDirectory | None = None
+        self.download: tempfile.TemporaryDirectory[str] | None = None
 
     def describe(self) -> str:
         return f"faiss:{self.spec.path}"
@@ -88,12 +91,12 @@ class FaissSource(Source):
         )
         check_unique_ids(_stored_ids(index), f"index {self.spec.path}")
 
-    def _reader(self, index) -> RowReader:
+    def _reader(self, index: FaissIndex) -> RowReader:
         if isinstance(index, (faiss.IndexIDMap, faiss.IndexBinaryIDMap)):
             id_map = faiss.rev_swig_ptr(index.id_map.data(), index.ntotal)
             inner = self._reader(_downcast(index.index))
 
-            def mapped(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+            def mapped(start: int, stop: int) -> tuple[np.ndarray | None, np.ndarray]:
                 ids, vectors = inner(start, stop)
                 return id_map[ids if ids is not None else slice(start, stop)], vectors
 
@@ -115,6 +118,7 @@ class FaissSource(Source):
     def batches(self, start: int, stop: int, size: int) -> Iterator[Batch]:
         for begin in range(start, stop, size):
             end = min(begin + size, stop)
+            assert self._read is not None, "open() first"
             ids, vectors = self._read(begin, end)
             yield Batch(begin, np.arange(begin, end, dtype=np.int64) if ids is None else ids, vectors)
 
@@ -126,7 +130,7 @@ class FaissSource(Source):
             self.download = None
 
 
-def _stored_ids(index) -> Iterator[np.ndarray]:
+def _stored_ids(index: FaissIndex) -> Iterator[np.ndarray]:
     """The user's ids, where the index keeps any (IDMap, IVF lists), without touching vectors."""
     if isinstance(index, (faiss.IndexIDMap, faiss.IndexBinaryIDMap)):
         yield faiss.rev_swig_ptr(index.id_map.data(), index.ntotal)
@@ -136,15 +140,15 @@ def _stored_ids(index) -> Iterator[np.ndarray]:
             yield lists.ids(list_no)
 
 
-def _downcast(index):
+def _downcast(index: FaissIndex) -> FaissIndex:
     return faiss.downcast_IndexBinary(index) if isinstance(index, faiss.IndexBinary) else faiss.downcast_index(index)
 
 
-def _is_ivf(index) -> bool:
+def _is_ivf(index: FaissIndex) -> bool:
     return isinstance(index, (faiss.IndexIVF, faiss.IndexBinaryIVF))
 
 
-def _is_lossy(index) -> bool:
+def _is_lossy(index: FaissIndex) -> bool:
     if isinstance(index, faiss.IndexIDMap):
         return _is_lossy(_downcast(index.index))
     if isinstance(index, faiss.IndexHNSW):
@@ -152,10 +156,10 @@ def _is_lossy(index) -> bool:
     return isinstance(index, LOSSY_FLAT) or (isinstance(index, faiss.IndexIVF) and not isinstance(index, faiss.IndexIVFFlat))
 
 
-def _flat_codes(index) -> np.ndarray:
+def _flat_codes(index: FaissIndex) -> np.ndarray:
     """A zero-copy (n, d) view of a flat index's stored vectors."""
     if isinstance(index, faiss.IndexBinaryFlat):
-        raw = faiss.rev_swig_ptr(index.xb.data(), index.ntotal * index.code_size)
+        raw = faiss.rev_swig_ptr(index.xb.data(), index.ntotal * index.code_size)  # type: ignore[attr-defined]  # SWIG
         return raw.reshape(index.ntotal, index.code_size)
     return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
 
@@ -167,15 +171,16 @@ class _InvertedLists:
     Raw codes (IVFFlat, binary IVF) are viewed as they are; others are decoded in batches.
     """
 
-    def __init__(self, index) -> None:
+    def __init__(self, index: FaissIndex) -> None:
         self.index = index
         self.lists = index.invlists
         sizes = np.array([self.lists.list_size(i) for i in range(index.nlist)], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)])
         self.raw = isinstance(index, (faiss.IndexIVFFlat, faiss.IndexBinaryIVF))
 
-    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        ids, vectors = [], []
+    def read(self, start: int, stop: int) -> tuple[np.ndarray | None, np.ndarray]:
+        ids: list[np.ndarray] = []
+        vectors: list[np.ndarray] = []
         first = int(np.searchsorted(self.offsets, start, side="right")) - 1
         for list_no in range(first, len(self.offsets) - 1):
             lo, hi = self.offsets[list_no], self.offsets[list_no + 1]
@@ -200,11 +205,11 @@ class _InvertedLists:
         size, code_size = int(self.offsets[list_no + 1] - self.offsets[list_no]), self.lists.code_size
         if size == 0:
             return np.empty((0, code_size), dtype=np.uint8)
-        raw = faiss.cast_integer_to_uint8_ptr(int(self.lists.get_codes(list_no)))
+        raw = faiss.cast_integer_to_uint8_ptr(int(self.lists.get_codes(list_no)))  # type: ignore[attr-defined]  # SWIG
         return faiss.rev_swig_ptr(raw, size * code_size).reshape(size, code_size)
 
     def _decode(self, list_no: int, codes: np.ndarray) -> np.ndarray:
         if self.raw:
             return codes.view(np.float32) if isinstance(self.index, faiss.IndexIVFFlat) else codes
         coarse = np.frombuffer(np.int64(list_no).tobytes()[: self.index.coarse_code_size()], dtype=np.uint8)
-        return self.index.sa_decode(np.hstack([np.broadcast_to(coarse, (len(codes), len(coarse))), codes]))
+        return np.asarray(self.index.sa_decode(np.hstack([np.broadcast_to(coarse, (len(codes), len(coarse))), codes])))
