@@ -13,12 +13,15 @@ import io
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+from typing_extensions import Buffer
 
 from milvusdm.errors import InputError, TransientError
 from milvusdm.spec import S3Settings
@@ -58,7 +61,7 @@ class ObjectStore:
     def where(self) -> str:
         return self.settings.endpoint or "AWS S3"
 
-    def call(self, what: str, url: str, fn, **kwargs):
+    def call(self, what: str, url: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
         try:
             return fn(**kwargs)
         except ClientError as error:
@@ -99,10 +102,10 @@ class ObjectStore:
         bucket, key = split(url)
         if not key:
             raise InputError(f"{url} names a bucket, not an object", "give the object's key after the bucket")
-        return self.call("read", url, self.client.head_object, Bucket=bucket, Key=key)["ContentLength"]
+        return int(self.call("read", url, self.client.head_object, Bucket=bucket, Key=key)["ContentLength"])
 
     def exists(self, url: str) -> bool:
-        return self.call("check", url, lambda: self._head(url))
+        return bool(self.call("check", url, lambda: self._head(url)))
 
     def _head(self, url: str) -> bool:
         bucket, key = split(url)
@@ -195,7 +198,7 @@ class RangeReader(io.RawIOBase):
         self.blocks[number] = view
         return view
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Buffer) -> int:
         view = memoryview(buffer).cast("B")
         done = 0
         while done < len(view) and self.position < self.length:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 CLI = [sys.executable, "-m", "milvusdm"]
 
@@ -23,7 +24,7 @@ def run_until_killed(manifest: Path, state: Path, name: str, min_position: int, 
     try:
         while time.monotonic() < deadline and child.poll() is None:
             try:
-                position = json.loads(checkpoint.read_text())["position"]
+                position = int(json.loads(checkpoint.read_text())["position"])
             except (FileNotFoundError, json.JSONDecodeError, KeyError):
                 position = -1
             if position >= min_position:
@@ -35,10 +36,10 @@ def run_until_killed(manifest: Path, state: Path, name: str, min_position: int, 
         if child.poll() is None:
             child.kill()
             child.wait()
-    raise RuntimeError(f"run ended before row {min_position}: {child.stderr.read().decode()[-500:]}")
+    raise RuntimeError(f"run ended before row {min_position}: {child.stderr.read().decode()[-500:] if child.stderr else ''}")
 
 
-def resume(manifest: Path, state: Path) -> dict:
+def resume(manifest: Path, state: Path) -> dict[str, Any]:
     """``milvusdm run --resume``; returns its JSON summary."""
     done = subprocess.run(
         [*CLI, "run", "-f", str(manifest), "--state", str(state), "--resume", "-q", "--json"],
@@ -47,4 +48,5 @@ def resume(manifest: Path, state: Path) -> dict:
     )
     if done.returncode != 0:
         raise RuntimeError(f"resume failed ({done.returncode}): {done.stderr[-500:]}")
-    return json.loads(done.stdout)
+    summary: dict[str, Any] = json.loads(done.stdout)
+    return summary

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -27,7 +28,7 @@ class MotoS3:
     port: int = field(default_factory=lambda: free_port_block(size=1))
     access_key_id: str = ""
     secret_access_key: str = ""
-    _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -55,7 +56,7 @@ class MotoS3:
         self.access_key_id, self.secret_access_key = key["AccessKeyId"], key["SecretAccessKey"]
         return self
 
-    def client(self):
+    def client(self) -> Any:
         return boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
                             aws_access_key_id=self.access_key_id, aws_secret_access_key=self.secret_access_key)
 
@@ -72,5 +73,5 @@ class MotoS3:
     def __enter__(self) -> MotoS3:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
