@@ -8,14 +8,13 @@ cluster needs cleaning, and objects never hang in deletion while the operator is
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import kopf
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from milvusdm import spec
+from milvusdm import env, spec
 from milvusdm.crd import GROUP, PLURAL, VERSION
 from milvusdm.errors import InputError
 from milvusdm.kube import api_client, now
@@ -31,7 +30,7 @@ MILESTONES = {  # phase reached -> (event type, reason)
 
 
 def runner_image() -> str:
-    return os.environ.get("MILVUSDM_RUNNER_IMAGE", DEFAULT_IMAGE)
+    return env.get(env.RUNNER_IMAGE) or DEFAULT_IMAGE
 
 
 @kopf.on.startup()
@@ -45,7 +44,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    if url := os.environ.get("MILVUSDM_KUBE_API"):
+    if url := env.get(env.KUBE_API):
         return kopf.ConnectionInfo(server=url, insecure=True)
     return kopf.login_via_client(**kwargs)
 
@@ -64,12 +63,12 @@ def launch(body: kopf.Body, name: str, namespace: str, patch: kopf.Patch, logger
     """Validate with the shared spec model, then create the Job (once: a 409 means it exists)."""
     try:
         migration = spec.parse(dict(body), origin=f"MilvusMigration {namespace}/{name}")
+        job = jobs.build_job(migration, namespace, runner_image())
     except InputError as error:
-        logger.error("invalid spec: %s", error.problem)
-        patch.status.update(status.invalid_spec_patch(dict(body), error.problem, now()))
-        kopf.warn(body, reason="InvalidSpec", message=error.problem)
+        logger.error("invalid spec: %s", error)
+        patch.update(status.invalid_spec_patch(dict(body), str(error), now()).patch())
+        kopf.warn(body, reason="InvalidSpec", message=str(error))
         return
-    job = jobs.build_job(migration, namespace, runner_image())
     kopf.append_owner_reference(job, owner=body)
     if migration.spec.job.service_account_name is None:
         _ensure_runner_identity(namespace)
@@ -128,12 +127,13 @@ def job_changed(event: dict[str, Any], body: kopf.Body, namespace: str, logger: 
         raise
     current = resource.get("status") or {}
     update = status.status_patch(resource, dict(body), now())
-    if all(current.get(key) == value for key, value in update.items()):
+    body_patch = update.patch()
+    if all(current.get(key) == value for key, value in body_patch["status"].items()):
         return
-    custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, owner, {"status": update})
-    phase = update["phase"]
+    custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, owner, body_patch)
+    phase = update.phase
     if phase != current.get("phase") and phase in MILESTONES:
         kind, reason = MILESTONES[phase]
-        message = next(c["message"] for c in update["conditions"] if c["type"] == "Progressing")
+        message = next(c.message for c in update.conditions if c.type == "Progressing")
         logger.info("%s/%s is %s: %s", namespace, owner, phase, message)
         kopf.event(resource, type=kind, reason=reason, message=message)

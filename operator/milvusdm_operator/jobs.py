@@ -48,10 +48,9 @@ def secret_env(migration: MilvusMigration) -> list[dict[str, Any]]:
     for role in ("source", "target"):
         _, endpoint = getattr(migration.spec, role).one_of()
         if isinstance(endpoint, MilvusEndpoint):
-            prefix = f"MILVUSDM_{role.upper()}_"
-            refs += [(endpoint.token_secret_ref, prefix + "TOKEN"), (endpoint.password_secret_ref, prefix + "PASSWORD")]
+            refs += endpoint.secret_variables(role)
     if (s3 := migration.spec.s3) is not None:
-        refs += [(s3.access_key_id_secret_ref, "AWS_ACCESS_KEY_ID"), (s3.secret_access_key_secret_ref, "AWS_SECRET_ACCESS_KEY")]
+        refs += s3.secret_variables()
     return [
         {"name": variable, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
         for ref, variable in refs
@@ -63,19 +62,37 @@ def build_job(migration: MilvusMigration, namespace: str, default_image: str) ->
     spec, name = migration.spec, migration.metadata.name
     settings = spec.job
     shards = spec.parallelism
+    env = secret_env(migration)
+    if clash := {e["name"] for e in env} & {e.get("name") for e in settings.env}:
+        raise InputError(f"spec.job.env sets {', '.join(sorted(clash))}, which the operator sets from the spec",
+                         "remove them from spec.job.env")
     container = {
         "name": CONTAINER,
         "image": settings.image or default_image,
         "args": ["run", "--resource", f"{namespace}/{name}"],
-        "env": [*secret_env(migration), {"name": "MILVUSDM_STATE_DIR", "value": "/tmp/milvusdm"}],
+        "env": [*settings.env, *env],
         "resources": settings.resources.model_dump(),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *settings.volume_mounts],
     }
+    if settings.env_from:
+        container["envFrom"] = settings.env_from
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": settings.service_account_name or RUNNER_SERVICE_ACCOUNT,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *settings.volumes],
+    }
+    optional = {
+        "nodeSelector": settings.node_selector, "tolerations": settings.tolerations, "affinity": settings.affinity,
+        "imagePullSecrets": settings.image_pull_secrets, "priorityClassName": settings.priority_class_name,
+    }
+    pod |= {key: value for key, value in optional.items() if value}
     job_spec: dict[str, Any] = {
         "suspend": spec.suspend,
         "backoffLimit": settings.backoff_limit,
@@ -86,20 +103,18 @@ def build_job(migration: MilvusMigration, namespace: str, default_image: str) ->
             "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": PERMANENT_EXIT_CODES},
         }]},
         "template": {
-            "metadata": {"labels": labels(name)},
-            "spec": {
-                "restartPolicy": "Never",
-                "serviceAccountName": settings.service_account_name or RUNNER_SERVICE_ACCOUNT,
-                "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-                "containers": [container],
-                "volumes": [{"name": "tmp", "emptyDir": {}}],
-            },
+            "metadata": {"labels": {**settings.pod_labels, **labels(name)}},
+            "spec": pod,
         },
     }
+    if settings.pod_annotations:
+        job_spec["template"]["metadata"]["annotations"] = settings.pod_annotations
     if shards > 1:
         job_spec["completionMode"] = "Indexed"  # each pod copies shard JOB_COMPLETION_INDEX
     if settings.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = settings.ttl_seconds_after_finished
+    if settings.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = settings.active_deadline_seconds
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from milvusdm.spec import Condition, MigrationStatus
+
 CONDITION_TYPES = ("Ready", "Progressing", "Failed")
 
 
@@ -42,7 +44,7 @@ def phase_of(job: dict[str, Any] | None, suspended: bool, runner_message: str | 
     return Phase("Pending", "PodsPending", "waiting for the runner pod to start")
 
 
-def conditions(previous: list[dict[str, Any]], phase: Phase, generation: int | None, now: str) -> list[dict[str, Any]]:
+def conditions(previous: list[Condition], phase: Phase, generation: int | None, now: str) -> list[Condition]:
     """The whole conditions list (one writer, so a merge-patch may replace it whole);
     lastTransitionTime moves only when a condition's status flips."""
     wanted = {
@@ -50,52 +52,54 @@ def conditions(previous: list[dict[str, Any]], phase: Phase, generation: int | N
         "Progressing": phase.name in ("Pending", "Running"),
         "Failed": phase.name == "Failed",
     }
-    old = {c.get("type"): c for c in previous or []}
+    old = {c.type: c for c in previous}
     result = []
     for kind in CONDITION_TYPES:
         status = "True" if wanted[kind] else "False"
-        before = old.get(kind, {})
-        changed = before.get("status") != status
-        result.append({
-            "type": kind,
-            "status": status,
-            "reason": phase.reason,
-            "message": phase.message,
-            "lastTransitionTime": now if changed else before.get("lastTransitionTime", now),
-            "observedGeneration": generation,
-        })
+        before = old.get(kind)
+        kept = before is not None and before.status == status and before.last_transition_time
+        result.append(Condition(
+            type=kind,
+            status=status,
+            reason=phase.reason,
+            message=phase.message,
+            last_transition_time=before.last_transition_time if kept and before else now,
+            observed_generation=generation,
+        ))
     return result
 
 
-def status_patch(resource: dict[str, Any], job: dict[str, Any] | None, now: str) -> dict[str, Any]:
-    """The operator's part of ``status`` for a MilvusMigration and its Job."""
-    status = resource.get("status") or {}
+def status_patch(resource: dict[str, Any], job: dict[str, Any] | None, now: str) -> MigrationStatus:
+    """The operator's part of ``status`` for a MilvusMigration and its Job (only these fields are set)."""
+    status = MigrationStatus.model_validate(resource.get("status") or {})
     generation = resource.get("metadata", {}).get("generation")
-    runner_message = (status.get("message") or None) if job is not None else None
+    runner_message = (status.message or None) if job is not None else None
     phase = phase_of(job, bool(resource.get("spec", {}).get("suspend")), runner_message)
     job_status = (job or {}).get("status", {})
-    patch = {
-        "phase": phase.name,
-        "conditions": conditions(status.get("conditions", []), phase, generation, now),
-        "observedGeneration": generation,
-    }
+    fields: dict[str, Any] = {}
     if job is not None:
-        patch["jobName"] = job["metadata"]["name"]
-    if job_status.get("startTime") and not status.get("startTime"):
-        patch["startTime"] = job_status["startTime"]
+        fields["job_name"] = job["metadata"]["name"]
+    if job_status.get("startTime") and not status.start_time:
+        fields["start_time"] = job_status["startTime"]
     if phase.name in ("Succeeded", "Failed"):
-        patch["completionTime"] = status.get("completionTime") or job_status.get("completionTime") or now
-    return patch
+        fields["completion_time"] = status.completion_time or job_status.get("completionTime") or now
+    return MigrationStatus(
+        phase=phase.name,
+        conditions=conditions(status.conditions, phase, generation, now),
+        observed_generation=generation,
+        **fields,
+    )
 
 
-def invalid_spec_patch(resource: dict[str, Any], message: str, now: str) -> dict[str, Any]:
+def invalid_spec_patch(resource: dict[str, Any], message: str, now: str) -> MigrationStatus:
     phase = Phase("Failed", "InvalidSpec", message)
     generation = resource.get("metadata", {}).get("generation")
-    previous = (resource.get("status") or {}).get("conditions", [])
-    return {
-        "phase": phase.name,
-        "conditions": conditions(previous, phase, generation, now),
-        "observedGeneration": generation,
-        "message": message,
-        "completionTime": now,
-    }
+    previous = MigrationStatus.model_validate(resource.get("status") or {}).conditions
+    return MigrationStatus(
+        phase=phase.name,
+        conditions=conditions(previous, phase, generation, now),
+        observed_generation=generation,
+        message=message,
+        failure_reason="InvalidSpec",
+        completion_time=now,
+    )

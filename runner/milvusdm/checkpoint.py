@@ -10,11 +10,12 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from milvusdm.spec import MilvusMigration
+if TYPE_CHECKING:
+    from milvusdm.spec import MilvusMigration
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,27 @@ class Checkpoint:
     rows: int  # rows this shard has written in all its attempts
     created: bool = False  # the target was created by this migration (rollback drops it)
     baseline: int = 0  # rows the target held before (mode append), for the count check
+
+
+@dataclass(frozen=True)
+class ShardStatus(Checkpoint):
+    """One shard's checkpoint and counts, written by its runner pod under its own map key."""
+
+    # The status entry *is* the checkpoint a restarted pod resumes from: one set of fields.
+
+    fingerprint: str = ""  # "": no checkpoint yet
+    position: int = 0
+    rows: int = 0
+    copied: int = 0  # rows of this shard committed so far
+    total: int = 0  # rows in this shard
+    completed: bool = False
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(**{f.name: getattr(self, f.name) for f in fields(Checkpoint)})
+
+    def at(self, checkpoint: Checkpoint) -> ShardStatus:
+        """This entry moved to ``checkpoint``, its counts kept."""
+        return replace(self, **{f.name: getattr(checkpoint, f.name) for f in fields(Checkpoint)})
 
 
 def fingerprint(migration: MilvusMigration) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from milvusdm import __version__, spec
+from milvusdm import __version__, env, spec
 from milvusdm.errors import InputError, Interrupted, MigrationError
 
 if TYPE_CHECKING:
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move vectors into, out of and between Milvus.")
 ManifestOption = Annotated[Path, typer.Option("--file", "-f", help="A MilvusMigration manifest (YAML).")]
 StateOption = Annotated[
-    Path, typer.Option("--state", help="Folder for checkpoints of interrupted runs.", envvar="MILVUSDM_STATE_DIR")
+    Path, typer.Option("--state", help="Folder for checkpoints of interrupted runs.", envvar=env.STATE_DIR)
 ]
 stderr = Console(stderr=True)
 
@@ -88,7 +87,9 @@ def run(
         if (file is None) == (resource is None):
             raise InputError("pass exactly one of --file and --resource", "see milvusdm run --help")
         if resource is not None:
-            summary = _run_resource(resource, observers)
+            from milvusdm import jobrunner
+
+            summary = jobrunner.run(resource, observers)
         else:
             migration = spec.load(file)
             checkpoints = FileCheckpoints(state, migration.metadata.name)
@@ -104,30 +105,6 @@ def _progress():
     from milvusdm.progress import ProgressBar, ProgressLog
 
     return ProgressBar(stderr) if stderr.is_terminal else ProgressLog()
-
-
-def _run_resource(reference: str, observers: list) -> engine.Summary:
-    """Inside the operator's Job: the spec, checkpoint and status all live in the custom resource.
-    A restarted pod resumes from its shard's checkpoint; shard N of an Indexed Job is
-    JOB_COMPLETION_INDEX."""
-    from milvusdm import engine
-    from milvusdm.checkpoint import Shard
-    from milvusdm.kube import MigrationResource, ResourceStatus, wait_for_first_shard
-
-    resource = MigrationResource(reference)
-    migration = resource.migration()
-    shard = Shard(int(os.environ.get("JOB_COMPLETION_INDEX", "0")), migration.spec.parallelism)
-    status = ResourceStatus(resource, shard, interval=float(os.environ.get("MILVUSDM_STATUS_INTERVAL", "1")))
-    try:
-        if shard.index > 0:
-            wait_for_first_shard(resource)
-        return engine.run(
-            migration, [*observers, status], checkpoints=status, resume=None, shard=shard,
-            target_prepared=shard.index > 0,
-        )
-    except MigrationError as error:
-        status.failed(error)
-        raise
 
 
 @app.command()

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from milvusdm import kubetypes
 from milvusdm.spec import API_VERSION, KIND, MigrationSpec, MigrationStatus
 
 GROUP, VERSION = API_VERSION.split("/")
@@ -31,6 +32,11 @@ IMMUTABLE_RULE = {
 def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """A pydantic JSON schema node as a Kubernetes structural schema node ($refs inlined,
     optionals unwrapped, free-form maps marked to keep unknown fields)."""
+    if "x-milvusdm-kube" in node:  # a core/v1 type: Kubernetes' own schema
+        kind = kubetypes.schema(node["x-milvusdm-kube"])
+        if node.get("type") == "array":
+            kind = {"type": "array", "items": kind}
+        return kind | {k: v for k, v in node.items() if k in ("description", "maxItems", "x-kubernetes-validations")}
     if "$ref" in node:
         target = structural(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
         return target | {k: v for k, v in node.items() if k in ("description",)}

@@ -6,7 +6,6 @@ two cannot drift apart. Field names are camelCase in manifests, snake_case in Py
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,6 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from milvusdm import env
+from milvusdm.checkpoint import ShardStatus
 from milvusdm.errors import InputError
 
 API_VERSION = "milvusdm.io/v1alpha1"
@@ -55,8 +56,8 @@ class SecretKeyRef(Model):
 class MilvusEndpoint(Model):
     """Where a Milvus is and how to log in. Secrets never need to be written in the manifest:
     ``tokenSecretRef``/``passwordSecretRef`` are passed by the operator as environment
-    variables (``MILVUSDM_SOURCE_TOKEN``, ``MILVUSDM_TARGET_PASSWORD``…), which a local run
-    may set too."""
+    variables (``env.credential``: ``MILVUSDM_SOURCE_TOKEN``, ``MILVUSDM_TARGET_PASSWORD``…),
+    which a local run may set too."""
 
     uri: str = Field(
         "milvusdm.db",
@@ -73,20 +74,21 @@ class MilvusEndpoint(Model):
     def is_lite(self) -> bool:
         return not self.uri.startswith(("http://", "https://", "tcp://", "unix:"))
 
-    def credentials(self, role: Literal["source", "target"]) -> dict[str, str]:
+    def secret_variables(self, role: env.Role) -> list[tuple[SecretKeyRef | None, str]]:
+        """The Secret references and the variables the runner reads them from."""
+        return [(self.token_secret_ref, env.credential(role, "TOKEN")),
+                (self.password_secret_ref, env.credential(role, "PASSWORD"))]
+
+    def credentials(self, role: env.Role) -> dict[str, str]:
         """Token/user/password for pymilvus: the manifest first, then the environment."""
-        prefix = f"MILVUSDM_{role.upper()}_"
-        token = self.token or os.environ.get(prefix + "TOKEN")
-        user = self.user or os.environ.get(prefix + "USER")
-        password = self.password or os.environ.get(prefix + "PASSWORD")
-        for ref, value, var in (
-            (self.token_secret_ref, token, "TOKEN"),
-            (self.password_secret_ref, password, "PASSWORD"),
-        ):
+        token = self.token or env.get(env.credential(role, "TOKEN"))
+        user = self.user or env.get(env.credential(role, "USER"))
+        password = self.password or env.get(env.credential(role, "PASSWORD"))
+        for (ref, var), value in zip(self.secret_variables(role), (token, password)):
             if ref is not None and value is None:
                 raise InputError(
-                    f"{role} credentials come from Secret {ref.name!r} key {ref.key!r}, but {prefix}{var} is not set",
-                    f"export {prefix}{var} when running outside the operator",
+                    f"{role} credentials come from Secret {ref.name!r} key {ref.key!r}, but {var} is not set",
+                    f"export {var} when running outside the operator",
                 )
         found = {"token": token, "user": user, "password": password}
         return {key: value for key, value in found.items() if value}
@@ -108,11 +110,14 @@ class S3Settings(Model):
         16, ge=1, le=1024, description="MiB per ranged GET when streaming HDF5 files; two blocks are cached."
     )
 
+    def secret_variables(self) -> list[tuple[SecretKeyRef | None, str]]:
+        return [(self.access_key_id_secret_ref, env.AWS_ACCESS_KEY_ID),
+                (self.secret_access_key_secret_ref, env.AWS_SECRET_ACCESS_KEY)]
+
     def check_credentials(self) -> None:
         """Secret references are read from the environment; say so when it lacks them."""
-        for ref, variable in ((self.access_key_id_secret_ref, "AWS_ACCESS_KEY_ID"),
-                              (self.secret_access_key_secret_ref, "AWS_SECRET_ACCESS_KEY")):
-            if ref is not None and not os.environ.get(variable):
+        for ref, variable in self.secret_variables():
+            if ref is not None and not env.get(variable):
                 raise InputError(
                     f"S3 credentials come from Secret {ref.name!r} key {ref.key!r}, but {variable} is not set",
                     f"export {variable} when running outside the operator",
@@ -219,14 +224,55 @@ class Resources(Model):
     limits: dict[str, str] = Field(default_factory=lambda: {"memory": "2Gi"})
 
 
+def kube(definition: str, description: str, many: bool = True, rule: dict[str, str] | None = None) -> Any:
+    """Core/v1 objects (``Volume``, ``Toleration``…) taken as Kubernetes defines them: the CRD
+    carries Kubernetes' own schema (``milvusdm.kubetypes``), the model passes them through."""
+    extra: dict[str, Any] = {"x-milvusdm-kube": definition}
+    if rule is not None:
+        extra["x-kubernetes-validations"] = [rule]
+    if many:
+        return Field(default_factory=list, max_length=64, description=description, json_schema_extra=extra)
+    return Field(None, description=description, json_schema_extra=extra)
+
+
+PodObject = dict[str, Any]
+RESERVED_VOLUMES = ("tmp", "milvusdm-")  # the runner's /tmp and the TLS Secrets the operator mounts
+
+
 class JobSettings(Model):
-    """How the operator runs the migration as a batch/v1 Job."""
+    """How the operator runs the migration as a batch/v1 Job, and the pod settings it passes on."""
 
     image: str | None = Field(None, description="Runner image; default: the operator's own image.")
     resources: Resources = Field(default_factory=Resources)
     backoff_limit: int = Field(6, ge=0)
     ttl_seconds_after_finished: int | None = Field(None, ge=0)
+    active_deadline_seconds: int | None = Field(None, ge=1, description="Fail the Job after this many seconds.")
     service_account_name: str | None = None
+    volumes: list[PodObject] = kube("Volume", "Pod volumes (PVCs, NFS, CSI, ConfigMaps, Secrets).", rule={
+        "rule": "self.all(v, v.name != 'tmp' && !v.name.startsWith('milvusdm-'))",
+        "message": "volume names tmp and milvusdm-* are reserved for the runner: pick another"})
+    volume_mounts: list[PodObject] = kube("VolumeMount", "Mounts of those volumes into the runner.", rule={
+        "rule": "self.all(m, m.mountPath != '/tmp' && m.mountPath != '/tmp/')",
+        "message": "/tmp is the runner's own scratch folder: mount your volume elsewhere"})
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[PodObject] = kube("Toleration", "Taints the runner pods tolerate.")
+    affinity: PodObject | None = kube("Affinity", "Node and pod (anti-)affinity of the runner pods.", many=False)
+    image_pull_secrets: list[PodObject] = kube("LocalObjectReference", "Secrets for pulling the image.")
+    priority_class_name: str | None = None
+    pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the runner pods.")
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the runner pods.")
+    env: list[PodObject] = kube("EnvVar", "Extra environment variables of the runner (e.g. proxies).")
+    env_from: list[PodObject] = kube("EnvFromSource", "Extra environment from ConfigMaps or Secrets.")
+
+    @model_validator(mode="after")
+    def _own_names(self) -> "JobSettings":
+        for volume in self.volumes:
+            if str(volume.get("name", "")).startswith(RESERVED_VOLUMES):
+                raise ValueError("volume names tmp and milvusdm-* are reserved for the runner: pick another")
+        mounts = {str(m.get("mountPath", "")).rstrip("/") for m in self.volume_mounts}
+        if "/tmp" in mounts:
+            raise ValueError("/tmp is the runner's own scratch folder: mount your volume elsewhere")
+        return self
 
 
 class MigrationSpec(Model):
@@ -269,25 +315,13 @@ class Condition(BaseModel):
     observed_generation: int | None = None
 
 
-class ShardStatus(BaseModel):
-    """One shard's checkpoint and counts, written by its runner pod under its own map key."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    fingerprint: str = ""
-    position: int = 0
-    rows: int = 0
-    created: bool = False
-    baseline: int = 0
-    copied: int = 0
-    total: int = 0
-    completed: bool = False
-
-
 class MigrationStatus(BaseModel):
     """Written by the operator (phase, conditions, times, job) and the runner (rows, shards)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    # Every field either writes is declared here, so a real API server keeps it (no unknown
+    # fields in status); writers build one of these and send only the fields they set (patch).
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
     phase: Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"] | None = None
     conditions: Annotated[
@@ -305,8 +339,15 @@ class MigrationStatus(BaseModel):
     progress: str | None = Field(None, description="Percent of totalRows copied, e.g. 42%.")
     last_batch_time: str | None = None
     verified: str | None = None
-    message: str | None = None
-    shards: dict[str, ShardStatus] = Field(default_factory=dict)
+    message: str | None = Field(None, description="The runner's one-line result or error.")
+    failure_reason: str | None = Field(None, description="Why it failed, e.g. InvalidInput, Unreachable.")
+    shards: dict[str, ShardStatus] = Field(
+        default_factory=dict, description="Per shard (JOB_COMPLETION_INDEX): its checkpoint and counts."
+    )
+
+    def patch(self) -> dict[str, Any]:
+        """A merge-patch body with the fields set on this object, as the API stores them."""
+        return {"status": self.model_dump(mode="json", by_alias=True, exclude_unset=True)}
 
 
 class Metadata(BaseModel):

@@ -36,6 +36,7 @@ def test_crd_names_and_columns(definition):
 
 def test_examples_exist_for_every_path():
     assert {p.name for p in EXAMPLES} >= {
+        "faiss-pvc-to-milvus.yaml", "milvus-to-hdf5-pvc.yaml",
         "hdf5-to-milvus-lite.yaml", "hdf5-to-milvus.yaml", "faiss-to-milvus.yaml",
         "milvus-to-milvus.yaml", "milvus-to-hdf5.yaml", "parallel-hdf5-to-milvus.yaml",
     }
@@ -67,7 +68,24 @@ INVALID = {
     "secret ref without key": lambda d: d["spec"]["target"]["milvus"].update(tokenSecretRef={"name": "s"}),
     "bad verify": lambda d: d["spec"].update(verify="all"),
     "parallel hdf5 export": lambda d: d["spec"].update(target={"hdf5": {"path": "/x.h5"}}, parallelism=2),
+    "reserved volume name": lambda d: d["spec"]["job"]["volumes"][0].update(name="tmp"),
 }
+# Pod settings are checked by the API server with Kubernetes' own schemas (the model passes them on).
+INVALID_FOR_THE_API_SERVER = {
+    "volume without a name": lambda d: d["spec"]["job"]["volumes"][0].pop("name"),
+    "claim name as a number": lambda d: d["spec"]["job"]["volumes"][0]["persistentVolumeClaim"].update(claimName=7),
+    "mount without a path": lambda d: d["spec"]["job"]["volumeMounts"][0].pop("mountPath"),
+    "toleration seconds as text": lambda d: d["spec"]["job"].update(tolerations=[{"key": "a", "tolerationSeconds": "x"}]),
+    "unknown volume field": lambda d: d["spec"]["job"]["volumes"][0].update(hostpath={"path": "/"}),
+    "node selector value as a list": lambda d: d["spec"]["job"].update(nodeSelector={"a": ["b"]}),
+}
+
+
+@pytest.mark.parametrize("name", INVALID_FOR_THE_API_SERVER)
+def test_bad_pod_settings_fail_the_crd(definition, name):
+    document = base()
+    INVALID_FOR_THE_API_SERVER[name](document)
+    assert validate(definition, document), f"the CRD accepted: {name}"
 
 
 @pytest.mark.parametrize("name", INVALID)

@@ -1,8 +1,12 @@
 """Phase and conditions from Job state, and the Job built for a migration: pure functions."""
 
+import copy
+
+import pytest
 import yaml
 
 from milvusdm import spec
+from milvusdm.errors import InputError
 from milvusdm_operator.jobs import build_job, job_name
 from milvusdm_operator.status import invalid_spec_patch, phase_of, status_patch
 from tests.conftest import REPO
@@ -34,14 +38,15 @@ def test_phase_follows_the_job():
 
 def test_conditions_keep_transition_times_until_status_flips():
     resource = {"metadata": {"generation": 3}, "spec": {}, "status": {}}
-    running = status_patch(resource, job(active=1, startTime=T0), T0)
+    running = status_patch(resource, job(active=1, startTime=T0), T0).patch()["status"]
     assert running["phase"] == "Running" and running["startTime"] == T0 and running["observedGeneration"] == 3
     by_type = {c["type"]: c for c in running["conditions"]}
     assert (by_type["Progressing"]["status"], by_type["Ready"]["status"], by_type["Failed"]["status"]) == ("True", "False", "False")
     resource["status"] = running
-    still = status_patch(resource, job(active=1, startTime=T0), T1)
+    still = status_patch(resource, job(active=1, startTime=T0), T1).patch()["status"]
     assert [c["lastTransitionTime"] for c in still["conditions"]] == [T0, T0, T0]
     done = status_patch(resource, job(succeeded=1, startTime=T0, completionTime=T1, conditions=[cond("Complete")]), T1)
+    done = done.patch()["status"]
     by_type = {c["type"]: c for c in done["conditions"]}
     assert done["phase"] == "Succeeded" and done["completionTime"] == T1
     assert (by_type["Ready"]["status"], by_type["Ready"]["lastTransitionTime"]) == ("True", T1)
@@ -51,7 +56,8 @@ def test_conditions_keep_transition_times_until_status_flips():
 
 
 def test_invalid_spec_is_failed_with_the_reason():
-    patch = invalid_spec_patch({"metadata": {"generation": 1}}, "spec.target: Field required", T0)
+    patch = invalid_spec_patch({"metadata": {"generation": 1}}, "spec.target: Field required", T0).patch()["status"]
+    assert patch["failureReason"] == "InvalidSpec"
     failed = {c["type"]: c for c in patch["conditions"]}["Failed"]
     assert patch["phase"] == "Failed" and (failed["status"], failed["reason"]) == ("True", "InvalidSpec")
     assert failed["message"] == "spec.target: Field required"
@@ -82,3 +88,36 @@ def test_job_for_a_single_run():
 def test_parallel_run_is_an_indexed_job():
     built = build_job(load("parallel-hdf5-to-milvus.yaml"), "vectors", "milvusdm:1")
     assert (built["spec"]["completionMode"], built["spec"]["completions"], built["spec"]["parallelism"]) == ("Indexed", 4, 4)
+
+
+def test_pod_settings_reach_the_pod():
+    built = build_job(load("faiss-pvc-to-milvus.yaml"), "vectors", "milvusdm:1")
+    template = built["spec"]["template"]
+    pod, container = template["spec"], template["spec"]["containers"][0]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}},
+                              {"name": "indexes", "persistentVolumeClaim": {"claimName": "faiss-indexes", "readOnly": True}}]
+    assert container["volumeMounts"][1] == {"name": "indexes", "mountPath": "/indexes", "readOnly": True}
+    assert pod["nodeSelector"] == {"node.kubernetes.io/instance-type": "m6i.2xlarge"}
+    expression = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert expression["matchExpressions"] == [{"key": "nvidia.com/gpu.present", "operator": "DoesNotExist"}]
+    assert pod["priorityClassName"] == "batch-low" and built["spec"]["activeDeadlineSeconds"] == 7200
+    assert template["metadata"]["labels"]["team"] == "search"
+    assert template["metadata"]["labels"]["milvusdm.io/migration"] == "faiss-from-nfs"
+    assert template["metadata"]["annotations"] == {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    exported = build_job(load("milvus-to-hdf5-pvc.yaml"), "vectors", "milvusdm:1")["spec"]["template"]["spec"]
+    assert exported["tolerations"][0]["key"] == "dedicated" and exported["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy.internal:3128"} in exported["containers"][0]["env"]
+    assert "affinity" not in exported and "nodeSelector" not in exported
+
+
+def test_pod_settings_that_would_break_the_runner_are_refused():
+    document = yaml.safe_load((REPO / "examples" / "faiss-to-milvus.yaml").read_text())
+    clash = copy.deepcopy(document)
+    clash["spec"]["job"]["env"] = [{"name": "MILVUSDM_TARGET_PASSWORD", "value": "x"}]
+    with pytest.raises(InputError, match="spec.job.env sets MILVUSDM_TARGET_PASSWORD"):
+        build_job(spec.parse(clash), "vectors", "milvusdm:1")
+    for job in ({"volumes": [{"name": "tmp", "emptyDir": {}}]}, {"volumeMounts": [{"name": "x", "mountPath": "/tmp/"}]}):
+        reserved = copy.deepcopy(document)
+        reserved["spec"]["job"].update(job)
+        with pytest.raises(InputError, match="reserved|scratch"):
+            spec.parse(reserved)

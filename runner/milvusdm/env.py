@@ -1,0 +1,39 @@
+"""Every environment variable milvusdm reads or sets, named once.
+
+The operator sets some of them on the runner's Job (credentials from Secrets, the status
+interval), Kubernetes sets others (``JOB_COMPLETION_INDEX``), and a local run may export the
+credential variables itself. Nothing else in the project spells these names.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+Role = Literal["source", "target"]
+Credential = Literal["TOKEN", "USER", "PASSWORD"]
+
+KUBE_API = "MILVUSDM_KUBE_API"  # another API server than in-cluster/kubeconfig (tests, port-forwards)
+RUNNER_IMAGE = "MILVUSDM_RUNNER_IMAGE"  # the operator's default runner image
+STATUS_INTERVAL = "MILVUSDM_STATUS_INTERVAL"  # seconds between a runner's progress patches
+STATE_DIR = "MILVUSDM_STATE_DIR"  # the CLI's --state folder for checkpoints
+COMPLETION_INDEX = "JOB_COMPLETION_INDEX"  # set by Kubernetes in each pod of an Indexed Job: the shard
+AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"  # S3 credentials, read by boto3's standard chain
+AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
+
+
+def credential(role: Role, kind: Credential) -> str:
+    """``MILVUSDM_SOURCE_TOKEN``, ``MILVUSDM_TARGET_PASSWORD``…: a Milvus login from a Secret."""
+    return f"MILVUSDM_{role.upper()}_{kind}"
+
+
+def get(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def shard_index() -> int:
+    return int(os.environ.get(COMPLETION_INDEX, "0"))
+
+
+def status_interval() -> float:
+    return float(os.environ.get(STATUS_INTERVAL, "1"))

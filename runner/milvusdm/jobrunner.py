@@ -1,0 +1,117 @@
+"""The runner inside a Job: read its MilvusMigration, keep checkpoints and progress in its status.
+
+Each shard writes only ``status.shards.<index>`` (a map key, so a merge-patch never clobbers a
+sibling) plus the totals it computes from the freshest object; patches are throttled. A restarted
+pod resumes from its shard's entry; shard N of an Indexed Job is ``JOB_COMPLETION_INDEX``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from kubernetes.client.rest import ApiException
+
+from milvusdm import engine, env
+from milvusdm.checkpoint import Checkpoint, Shard, ShardStatus
+from milvusdm.errors import MigrationError, TransientError
+from milvusdm.kube import MigrationResource, now
+from milvusdm.spec import MigrationStatus
+
+log = logging.getLogger(__name__)
+
+
+def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Summary:
+    """``milvusdm run --resource NAMESPACE/NAME``: the spec, checkpoint and status all live in the CR."""
+    resource = MigrationResource(reference)
+    migration = resource.migration()
+    shard = Shard(env.shard_index(), migration.spec.parallelism)
+    status = ResourceStatus(resource, shard, interval=env.status_interval())
+    try:
+        if shard.index > 0:
+            wait_for_first_shard(resource)
+        return engine.run(
+            migration, [*observers, status], checkpoints=status, resume=None, shard=shard,
+            target_prepared=shard.index > 0,
+        )
+    except MigrationError as error:
+        status.failed(error)
+        raise
+
+
+class ResourceStatus:
+    """Checkpoint store and observer for one shard, backed by the resource's status."""
+
+    def __init__(self, resource: MigrationResource, shard: Shard, interval: float = 1.0) -> None:
+        self.resource, self.key, self.interval = resource, str(shard.index), interval
+        self.mine = ShardStatus()
+        self.last_patch = 0.0
+        self.describe: dict[str, str] = {}  # source and target, for the printer columns
+
+    # -- CheckpointStore ------------------------------------------------------------------
+
+    def load(self) -> Checkpoint | None:
+        saved = self.resource.status().shards.get(self.key)
+        if saved is None or not saved.fingerprint or saved.completed:
+            return None
+        self.mine = saved
+        return saved.checkpoint()
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        self.mine = self.mine.at(checkpoint)
+        if time.monotonic() - self.last_patch >= self.interval:
+            self.flush()
+
+    def clear(self) -> None:
+        self.mine = replace(self.mine, completed=True)
+        self.flush()
+
+    # -- Observer -------------------------------------------------------------------------
+
+    def started(self, summary: engine.Summary, done: int) -> None:
+        self.mine = replace(self.mine, total=summary.total, copied=done)
+        self.describe = {"source": summary.source, "target": summary.target}
+        self.flush()
+
+    def committed(self, done: int) -> None:
+        self.mine = replace(self.mine, copied=done)
+
+    def finished(self, summary: engine.Summary) -> None:
+        self.flush(verified=summary.verified, message=summary.line())
+
+    def failed(self, error: MigrationError) -> None:
+        self.flush(message=str(error), failure_reason=error.reason)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def flush(self, **result: str) -> None:
+        """Patch this shard's entry and the totals over all shards reported so far."""
+        try:
+            shards = {**self.resource.status().shards, self.key: self.mine}
+            copied = sum(s.copied for s in shards.values())
+            total = sum(s.total for s in shards.values())
+            self.resource.patch_status(MigrationStatus(
+                shards={self.key: self.mine},
+                rows_copied=copied,
+                total_rows=total,
+                progress=f"{100 * copied // total if total else 100}%",
+                last_batch_time=now(),
+                **self.describe,
+                **result,
+            ))
+            self.last_patch = time.monotonic()
+        except (ApiException, MigrationError, OSError) as error:  # progress reports must not stop the copy
+            log.warning("could not update the MilvusMigration status: %s", error)
+
+
+def wait_for_first_shard(resource: MigrationResource, timeout: float = 600, poll: float = 2.0) -> None:
+    """Shards after the first write into the target that shard 0 prepares (per mode)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        first = resource.status().shards.get("0")
+        if first is not None and first.fingerprint:
+            return
+        time.sleep(poll)
+    raise TransientError("shard 0 has not prepared the target yet", "check the pod of shard 0; this pod will be retried")
