@@ -7,16 +7,13 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from milvusdm import __version__, env, spec
 from milvusdm.errors import InputError, Interrupted, MigrationError
-
-if TYPE_CHECKING:
-    from milvusdm import engine
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move vectors into, out of and between Milvus.")
 ManifestOption = Annotated[Path, typer.Option("--file", "-f", help="A MilvusMigration manifest (YAML).")]

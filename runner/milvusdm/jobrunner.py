@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from kubernetes.client.rest import ApiException
 
@@ -86,7 +87,7 @@ class ResourceStatus:
 
     # -- writing --------------------------------------------------------------------------
 
-    def flush(self, **result: str) -> None:
+    def flush(self, **result: Any) -> None:
         """Patch this shard's entry and the totals over all shards reported so far."""
         try:
             shards = {**self.resource.status().shards, self.key: self.mine}

@@ -84,7 +84,7 @@ class MilvusEndpoint(Model):
         token = self.token or env.get(env.credential(role, "TOKEN"))
         user = self.user or env.get(env.credential(role, "USER"))
         password = self.password or env.get(env.credential(role, "PASSWORD"))
-        for (ref, var), value in zip(self.secret_variables(role), (token, password)):
+        for (ref, var), value in zip(self.secret_variables(role), (token, password), strict=True):
             if ref is not None and value is None:
                 raise InputError(
                     f"{role} credentials come from Secret {ref.name!r} key {ref.key!r}, but {var} is not set",
@@ -265,7 +265,7 @@ class JobSettings(Model):
     env_from: list[PodObject] = kube("EnvFromSource", "Extra environment from ConfigMaps or Secrets.")
 
     @model_validator(mode="after")
-    def _own_names(self) -> "JobSettings":
+    def _own_names(self) -> JobSettings:
         for volume in self.volumes:
             if str(volume.get("name", "")).startswith(RESERVED_VOLUMES):
                 raise ValueError("volume names tmp and milvusdm-* are reserved for the runner: pick another")

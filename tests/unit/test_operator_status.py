@@ -114,10 +114,10 @@ def test_pod_settings_that_would_break_the_runner_are_refused():
     document = yaml.safe_load((REPO / "examples" / "faiss-to-milvus.yaml").read_text())
     clash = copy.deepcopy(document)
     clash["spec"]["job"]["env"] = [{"name": "MILVUSDM_TARGET_PASSWORD", "value": "x"}]
-    with pytest.raises(InputError, match="spec.job.env sets MILVUSDM_TARGET_PASSWORD"):
+    with pytest.raises(InputError, match=r"spec\.job\.env sets MILVUSDM_TARGET_PASSWORD"):
         build_job(spec.parse(clash), "vectors", "milvusdm:1")
     for job in ({"volumes": [{"name": "tmp", "emptyDir": {}}]}, {"volumeMounts": [{"name": "x", "mountPath": "/tmp/"}]}):
         reserved = copy.deepcopy(document)
         reserved["spec"]["job"].update(job)
-        with pytest.raises(InputError, match="reserved|scratch"):
+        with pytest.raises(InputError, match=r"reserved|scratch"):
             spec.parse(reserved)
