@@ -44,8 +44,9 @@ def make_collection(where: dict, name: str = "items", rows: int = ROWS, dim: int
         for i in range(rows)
     ]
     half = rows * 2 // 3
-    client.insert(name, data[:half])
-    client.insert(name, data[half:], partition_name="archive")
+    if rows:
+        client.insert(name, data[:half])
+        client.insert(name, data[half:], partition_name="archive")
     client.flush(name)
     client.load_collection(name)
     client.close()

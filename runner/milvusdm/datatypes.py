@@ -59,6 +59,7 @@ class TypeInfo:
     to_text: Callable[[Any], str] | None = None  # files keep these as UTF-8 text (JSON, arrays)
     from_text: Callable[[str], Any] | None = None
     same: Callable[[Any, Any], bool] = _equal  # equal as Milvus stores the type
+    arrow: str | None = None  # Arrow type name of its Parquet column in Milvus' import layout (vectors: of the list's values)
 
     @property
     def is_vector(self) -> bool:
@@ -66,21 +67,21 @@ class TypeInfo:
 
 
 TYPES: dict[DataType, TypeInfo] = {
-    DataType.BOOL: TypeInfo("bool", "bool_data", from_numpy=("b1",)),
-    DataType.INT8: TypeInfo("int8", "int_data", from_numpy=("i1",)),
-    DataType.INT16: TypeInfo("int16", "int_data", from_numpy=("i2", "u1")),
-    DataType.INT32: TypeInfo("int32", "int_data", from_numpy=("i4", "u2")),
-    DataType.INT64: TypeInfo("int64", "long_data", from_numpy=("i8", "u4")),
-    DataType.FLOAT: TypeInfo("float32", "float_data", "<f4", from_numpy=("f2", "f4"), same=_same_float),
-    DataType.DOUBLE: TypeInfo("float64", "double_data", "<f8", from_numpy=("f8",), same=_same_double),
-    DataType.VARCHAR: TypeInfo(None, "string_data"),
-    DataType.JSON: TypeInfo(None, "json_data", to_text=_json_to_text, from_text=str.encode, same=_same_json),
+    DataType.BOOL: TypeInfo("bool", "bool_data", from_numpy=("b1",), arrow="bool"),
+    DataType.INT8: TypeInfo("int8", "int_data", from_numpy=("i1",), arrow="int8"),
+    DataType.INT16: TypeInfo("int16", "int_data", from_numpy=("i2", "u1"), arrow="int16"),
+    DataType.INT32: TypeInfo("int32", "int_data", from_numpy=("i4", "u2"), arrow="int32"),
+    DataType.INT64: TypeInfo("int64", "long_data", from_numpy=("i8", "u4"), arrow="int64"),
+    DataType.FLOAT: TypeInfo("float32", "float_data", "<f4", from_numpy=("f2", "f4"), same=_same_float, arrow="float32"),
+    DataType.DOUBLE: TypeInfo("float64", "double_data", "<f8", from_numpy=("f8",), same=_same_double, arrow="float64"),
+    DataType.VARCHAR: TypeInfo(None, "string_data", arrow="string"),
+    DataType.JSON: TypeInfo(None, "json_data", to_text=_json_to_text, from_text=str.encode, same=_same_json, arrow="string"),
     DataType.ARRAY: TypeInfo(None, "array_data", to_text=lambda v: json.dumps(list(v)), from_text=json.loads,
                              same=_same_list),
-    DataType.FLOAT_VECTOR: TypeInfo("float32", "float_vector", "<f4", bits=32, same=_same_array),
-    DataType.BINARY_VECTOR: TypeInfo("uint8", "binary_vector", bits=1, same=_same_array),
-    DataType.FLOAT16_VECTOR: TypeInfo("uint8", "float16_vector", bits=16, same=_same_array),
-    DataType.BFLOAT16_VECTOR: TypeInfo("uint8", "bfloat16_vector", bits=16, same=_same_array),
+    DataType.FLOAT_VECTOR: TypeInfo("float32", "float_vector", "<f4", bits=32, same=_same_array, arrow="float32"),
+    DataType.BINARY_VECTOR: TypeInfo("uint8", "binary_vector", bits=1, same=_same_array, arrow="uint8"),
+    DataType.FLOAT16_VECTOR: TypeInfo("uint8", "float16_vector", bits=16, same=_same_array, arrow="uint8"),
+    DataType.BFLOAT16_VECTOR: TypeInfo("uint8", "bfloat16_vector", bits=16, same=_same_array, arrow="uint8"),
     DataType.SPARSE_FLOAT_VECTOR: TypeInfo(None, None, bits=32),
 }
 TEXT_KINDS = "SUO"  # numpy kinds of file data that becomes VARCHAR

@@ -124,22 +124,18 @@ class S3Settings(Model):
                 )
 
 
-class Hdf5Source(Model):
-    """HDF5 files: MilvusDM's layout (``embeddings`` + ``ids``) or ann-benchmarks' (``train``).
-    Paths may be ``s3://bucket/key``; files there are streamed with ranged reads."""
+class Files(Model):
+    """Files named one by one or by patterns; a base for file sources."""
 
     path: str | None = Field(None, description="One file.")
     paths: list[str] | None = Field(
         None, min_length=1, description="Files, glob patterns or s3:// prefixes ending in '/', read in order."
     )
-    vectors: str | None = Field(None, description="Vector dataset; default 'embeddings' if present, else 'train'.")
-    ids: str | None = Field(None, description="Id dataset; default 'ids' if present, else 0..N-1 across files.")
-    fields: dict[str, Name] = Field(default_factory=dict, description="Extra 1-D datasets -> scalar field names.")
 
     model_config = ConfigDict(json_schema_extra=exactly_one("path", "paths"))
 
     @model_validator(mode="after")
-    def _one_location(self) -> Hdf5Source:
+    def _one_location(self) -> Files:
         if (self.path is None) == (self.paths is None):
             raise ValueError("set exactly one of: path, paths")
         return self
@@ -147,6 +143,25 @@ class Hdf5Source(Model):
     @property
     def patterns(self) -> list[str]:
         return [self.path] if self.path is not None else list(self.paths or [])
+
+
+class Hdf5Source(Files):
+    """HDF5 files: MilvusDM's layout (``embeddings`` + ``ids``) or ann-benchmarks' (``train``).
+    Paths may be ``s3://bucket/key``; files there are streamed with ranged reads."""
+
+    vectors: str | None = Field(None, description="Vector dataset; default 'embeddings' if present, else 'train'.")
+    ids: str | None = Field(None, description="Id dataset; default 'ids' if present, else 0..N-1 across files.")
+    fields: dict[str, Name] = Field(default_factory=dict, description="Extra 1-D datasets -> scalar field names.")
+
+
+class ParquetSource(Files):
+    """Parquet files: milvusdm's and Milvus' bulk-import layout, VectorDBBench's (``id``, ``emb``),
+    Pinecone's (``id``, ``values``, ``metadata``) or any table with one vector column. Paths may
+    be ``s3://bucket/key``; files there are read row group by row group with ranged reads."""
+
+    vectors: str | None = Field(None, description="Vector column; default: the only list column of floats or fixed-size binary.")
+    ids: str | None = Field(None, description="Id column; default 'id' if present, else 'pk', else 0..N-1 across files.")
+    fields: list[str] | None = Field(None, description="Columns to copy as fields; default every other column.")
 
 
 class FaissSource(Model):
@@ -181,6 +196,7 @@ class OneOf(Model):
 
 class Source(OneOf):
     hdf5: Hdf5Source | None = None
+    parquet: ParquetSource | None = None
     faiss: FaissSource | None = None
     milvus: MilvusSource | None = None
 
@@ -205,18 +221,30 @@ class MilvusTarget(MilvusEndpoint):
     description: str = ""
 
 
-class Hdf5Target(Model):
-    """An HDF5 file in MilvusDM's layout (embeddings, ids, one dataset per field), or a folder
-    (path ending in '/') with one file per partition. ``s3://`` paths are written to a local
-    staging file under $TMPDIR and uploaded (multipart) when complete."""
+class Export(Model):
+    """Where a file target writes; a base for file targets."""
 
     path: str
     overwrite: bool = Field(False, description="Replace an existing file; otherwise an existing file is an error.")
 
 
+class Hdf5Target(Export):
+    """An HDF5 file in MilvusDM's layout (embeddings, ids, one dataset per field), or a folder
+    (path ending in '/') with one file per partition. ``s3://`` paths are written to a local
+    staging file under $TMPDIR and uploaded (multipart) when complete."""
+
+
+class ParquetTarget(Export):
+    """A Parquet file in the layout Milvus' bulk import reads (key, vector as a list of float32,
+    one column per field, $meta for dynamic fields) with the collection schema in its metadata,
+    or a folder (path ending in '/') with one file per partition. ``s3://`` paths are staged
+    locally and uploaded (multipart) when complete."""
+
+
 class Target(OneOf):
     milvus: MilvusTarget | None = None
     hdf5: Hdf5Target | None = None
+    parquet: ParquetTarget | None = None
 
 
 class Resources(Model):
@@ -277,8 +305,8 @@ class JobSettings(Model):
 
 class MigrationSpec(Model):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
-        "rule": "!has(self.target.hdf5) || !has(self.parallelism) || self.parallelism == 1",
-        "message": "an hdf5 target is written by one process: set parallelism to 1",
+        "rule": "!(has(self.target.hdf5) || has(self.target.parquet)) || !has(self.parallelism) || self.parallelism == 1",
+        "message": "a file target is written by one process: set parallelism to 1",
     }]})
 
     source: Source
@@ -297,8 +325,8 @@ class MigrationSpec(Model):
 
     @model_validator(mode="after")
     def _one_writer_per_file(self) -> MigrationSpec:
-        if self.parallelism > 1 and self.target.hdf5 is not None:
-            raise ValueError("an hdf5 target is written by one process: set parallelism to 1")
+        if self.parallelism > 1 and (self.target.hdf5 or self.target.parquet) is not None:
+            raise ValueError("a file target is written by one process: set parallelism to 1")
         return self
 
 

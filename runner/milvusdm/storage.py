@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import hashlib
 import io
 import logging
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -146,6 +148,13 @@ class ObjectStore:
         bucket, key = split(url)
         log.info("uploading %s to %s", path, url)
         self.call("upload", url, self.client.upload_file, Filename=str(path), Bucket=bucket, Key=key, Config=UPLOAD)
+
+
+def staging(url: str) -> Path:
+    """Where an s3:// export is written before its upload: named after the URL, so a resumed
+    run on the same disk finds it."""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "milvusdm-exports" / digest / url.rsplit("/", 1)[-1]
 
 
 def _code(error: ClientError) -> str:

@@ -18,7 +18,11 @@ def open_sink(spec: Target, s3: S3Settings | None = None) -> Sink:
         from milvusdm.sinks.hdf5 import Hdf5Sink
 
         return Hdf5Sink(settings, s3)
-    raise InputError(f"target.{kind} is not supported yet", "use target.milvus or target.hdf5")
+    if kind == "parquet":
+        from milvusdm.sinks.parquet import ParquetSink
+
+        return ParquetSink(settings, s3)
+    raise InputError(f"target.{kind} is not supported yet", "use target.milvus, target.hdf5 or target.parquet")
 
 
 __all__ = ["Sink", "open_sink"]

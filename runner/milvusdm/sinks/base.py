@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -56,3 +58,19 @@ class Sink(ABC):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def export_files(path: str, local: bool, schema: Schema, suffix: str) -> dict[str | None, tuple[str, Schema, int]]:
+    """Where an export's rows go, keyed by partition name: one file, or in a folder (a path
+    ending in '/', or an existing local directory) one per source partition,
+    ``<collection>_<partition><suffix>`` as MilvusDM wrote them. Each: location, the file's
+    schema, and the source position of its first row."""
+    if not (path.endswith("/") or (local and Path(path).is_dir())):
+        return {None: (path, schema, 0)}
+    folder, stem = path.rstrip("/") + "/", schema.name or "export"
+    if not schema.partitions:
+        return {None: (f"{folder}{stem}{suffix}", schema, 0)}
+    return {
+        name: (f"{folder}{stem}_{name}{suffix}", replace(schema, partitions=((name, rows),)), schema.partition_start(name))
+        for name, rows in schema.partitions
+    }

@@ -14,6 +14,10 @@ def open_source(spec: SourceSpec, s3: S3Settings | None = None) -> Source:
         from milvusdm.sources.hdf5 import Hdf5Source
 
         return Hdf5Source(settings, s3)
+    if kind == "parquet":
+        from milvusdm.sources.parquet import ParquetSource
+
+        return ParquetSource(settings, s3)
     if kind == "faiss":
         from milvusdm.sources.faiss import FaissSource
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import glob
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
 from milvusdm.schema import Schema
+from milvusdm.storage import ObjectStore, is_s3
 
 
 class Source(ABC):
@@ -50,3 +53,26 @@ def check_unique_ids(chunks: Iterator[np.ndarray], origin: str) -> None:
             f"{origin} has {repeated.size} duplicate id(s), e.g. {repeated[0]}",
             "make the ids unique; Milvus would store every copy",
         )
+
+
+def expand(patterns: list[str], store: ObjectStore | None, kind: str, setting: str) -> list[str]:
+    """Files named by paths, folders and glob patterns (s3:// too), in the order given (each sorted)."""
+    files: list[str] = []
+    for pattern in patterns:
+        if is_s3(pattern):
+            files.extend(store.expand(pattern))
+        elif glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise InputError(f"no file matches {pattern!r}", f"check {setting}.paths")
+            files.extend(matches)
+        elif Path(pattern).is_file():
+            files.append(pattern)
+        elif Path(pattern).is_dir():  # a folder: every file in it (an export's), sorted
+            found = sorted(str(p) for p in Path(pattern).iterdir() if p.is_file() and not p.name.startswith("."))
+            if not found:
+                raise InputError(f"folder {pattern!r} holds no files", f"check {setting}.paths")
+            files.extend(found)
+        else:
+            raise InputError(f"{kind} file {pattern!r} does not exist", f"check {setting}.path, or mount the volume")
+    return files

@@ -6,10 +6,8 @@ recreate it — key, fields, partitions, indexes — unless the manifest maps ``
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -18,31 +16,13 @@ from milvusdm.batch import Batch
 from milvusdm.errors import InputError
 from milvusdm.layout import DISTANCE_ATTRIBUTE, DISTANCE_METRICS, IDS, VECTOR_DEFAULTS, from_file, read_schema
 from milvusdm.schema import Column, Schema
-from milvusdm.sources.base import Source, check_unique_ids
+from milvusdm.sources.base import Source, check_unique_ids, expand
 from milvusdm.spec import Hdf5Source as Hdf5Spec
 from milvusdm.spec import S3Settings
 from milvusdm.storage import ObjectStore, is_s3
 
 CHUNK_CACHE_BYTES = 64 << 20  # whole gzip chunks stay decoded while batches walk through them
 SCAN_ROWS = 1 << 20
-
-
-def expand(patterns: list[str], store: ObjectStore | None) -> list[str]:
-    """Files named by paths and glob patterns (s3:// too), in the order given (each glob sorted)."""
-    files: list[str] = []
-    for pattern in patterns:
-        if is_s3(pattern):
-            files.extend(store.expand(pattern))
-        elif glob.has_magic(pattern):
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise InputError(f"no file matches {pattern!r}", "check source.hdf5.paths")
-            files.extend(matches)
-        elif Path(pattern).is_file():
-            files.append(pattern)
-        else:
-            raise InputError(f"HDF5 file {pattern!r} does not exist", "check source.hdf5.path, or mount the volume")
-    return files
 
 
 @dataclass
@@ -78,7 +58,7 @@ class Hdf5Source(Source):
 
     def open(self) -> None:
         offset = 0
-        for path in expand(self.spec.patterns, self.store):
+        for path in expand(self.spec.patterns, self.store, "HDF5", "source.hdf5"):
             file = self._open_file(path)
             file.offset = offset
             offset += file.rows
