@@ -196,9 +196,9 @@ class OneOf(Model):
 
 class Source(OneOf):
     hdf5: Hdf5Source | None = None
-    parquet: ParquetSource | None = None
     faiss: FaissSource | None = None
     milvus: MilvusSource | None = None
+    parquet: ParquetSource | None = None
 
 
 class IndexSpec(Model):

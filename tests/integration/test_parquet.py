@@ -133,7 +133,9 @@ def test_types_read_without_a_schema(tmp_path):
     pq.write_table(table, tmp_path / "types.parquet", row_group_size=20)
     half = pa.table({"emb": pa.array([np.full(4, i, np.float16) for i in range(rows)], pa.list_(pa.float16()))})
     pq.write_table(half, tmp_path / "half.parquet")
-    with ParquetSource(ParquetSpec(path=str(tmp_path / "types.parquet"))) as source:
+    source = ParquetSource(ParquetSpec(path=str(tmp_path / "types.parquet")))
+    source.open()
+    try:
         assert (source.schema.vector_type, source.schema.dim) == (DataType.BINARY_VECTOR, 32)
         kinds = {c.name: (c.dtype, c.element_type) for c in source.schema.scalars}
         assert kinds == {"flag": (DataType.BOOL, None), "score": (DataType.FLOAT, None), "info": (DataType.JSON, None),
@@ -148,10 +150,16 @@ def test_types_read_without_a_schema(tmp_path):
         assert json.loads(batch.scalars["info"][at]) == {"a": 20, "b": "x"}
         assert json.loads(batch.scalars["props"][at + 1]) == {"k": 21}
         assert batch.scalars["tags"][at + 3] == ["t", "t"] and batch.scalars["flag"].dtype == np.bool_
-    with ParquetSource(ParquetSpec(path=str(tmp_path / "half.parquet"))) as source:
+    finally:
+        source.close()
+    source = ParquetSource(ParquetSpec(path=str(tmp_path / "half.parquet")))
+    source.open()
+    try:
         (batch,) = source.batches(0, rows, 100)
         assert source.schema.dim == 4 and batch.normalized().vectors.dtype == np.float32
         assert batch.normalized().vectors[7].tolist() == [7.0] * 4
+    finally:
+        source.close()
 
 
 def bad_file(path, problem: str) -> None:
