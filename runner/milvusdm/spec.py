@@ -22,6 +22,7 @@ KIND = "MilvusMigration"
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")]
 Metric = Literal["L2", "IP", "COSINE", "HAMMING", "JACCARD"]
+META_PASSWORD = "MILVUSDM_META_PASSWORD"  # a Milvus 1.x MySQL meta database's password
 
 
 def exactly_one(*names: str) -> dict[str, Any]:
@@ -180,6 +181,56 @@ class MilvusSource(MilvusEndpoint):
     fields: list[Name] | None = None
 
 
+class MysqlMeta(Model):
+    """A Milvus 1.x MySQL meta database (the ``db_config.backend_url`` of its server_config.yaml)."""
+
+    host: str
+    port: int = Field(3306, ge=1, le=65535)
+    user: str = "root"
+    password: str | None = Field(None, description="Plain-text password; prefer passwordSecretRef.")
+    password_secret_ref: SecretKeyRef | None = Field(None, description=f"Passed to the runner as {META_PASSWORD}.")
+    database: str = "milvus"
+
+    def secret(self) -> str | None:
+        """The password: the manifest first, then the environment."""
+        password = self.password or os.environ.get(META_PASSWORD)
+        if self.password_secret_ref is not None and password is None:
+            ref = self.password_secret_ref
+            raise InputError(
+                f"the meta database password comes from Secret {ref.name!r} key {ref.key!r}, but {META_PASSWORD} "
+                "is not set",
+                f"export {META_PASSWORD} when running outside the operator",
+            )
+        return password
+
+
+class Milvus1xMeta(Model):
+    """Where the directory's metadata is: its SQLite file, or a MySQL database."""
+
+    sqlite: str | None = Field(None, description="The SQLite meta file; default: db/meta.sqlite under path.")
+    mysql: MysqlMeta | None = None
+
+    model_config = ConfigDict(json_schema_extra=exactly_one("sqlite", "mysql"))
+
+    @model_validator(mode="after")
+    def _one_meta(self) -> Milvus1xMeta:
+        if (self.sqlite is None) == (self.mysql is None):
+            raise ValueError("set exactly one of: sqlite, mysql")
+        return self
+
+
+class Milvus1xSource(Model):
+    """A Milvus 0.10.x/1.x data directory (the server's ``storage.path``), read file by file:
+    a local volume (read-only is fine) or an ``s3://`` prefix holding a copy of it."""
+
+    path: str = Field(description="The data directory, holding db/tables/ (and db/meta.sqlite for SQLite meta).")
+    meta: Milvus1xMeta | None = Field(None, description="Default: sqlite db/meta.sqlite under path.")
+    collection: str = Field(description="The 1.x collection; the target keeps the name unless it sets its own.")
+    partitions: list[str] | None = Field(
+        None, min_length=1, description="1.x partition tags to copy ('_default': the default partition); default all."
+    )
+
+
 class OneOf(Model):
     """A choice between kinds: exactly one field is set, in the model and (CEL) in the CRD."""
 
@@ -198,6 +249,7 @@ class Source(OneOf):
     hdf5: Hdf5Source | None = None
     faiss: FaissSource | None = None
     milvus: MilvusSource | None = None
+    milvus1x: Milvus1xSource | None = None
     parquet: ParquetSource | None = None
 
 

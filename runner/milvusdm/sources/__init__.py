@@ -22,6 +22,10 @@ def open_source(spec: SourceSpec, s3: S3Settings | None = None) -> Source:
         from milvusdm.sources.faiss import FaissSource
 
         return FaissSource(settings, s3)
+    if kind == "milvus1x":
+        from milvusdm.sources.milvus1x import Milvus1xSource
+
+        return Milvus1xSource(settings, s3)
     from milvusdm.sources.milvus import MilvusSource
 
     return MilvusSource(settings)

@@ -38,12 +38,29 @@ class Source(ABC):
         return type(self).__name__
 
 
+SENTINEL_KEY = np.iinfo(np.int64).max
+
+
+def refuse_sentinel_key(ids: np.ndarray, origin: str) -> None:
+    """Milvus 2.x stores and counts a row keyed 2**63-1 but never returns it (int64's maximum is
+    a sentinel in its iterators, and ``id in [...]`` cannot parse it): refuse it up front."""
+    if ids.dtype.kind in "iu" and ids.size and (ids == SENTINEL_KEY).any():
+        raise InputError(
+            f"{origin} has the id 2**63-1 ({SENTINEL_KEY}), which Milvus 2.x stores but never returns",
+            "renumber that row; every other int64 id works",
+        )
+
+
 def check_unique_ids(chunks: Iterator[np.ndarray], origin: str) -> None:
-    """Refuse duplicate ids before anything is written: Milvus would keep both copies.
+    """Refuse duplicate ids, and the one key Milvus loses, before anything is written: Milvus
+    would keep every copy of a duplicate.
 
     Holds 8 bytes per row (the ids alone, for int64 keys), a small fraction of the vectors' size.
     """
-    parts = [chunk.astype(np.int64) if chunk.dtype.kind in "iu" else chunk for chunk in chunks]
+    parts = []
+    for chunk in chunks:
+        refuse_sentinel_key(chunk, origin)
+        parts.append(chunk.astype(np.int64) if chunk.dtype.kind in "iu" else chunk)
     if not parts:
         return
     ids = np.sort(np.concatenate(parts))
