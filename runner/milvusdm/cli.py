@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from milvusdm import __version__, env, spec
+from milvusdm import __version__, env, legacy, spec
 from milvusdm.errors import InputError, Interrupted, MigrationError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move vectors into, out of and between Milvus.")
@@ -60,14 +60,31 @@ def _fail(error: Exception) -> None:
     raise typer.Exit(error.exit_code)
 
 
+@app.callback(invoke_without_command=True)
+def main_options(
+    context: typer.Context,
+    milvusdm_yaml: Annotated[
+        Path | None, typer.Option("--yaml", help="Run a MilvusDM YAML file (F2M, H2M, M2M, M2H) as MilvusDM did.")
+    ] = None,
+) -> None:
+    """MilvusDM's command line, ``milvusdm --yaml FILE``: a rerun after an interruption resumes."""
+    if milvusdm_yaml is not None and context.invoked_subcommand is None:
+        run(file=milvusdm_yaml, resource=None, resume=None, state=Path(env.get(env.STATE_DIR) or ".milvusdm"),
+            json_output=False, quiet=False, verbose=False)
+    elif context.invoked_subcommand is None:
+        print(context.get_help())
+
+
 @app.command()
 def run(
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="A MilvusMigration manifest (YAML).")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="A MilvusMigration manifest, or a MilvusDM YAML file.")
+    ] = None,
     resource: Annotated[
         str | None,
         typer.Option("--resource", help="NAMESPACE/NAME of a MilvusMigration to run and report to (in its Job)."),
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
+    resume: Annotated[bool | None, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
     state: StateOption = Path(".milvusdm"),
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
@@ -87,15 +104,15 @@ def run(
             from milvusdm import jobrunner
 
             summary = jobrunner.run(resource, observers)
-        else:
-            migration = spec.load(file)
+            print(json.dumps(summary.as_dict()) if json_output else summary.line())
+        for migration in legacy.load(file) if file is not None else ():  # a MilvusDM M2M file may hold several
             checkpoints = FileCheckpoints(state, migration.metadata.name)
             summary = engine.run(migration, observers, checkpoints=checkpoints, resume=resume)
+            print(json.dumps(summary.as_dict()) if json_output else summary.line())
     except KeyboardInterrupt:
         _fail(Interrupted("interrupted; the rows written so far are checkpointed", "rerun with --resume to continue"))
     except Exception as error:
         _fail(error)
-    print(json.dumps(summary.as_dict()) if json_output else summary.line())
 
 
 def _progress():
@@ -130,11 +147,32 @@ def verify(
 def validate(file: ManifestOption) -> None:
     """Check a manifest without touching any data."""
     try:
-        migration = spec.load(file)
+        migrations = legacy.load(file)
     except Exception as error:
         _fail(error)
-    (source, _), (target, _) = migration.spec.source.one_of(), migration.spec.target.one_of()
-    print(f"{file}: valid MilvusMigration {migration.metadata.name!r} ({source} -> {target})")
+    for migration in migrations:
+        (source, _), (target, _) = migration.spec.source.one_of(), migration.spec.target.one_of()
+        print(f"{file}: valid MilvusMigration {migration.metadata.name!r} ({source} -> {target})")
+
+
+@app.command()
+def convert(
+    file: Annotated[Path, typer.Argument(help="A MilvusDM YAML file (F2M, H2M, M2M or M2H).")],
+) -> None:
+    """Print the MilvusMigration manifest(s) equivalent to a MilvusDM YAML file."""
+    import yaml
+
+    try:
+        document = spec.read_document(file)
+        if not legacy.is_legacy(document):
+            raise InputError(f"{file} is not a MilvusDM YAML (one top-level key: F2M, H2M, M2M or M2H)",
+                             "pass a MilvusDM file; a MilvusMigration needs no conversion")
+        manifests = legacy.convert(document, str(file))
+        for manifest in manifests:
+            spec.parse(manifest, origin=f"{file} (as MilvusMigration)")
+    except Exception as error:
+        _fail(error)
+    print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
 
 
 @app.command("operator")

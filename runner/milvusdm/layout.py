@@ -57,6 +57,25 @@ def from_file(column: Column, values: np.ndarray) -> np.ndarray:
     return objects([decode(v) for v in values]) if decode else values
 
 
+def vector_kind(dataset: h5py.Dataset) -> tuple[DataType, int] | None:
+    """The vector type and dimension of a vector dataset (None: not one): float as (rows, dim)
+    numbers; binary as 2-D uint8 (rows, dim/8) or, as MilvusDM wrote them, 1-D fixed-length
+    bytes ``|S{dim/8}``."""
+    dtype, shape = dataset.dtype, dataset.shape
+    if len(shape) == 1 and dtype.kind == "S" and dtype.itemsize > 0:
+        return DataType.BINARY_VECTOR, 8 * dtype.itemsize
+    if len(shape) != 2 or shape[1] == 0 or dtype.kind not in "fiu":
+        return None
+    return (DataType.BINARY_VECTOR, 8 * shape[1]) if dtype == np.uint8 else (DataType.FLOAT_VECTOR, shape[1])
+
+
+def vector_rows(values: np.ndarray) -> np.ndarray:
+    """Rows read from a vector dataset as a batch holds them: fixed-length bytes become uint8 rows."""
+    if values.dtype.kind == "S":
+        return np.ascontiguousarray(values).view(np.uint8).reshape(len(values), values.dtype.itemsize)
+    return values
+
+
 def write_schema(file: h5py.File, schema: Schema) -> None:
     file.attrs[SCHEMA_ATTRIBUTE] = json.dumps(schema.as_dict())
     if schema.metric in DISTANCES:

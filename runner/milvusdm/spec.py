@@ -464,14 +464,18 @@ def parse(document: Any, origin: str = "manifest") -> MilvusMigration:
         raise InputError(f"invalid {origin}: {describe_errors(error)}", "fix the fields named above") from None
 
 
-def load(path: str | Path) -> MilvusMigration:
-    """Read and validate a manifest file (YAML or JSON)."""
+def read_document(path: str | Path) -> Any:
+    """A manifest file's YAML (or JSON) document, not validated yet."""
     try:
         text = Path(path).read_text()
     except OSError as error:
         raise InputError(f"cannot read manifest {path}: {error.strerror}", "pass an existing file with -f") from None
     try:
-        document = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise InputError(f"manifest {path} is not valid YAML: {error}", "fix the YAML syntax") from None
-    return parse(document, origin=f"manifest {path}")
+
+
+def load(path: str | Path) -> MilvusMigration:
+    """Read and validate a manifest file (YAML or JSON)."""
+    return parse(read_document(path), origin=f"manifest {path}")

@@ -11,10 +11,13 @@ from dataclasses import dataclass, replace
 
 import h5py
 import numpy as np
+from pymilvus import DataType
 
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
-from milvusdm.layout import DISTANCE_ATTRIBUTE, DISTANCE_METRICS, IDS, VECTOR_DEFAULTS, from_file, read_schema
+from milvusdm.layout import (
+    DISTANCE_ATTRIBUTE, DISTANCE_METRICS, IDS, VECTOR_DEFAULTS, from_file, read_schema, vector_kind, vector_rows,
+)
 from milvusdm.schema import Column, Schema
 from milvusdm.sources.base import Source, check_unique_ids, expand
 from milvusdm.spec import Hdf5Source as Hdf5Spec
@@ -35,6 +38,7 @@ class Hdf5File:
     ids: h5py.Dataset | None
     fields: dict[str, h5py.Dataset]
     stored: Schema | None  # the schema of a milvusdm export
+    kind: tuple  # (vector type, dimension) as the dataset's layout says
     offset: int = 0
 
     @property
@@ -70,10 +74,12 @@ class Hdf5Source(Source):
             partitions = tuple((p, rows) for file in self.files for p, rows in file.stored.partitions)
             self.schema = replace(first.stored, partitions=partitions)
         else:
+            vector_type, dim = first.kind
+            binary = vector_type == DataType.BINARY_VECTOR
             self.schema = Schema(
-                dim=first.vectors.shape[1],
+                dim=dim, vector_type=vector_type,
                 scalars=tuple(Column.for_numpy(name, ds.dtype) for name, ds in first.fields.items()),
-                metric=self._metric(first.handle),
+                metric=self._metric(first.handle) or ("HAMMING" if binary else None),
             )
         if first.ids is not None:
             check_unique_ids(self._all_ids(), f"source {self.describe()}")
@@ -86,13 +92,13 @@ class Hdf5Source(Source):
                 f"{path} is not a readable HDF5 file ({error})", "check that the file is HDF5 and was copied whole"
             ) from None
         vectors = self._dataset(handle, path, self.spec.vectors, VECTOR_DEFAULTS, "vectors")
-        if vectors.ndim != 2 or vectors.shape[1] == 0:
+        kind = vector_kind(vectors)
+        if kind is None:
             raise InputError(
-                f"dataset {vectors.name!r} in {path} has shape {vectors.shape}, not (rows, dimension)",
-                "point source.hdf5.vectors at a 2-D dataset",
+                f"dataset {vectors.name!r} in {path} has shape {vectors.shape} of {vectors.dtype}, not (rows, dimension) "
+                "numbers nor 1-D fixed-length bytes (binary vectors)",
+                "point source.hdf5.vectors at a 2-D dataset of vectors",
             )
-        if vectors.dtype.kind not in "fiu":
-            raise InputError(f"dataset {vectors.name!r} in {path} holds {vectors.dtype}, not numbers", "")
         stored = read_schema(handle) if not self.spec.fields and not self.spec.ids and not self.spec.vectors else None
         id_name = self.spec.ids or (IDS if IDS in handle else None)
         ids = self._dataset(handle, path, id_name, (), "ids") if id_name else None
@@ -109,7 +115,7 @@ class Hdf5Source(Source):
             dataset = self._dataset(handle, path, dataset_name, (), f"field {field_name}")
             self._check_column(dataset, vectors, path)
             fields[field_name] = dataset
-        return Hdf5File(path, handle, vectors, ids, fields, stored)
+        return Hdf5File(path, handle, vectors, ids, fields, stored, kind)
 
     @staticmethod
     def _dataset(handle: h5py.File, path: str, name: str | None, defaults: tuple[str, ...], role: str) -> h5py.Dataset:
@@ -137,10 +143,11 @@ class Hdf5Source(Source):
     def _check_consistent(self) -> None:
         first = self.files[0]
         for file in self.files[1:]:
-            if file.vectors.shape[1] != first.vectors.shape[1]:
+            if file.kind != first.kind:
+                (kind, dim), (first_kind, first_dim) = file.kind, first.kind
                 raise InputError(
-                    f"{file.path} has dimension {file.vectors.shape[1]}, {first.path} has {first.vectors.shape[1]}",
-                    "migrate files of one dimension together",
+                    f"{file.path} holds {kind.name} of dimension {dim}, {first.path} {first_kind.name} of {first_dim}",
+                    "migrate files of one vector type and dimension together",
                 )
             if (file.ids is None) != (first.ids is None):
                 raise InputError(
@@ -191,7 +198,7 @@ class Hdf5Source(Source):
         try:
             ids = self._ids(file, a, b) if file.ids is not None else np.arange(begin, end, dtype=np.int64)
             scalars = {name: _read_column(ds, a, b, columns[name]) for name, ds in file.fields.items()}
-            return Batch(begin, ids, file.vectors[a:b], scalars, partition)
+            return Batch(begin, ids, vector_rows(file.vectors[a:b]), scalars, partition)
         except OSError as error:
             raise InputError(
                 f"cannot read rows {a}..{b - 1} of {file.path}: {error}", "the file is corrupt or truncated; copy it again"

@@ -1,0 +1,125 @@
+"""source.milvus1x reads Milvus 1.x data directories exactly, and refuses bad ones in one line."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from milvusdm.sources.milvus1x import Milvus1xSource
+from milvusdm.spec import Milvus1xSource as Milvus1xSpec
+from milvusdm.testing.milvus1x_writer import Milvus1xWriter
+from tests.conftest import manifest
+from tests.integration.test_bad_input import INPUT, assert_fails
+from tests.milvus1x_data import legacy_directory
+
+
+def read_all(path, collection, size=64, start=0, stop=None, **kw):
+    source = Milvus1xSource(Milvus1xSpec(path=str(path), collection=collection, **kw))
+    source.open()
+    batches = list(source.batches(start, source.total if stop is None else stop, size))
+    source.close()
+    return source, batches
+
+
+@pytest.mark.parametrize("collection", ["floats", "ips", "bins"])
+def test_live_rows_in_order_with_deletions_dropped(tmp_path, collection):
+    _, expected = legacy_directory(tmp_path)
+    source, batches = read_all(tmp_path, collection, size=37)
+    ids, vectors = expected.of(collection)
+    assert source.total == len(ids)
+    np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), ids)
+    np.testing.assert_array_equal(np.concatenate([b.vectors for b in batches]), vectors)
+    assert [b.start for b in batches] == sorted(b.start for b in batches)
+    assert all(b.start + len(b) == n.start for b, n in zip(batches, batches[1:]))
+
+
+def test_schema_partitions_metric_and_binary_dimension(tmp_path):
+    _, expected = legacy_directory(tmp_path)
+    floats, _ = read_all(tmp_path, "floats")
+    partitions = {name: len(expected.of("floats", name)[0]) for name in ("_default", "tag_a", "reused")}
+    assert floats.schema.partitions == tuple(partitions.items())  # "tag-a" mapped, the dropped "reused" skipped
+    assert (floats.schema.dim, floats.schema.metric, floats.schema.binary) == (16, "L2", False)
+    bins, batches = read_all(tmp_path, "bins")
+    assert (bins.schema.dim, bins.schema.metric, bins.schema.binary) == (64, "HAMMING", True)
+    assert batches[0].vectors.shape[1] == 8
+    ips, _ = read_all(tmp_path, "ips")
+    assert ips.schema.metric == "IP"
+
+
+def test_positions_resume_mid_segment_and_partitions_choose(tmp_path):
+    _, expected = legacy_directory(tmp_path)
+    ids, _ = expected.of("floats")
+    for start, stop in [(0, 1), (3, 296), (290, 520), (594, 760)]:
+        _, batches = read_all(tmp_path, "floats", size=50, start=start, stop=stop)
+        np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), ids[start:stop])
+    source, batches = read_all(tmp_path, "floats", partitions=["tag-a"])
+    np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), expected.of("floats", "tag_a")[0])
+    assert {b.partition for b in batches} == {"tag_a"}
+
+
+def test_meta_left_in_wal_mode_on_a_read_only_folder(tmp_path):
+    _, expected = legacy_directory(tmp_path, wal=True)
+    meta = tmp_path / "db"
+    assert (meta / "meta.sqlite-wal").stat().st_size > 0
+    os.chmod(meta, stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        source, batches = read_all(tmp_path, "ips")
+    finally:
+        os.chmod(meta, stat.S_IRWXU)
+    np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), expected.of("ips")[0])
+    assert not (meta / "meta.sqlite-shm").exists()
+
+
+def segment_folder(writer, table_id, index=0):
+    segment_id = [f[2] for f in writer.files if f[1] == table_id][index]
+    return writer.root / "db" / "tables" / table_id / segment_id, segment_id
+
+
+def run_fails(tmp_path, run_cli, source, *phrases):
+    path = manifest(tmp_path, {"milvus1x": source}, {"milvus": {"uri": str(tmp_path / "lite.db"), "collection": "c"}})
+    assert_fails(run_cli, path, INPUT, *phrases)
+    assert not (tmp_path / "lite.db").exists()
+
+
+def test_bad_directories_one_line_each(tmp_path, run_cli):
+    writer, _ = legacy_directory(tmp_path / "d")
+    root = str(writer.root)
+    run_fails(tmp_path, run_cli, {"path": str(tmp_path), "collection": "floats"}, "not a Milvus 1.x data directory")
+    (tmp_path / "empty" / "db").mkdir(parents=True)
+    run_fails(tmp_path, run_cli, {"path": str(tmp_path / "empty"), "collection": "floats"}, "meta file", "does not exist")
+    run_fails(tmp_path, run_cli, {"path": root, "collection": "gone"}, "'gone' is not in", "bins, floats, ips")
+    run_fails(tmp_path, run_cli, {"path": root, "collection": "floats", "partitions": ["nope"]}, "no partition 'nope'")
+
+
+@pytest.mark.parametrize("damage,phrases", [
+    ("missing", ("is missing", ".uid")),
+    ("truncated", ("truncated", ".rv")),
+    ("meta rows", ("metadata says segment", "live rows")),
+])
+def test_damaged_segments_name_the_file(tmp_path, run_cli, damage, phrases):
+    writer, _ = legacy_directory(tmp_path / "d")
+    folder, segment_id = segment_folder(writer, "ips")
+    if damage == "missing":
+        (folder / f"{segment_id}.uid").unlink()
+    elif damage == "truncated":
+        with open(folder / f"{segment_id}.rv", "r+b") as file:
+            file.truncate(500)
+    else:  # the .rv holds another number of rows than the metadata's row_count
+        writer.files = [f[:7] + (f[7] + 1,) + f[8:] if f[1] == "ips" else f for f in writer.files]
+        (writer.root / "db" / "meta.sqlite").unlink()
+        writer.write_sqlite()
+    run_fails(tmp_path, run_cli, {"path": str(writer.root), "collection": "ips"}, *phrases)
+
+
+@pytest.mark.parametrize("ids,phrase", [
+    (np.array([5, 9, 5], dtype=np.int64), "duplicate id"),
+    (np.array([1, 2**63 - 1, 3], dtype=np.int64), "2**63-1"),
+])
+def test_duplicate_and_sentinel_ids_are_refused_up_front(tmp_path, run_cli, ids, phrase):
+    writer = Milvus1xWriter(tmp_path / "d")
+    writer.segment(writer.collection("c", 4), ids, np.ones((3, 4), dtype=np.float32))
+    writer.write_sqlite()
+    run_fails(tmp_path, run_cli, {"path": str(writer.root), "collection": "c"}, phrase)
