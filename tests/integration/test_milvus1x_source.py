@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 
@@ -33,7 +34,7 @@ def test_live_rows_in_order_with_deletions_dropped(tmp_path, collection):
     np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), ids)
     np.testing.assert_array_equal(np.concatenate([b.vectors for b in batches]), vectors)
     assert [b.start for b in batches] == sorted(b.start for b in batches)
-    assert all(b.start + len(b) == n.start for b, n in zip(batches, batches[1:]))
+    assert all(b.start + len(b) == n.start for b, n in itertools.pairwise(batches))
 
 
 def test_schema_partitions_metric_and_binary_dimension(tmp_path):
@@ -55,7 +56,7 @@ def test_positions_resume_mid_segment_and_partitions_choose(tmp_path):
     for start, stop in [(0, 1), (3, 296), (290, 520), (594, 760)]:
         _, batches = read_all(tmp_path, "floats", size=50, start=start, stop=stop)
         np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), ids[start:stop])
-    source, batches = read_all(tmp_path, "floats", partitions=["tag-a"])
+    _, batches = read_all(tmp_path, "floats", partitions=["tag-a"])
     np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), expected.of("floats", "tag_a")[0])
     assert {b.partition for b in batches} == {"tag_a"}
 
@@ -66,7 +67,7 @@ def test_meta_left_in_wal_mode_on_a_read_only_folder(tmp_path):
     assert (meta / "meta.sqlite-wal").stat().st_size > 0
     os.chmod(meta, stat.S_IRUSR | stat.S_IXUSR)
     try:
-        source, batches = read_all(tmp_path, "ips")
+        _, batches = read_all(tmp_path, "ips")
     finally:
         os.chmod(meta, stat.S_IRWXU)
     np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), expected.of("ips")[0])
@@ -108,7 +109,7 @@ def test_damaged_segments_name_the_file(tmp_path, run_cli, damage, phrases):
         with open(folder / f"{segment_id}.rv", "r+b") as file:
             file.truncate(500)
     else:  # the .rv holds another number of rows than the metadata's row_count
-        writer.files = [f[:7] + (f[7] + 1,) + f[8:] if f[1] == "ips" else f for f in writer.files]
+        writer.files = [(*f[:7], f[7] + 1, *f[8:]) if f[1] == "ips" else f for f in writer.files]
         (writer.root / "db" / "meta.sqlite").unlink()
         writer.write_sqlite()
     run_fails(tmp_path, run_cli, {"path": str(writer.root), "collection": "ips"}, *phrases)

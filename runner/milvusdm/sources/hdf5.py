@@ -16,7 +16,14 @@ from pymilvus import DataType
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
 from milvusdm.layout import (
-    DISTANCE_ATTRIBUTE, DISTANCE_METRICS, IDS, VECTOR_DEFAULTS, from_file, read_schema, vector_kind, vector_rows,
+    DISTANCE_ATTRIBUTE,
+    DISTANCE_METRICS,
+    IDS,
+    VECTOR_DEFAULTS,
+    from_file,
+    read_schema,
+    vector_kind,
+    vector_rows,
 )
 from milvusdm.schema import Column, Schema
 from milvusdm.sources.base import Source, check_unique_ids, expand

@@ -19,7 +19,6 @@ import numpy as np
 from pymilvus import DataType
 
 from milvusdm.batch import Batch
-from milvusdm.schema import Schema
 from milvusdm.errors import InputError
 from milvusdm.milvus1x_meta import (
     Collection,
@@ -28,6 +27,7 @@ from milvusdm.milvus1x_meta import (
     read_mysql,
     read_sqlite,
 )
+from milvusdm.schema import Schema
 from milvusdm.sources.base import Source, check_unique_ids
 from milvusdm.spec import Milvus1xSource as Milvus1xSpec
 from milvusdm.spec import S3Settings
