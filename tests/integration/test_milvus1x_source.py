@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 
 from milvusdm.sources.milvus1x import Milvus1xSource
+from milvusdm.spec import META_PASSWORD
 from milvusdm.spec import Milvus1xSource as Milvus1xSpec
+from milvusdm.testing.mariadb import DATABASE, PASSWORD, USER, MariaDB
 from milvusdm.testing.milvus1x_writer import Milvus1xWriter
+from milvusdm.testing.milvus_server import free_port_block
 from tests.conftest import manifest
-from tests.integration.test_bad_input import INPUT, assert_fails
+from tests.integration.test_bad_input import INPUT, UNAVAILABLE, assert_fails
 from tests.milvus1x_data import legacy_directory
 
 
@@ -124,3 +127,48 @@ def test_duplicate_and_sentinel_ids_are_refused_up_front(tmp_path, run_cli, ids,
     writer.segment(writer.collection("c", 4), ids, np.ones((3, 4), dtype=np.float32))
     writer.write_sqlite()
     run_fails(tmp_path, run_cli, {"path": str(writer.root), "collection": "c"}, phrase)
+
+
+@pytest.fixture(scope="module")
+def mariadb(tmp_path_factory):
+    """A private MariaDB on a loopback port holding the fixture directory's meta rows."""
+    with MariaDB(tmp_path_factory.mktemp("mariadb")) as server:
+        root = tmp_path_factory.mktemp("legacy")
+        writer, expected = legacy_directory(root, meta=False)
+        connection = server.connect()
+        writer.write_mysql(connection)
+        connection.close()
+        yield server, root, expected
+
+
+def mysql_meta(server, **changes) -> dict:
+    return {"mysql": {"host": "127.0.0.1", "port": server.port, "user": USER, "passwordSecretRef":
+                      {"name": "meta", "key": "password"}, "database": DATABASE} | changes}
+
+
+def test_mysql_meta_reads_the_same_rows(mariadb, monkeypatch):
+    server, root, expected = mariadb
+    monkeypatch.setenv(META_PASSWORD, PASSWORD)
+    for collection in ("floats", "bins"):
+        spec = Milvus1xSpec.model_validate({"path": str(root), "collection": collection, "meta": mysql_meta(server)})
+        source = Milvus1xSource(spec)
+        source.open()
+        ids, vectors = expected.of(collection)
+        batches = list(source.batches(0, source.total, 100))
+        np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), ids)
+        np.testing.assert_array_equal(np.concatenate([b.vectors for b in batches]), vectors)
+
+
+def test_mysql_meta_errors_are_one_line(mariadb, tmp_path, run_cli, monkeypatch):
+    server, root, _ = mariadb
+    monkeypatch.delenv(META_PASSWORD, raising=False)
+    run_fails(tmp_path, run_cli, {"path": str(root), "collection": "ips", "meta": mysql_meta(server)},
+              META_PASSWORD, "is not set")
+    wrong = mysql_meta(server, password="wrong", passwordSecretRef=None)
+    wrong["mysql"].pop("passwordSecretRef")
+    run_fails(tmp_path, run_cli, {"path": str(root), "collection": "ips", "meta": wrong}, "refused", "Access denied")
+    closed = mysql_meta(server, port=free_port_block(size=1), password="x")
+    closed["mysql"].pop("passwordSecretRef")
+    path = manifest(tmp_path, {"milvus1x": {"path": str(root), "collection": "ips", "meta": closed}},
+                    {"milvus": {"uri": str(tmp_path / "lite.db"), "collection": "c"}})
+    assert_fails(run_cli, path, UNAVAILABLE, "cannot reach the meta database")
