@@ -249,7 +249,7 @@ class Source(OneOf):
     hdf5: Hdf5Source | None = None
     faiss: FaissSource | None = None
     milvus: MilvusSource | None = None
-    milvus1x: Milvus1xSource | None = None
+    milvus1x: Milvus1xSource | None = Field(None, alias="milvus1x")  # not camelCased to milvus1X
     parquet: ParquetSource | None = None
 
 
