@@ -49,6 +49,8 @@ def secret_env(migration: MilvusMigration) -> list[dict[str, Any]]:
         _, endpoint = getattr(migration.spec, role).one_of()
         if isinstance(endpoint, MilvusEndpoint):
             refs += endpoint.secret_variables(role)
+    if (legacy := migration.spec.source.milvus1x) is not None and legacy.meta is not None and legacy.meta.mysql:
+        refs += legacy.meta.mysql.secret_variables()
     if (s3 := migration.spec.s3) is not None:
         refs += s3.secret_variables()
     return [

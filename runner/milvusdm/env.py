@@ -18,6 +18,7 @@ RUNNER_IMAGE = "MILVUSDM_RUNNER_IMAGE"  # the operator's default runner image
 STATUS_INTERVAL = "MILVUSDM_STATUS_INTERVAL"  # seconds between a runner's progress patches
 STATE_DIR = "MILVUSDM_STATE_DIR"  # the CLI's --state folder for checkpoints
 COMPLETION_INDEX = "JOB_COMPLETION_INDEX"  # set by Kubernetes in each pod of an Indexed Job: the shard
+META_PASSWORD = "MILVUSDM_META_PASSWORD"  # source.milvus1x: a Milvus 1.x MySQL meta database's password
 AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"  # S3 credentials, read by boto3's standard chain
 AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
 

@@ -22,7 +22,6 @@ KIND = "MilvusMigration"
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")]
 Metric = Literal["L2", "IP", "COSINE", "HAMMING", "JACCARD"]
-META_PASSWORD = "MILVUSDM_META_PASSWORD"  # a Milvus 1.x MySQL meta database's password
 
 
 def exactly_one(*names: str) -> dict[str, Any]:
@@ -188,18 +187,21 @@ class MysqlMeta(Model):
     port: int = Field(3306, ge=1, le=65535)
     user: str = "root"
     password: str | None = Field(None, description="Plain-text password; prefer passwordSecretRef.")
-    password_secret_ref: SecretKeyRef | None = Field(None, description=f"Passed to the runner as {META_PASSWORD}.")
+    password_secret_ref: SecretKeyRef | None = Field(None, description=f"Passed to the runner as {env.META_PASSWORD}.")
     database: str = "milvus"
+
+    def secret_variables(self) -> list[tuple[SecretKeyRef | None, str]]:
+        return [(self.password_secret_ref, env.META_PASSWORD)]
 
     def secret(self) -> str | None:
         """The password: the manifest first, then the environment."""
-        password = self.password or os.environ.get(META_PASSWORD)
+        password = self.password or env.get(env.META_PASSWORD)
         if self.password_secret_ref is not None and password is None:
             ref = self.password_secret_ref
             raise InputError(
-                f"the meta database password comes from Secret {ref.name!r} key {ref.key!r}, but {META_PASSWORD} "
+                f"the meta database password comes from Secret {ref.name!r} key {ref.key!r}, but {env.META_PASSWORD} "
                 "is not set",
-                f"export {META_PASSWORD} when running outside the operator",
+                f"export {env.META_PASSWORD} when running outside the operator",
             )
         return password
 
