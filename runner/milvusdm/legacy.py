@@ -38,7 +38,7 @@ def is_legacy(document: Any) -> bool:
     return isinstance(document, dict) and len(document) == 1 and next(iter(document)) in KINDS
 
 
-def convert(document: dict, origin: str) -> list[dict]:
+def convert(document: dict[str, Any], origin: str) -> list[dict[str, Any]]:
     """The manifests equivalent to a MilvusDM YAML (one per collection for M2M/M2H)."""
     (kind, body), = document.items()
     if not isinstance(body, dict):
@@ -77,17 +77,17 @@ def load(path: Path) -> list[spec.MilvusMigration]:
     return [spec.parse(m, origin=f"{path} (as MilvusMigration)") for m in convert(document, str(path))]
 
 
-def _required(body: dict, key: str, kind: str, origin: str) -> Any:
+def _required(body: dict[str, Any], key: str, kind: str, origin: str) -> Any:
     if body.get(key) in (None, ""):
         raise InputError(f"{origin}: {kind} needs {key}", f"add {key} to the {kind} file")
     return body[key]
 
 
-def _faiss(body: dict, origin: str) -> dict:
+def _faiss(body: dict[str, Any], origin: str) -> dict[str, Any]:
     return {"faiss": {"path": str(_required(body, "data_path", "F2M", origin))}}
 
 
-def _hdf5(body: dict, origin: str) -> dict:
+def _hdf5(body: dict[str, Any], origin: str) -> dict[str, Any]:
     """``data_path`` (files) or ``data_dir`` (every .h5 and .hdf5 file in it, sorted)."""
     if body.get("data_path"):
         paths = body["data_path"] if isinstance(body["data_path"], list) else [body["data_path"]]
@@ -99,7 +99,7 @@ def _hdf5(body: dict, origin: str) -> dict:
     return {"hdf5": {"paths": files}}
 
 
-def _target(body: dict, origin: str, collection: str) -> dict:
+def _target(body: dict[str, Any], origin: str, collection: str) -> dict[str, Any]:
     host = body.get("dest_host") or "127.0.0.1"
     port = body.get("dest_port") or 19530
     mode = str(body.get("mode") or "append")
@@ -120,7 +120,7 @@ def _metric(name: Any, origin: str) -> str | None:
     return METRICS[name]
 
 
-def _meta(mysql: dict | None) -> dict | None:
+def _meta(mysql: dict[str, Any] | None) -> dict[str, Any] | None:
     """Empty or missing MySQL settings mean the directory's SQLite meta (db/meta.sqlite)."""
     if not mysql or not mysql.get("host"):
         return None
@@ -131,7 +131,7 @@ def _meta(mysql: dict | None) -> dict | None:
     return {"mysql": settings}
 
 
-def _collections(body: dict, kind: str, origin: str) -> dict[str, list | None]:
+def _collections(body: dict[str, Any], kind: str, origin: str) -> dict[str, list[Any] | None]:
     chosen = _required(body, "source_collection", kind, origin)
     if not isinstance(chosen, dict):
         raise InputError(f"{origin}: source_collection must map collection names to partition tags (or null)",
@@ -139,11 +139,11 @@ def _collections(body: dict, kind: str, origin: str) -> dict[str, list | None]:
     return {str(name): (list(tags) if tags else None) for name, tags in chosen.items()}
 
 
-def _manifest(kind: str, collection: str, source: dict, target: dict) -> dict:
+def _manifest(kind: str, collection: str, source: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
     name = re.sub(r"[^a-z0-9.-]+", "-", f"{kind}-{collection}".lower()).strip("-.")[:253]
     return {"apiVersion": spec.API_VERSION, "kind": spec.KIND, "metadata": {"name": name},
             "spec": {"source": source, "target": target}}
 
 
-def _drop_none(settings: dict) -> dict:
+def _drop_none(settings: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in settings.items() if value is not None}

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from milvusdm.errors import InputError, TransientError
 
@@ -66,7 +67,7 @@ def partition_name(tag: str) -> str:
     return name if PARTITION_NAME.match(name) else f"_{name}"
 
 
-def collections(tables: Iterable[tuple], files: Iterable[tuple]) -> dict[str, Collection]:
+def collections(tables: Iterable[tuple[Any, ...]], files: Iterable[tuple[Any, ...]]) -> dict[str, Collection]:
     """Live collections, their live partitions and their segments, from the two tables' rows
     (``TABLE_COLUMNS`` and ``FILE_COLUMNS`` order)."""
     segments: dict[str, dict[str, Segment]] = {}

@@ -19,7 +19,7 @@ def test_tags_map_to_valid_partition_names(tag, name):
 
 def test_tags_mapping_to_one_name_are_refused():
     tables = [(1, "c", 0, 8, 1, "", ""), (2, "11", 0, 8, 1, "c", "a-b"), (3, "12", 0, 8, 1, "c", "a b")]
-    with pytest.raises(InputError, match="both map to the 2.x partition name 'a_b'"):
+    with pytest.raises(InputError, match=r"both map to the 2\.x partition name .a_b."):
         collections([t[1:] for t in tables], [])
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from pymilvus import DataType
 
 from milvusdm.batch import Batch
@@ -55,7 +56,7 @@ class _Directory:
             return self.store.size(path) if self.store.exists(path) else None
         return Path(path).stat().st_size if Path(path).is_file() else None
 
-    def read(self, relative: str, offset: int, count: int, dtype: np.dtype) -> np.ndarray:
+    def read(self, relative: str, offset: int, count: int, dtype: npt.DTypeLike) -> np.ndarray:
         """``count`` values of ``dtype`` at byte ``offset``; a short read names the file."""
         path, nbytes = self.path(relative), count * np.dtype(dtype).itemsize
         if count == 0:
@@ -158,7 +159,7 @@ class Milvus1xSource(Source):
             if self.files.store is None and meta is None and not Path(self.spec.path, "db").is_dir():
                 raise InputError(f"{self.spec.path} is not a Milvus 1.x data directory (no db/ folder)",
                                  "point source.milvus1x.path at the 1.x server's storage.path")
-            location = meta.sqlite if meta is not None else self.files.path(META_FILE)
+            location = meta.sqlite if meta is not None and meta.sqlite else self.files.path(META_FILE)
             with tempfile.TemporaryDirectory(prefix="milvusdm-meta-") as folder:
                 found = read_sqlite(_local_meta(location, self.files.store, folder), location)
         name = self.spec.collection
@@ -225,20 +226,19 @@ class Milvus1xSource(Source):
                              "copy the segment again, whole")
         return deleted
 
-    def _rows(self, plan: _SegmentFiles, a: int, b: int, with_vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """Ids (and vectors) of live rows a..b-1 of a segment, reading only their window."""
+    def _rows(self, plan: _SegmentFiles, a: int, b: int, with_vectors: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and vectors (no columns unless ``with_vectors``) of live rows a..b-1 of a segment,
+        reading only their window."""
         lo, hi = plan.raw_offset(a), plan.raw_offset(b - 1) + 1
         ids = self.files.read(plan.file(".uid"), HEADER + 8 * lo, hi - lo, np.int64)
-        vectors = None
-        if with_vectors:
-            width = self.vector_bytes // self.vector_dtype.itemsize
-            flat = self.files.read(plan.file(".rv"), HEADER + self.vector_bytes * lo, (hi - lo) * width, self.vector_dtype)
-            vectors = flat.reshape(hi - lo, width)
+        width = self.vector_bytes // self.vector_dtype.itemsize if with_vectors else 0
+        flat = self.files.read(plan.file(".rv"), HEADER + self.vector_bytes * lo, (hi - lo) * width, self.vector_dtype)
+        vectors = flat.reshape(hi - lo, width)
         window = plan.deleted[np.searchsorted(plan.deleted, lo):np.searchsorted(plan.deleted, hi)]
         if window.size:
             keep = np.ones(hi - lo, dtype=bool)
             keep[window - lo] = False
-            ids, vectors = ids[keep], vectors[keep] if vectors is not None else None
+            ids, vectors = ids[keep], vectors[keep]
         return ids, vectors
 
     def _all_ids(self) -> Iterator[np.ndarray]:

@@ -8,6 +8,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from milvusdm.testing.milvus_server import free_port_block
 
@@ -18,7 +19,7 @@ USER, PASSWORD, DATABASE = "milvus", "s3cret-Pw", "milvus"
 class MariaDB:
     base_dir: Path
     port: int = field(default_factory=lambda: free_port_block(size=1))
-    _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def socket(self) -> Path:
@@ -56,7 +57,7 @@ class MariaDB:
                      f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'%';")
         return self
 
-    def connect(self):
+    def connect(self) -> Any:
         import pymysql
 
         return pymysql.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD, database=DATABASE)
@@ -70,5 +71,5 @@ class MariaDB:
     def __enter__(self) -> MariaDB:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

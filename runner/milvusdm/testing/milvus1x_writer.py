@@ -10,6 +10,7 @@ import itertools
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,8 +49,8 @@ class Milvus1xWriter:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.tables: list[tuple] = []
-        self.files: list[tuple] = []
+        self.tables: list[tuple[Any, ...]] = []
+        self.files: list[tuple[Any, ...]] = []
         self.clock = itertools.count(NOW)
 
     def collection(self, name: str, dimension: int, metric: int = 1, state: int = 0) -> str:
@@ -65,7 +66,7 @@ class Milvus1xWriter:
                             metric, owner, tag, "0.10.0", 0))
         return table_id
 
-    def segment(self, table_id: str, ids: np.ndarray, vectors: np.ndarray, deleted=(), file_type: int = RAW,
+    def segment(self, table_id: str, ids: np.ndarray, vectors: np.ndarray, deleted: Any = (), file_type: int = RAW,
                 indexed: bool = False, row_count: int | None = None) -> str:
         """A segment's files, and its meta rows (an INDEX row too when ``indexed``)."""
         segment_id = str(next(self.clock))
@@ -84,7 +85,7 @@ class Milvus1xWriter:
         stamp = next(self.clock)
         self.files.append((len(self.files) + 1, table_id, segment_id, 1, file_id, file_type, size, rows, stamp, stamp, -1))
 
-    def rows(self) -> list[tuple[str, list[str], list[tuple]]]:
+    def rows(self) -> list[tuple[str, list[str], list[tuple[Any, ...]]]]:
         return [(TABLES[0], TABLES[1], self.tables), (FILES[0], FILES[1], self.files)]
 
     def write_sqlite(self, wal: bool = False) -> Path:
@@ -110,7 +111,7 @@ class Milvus1xWriter:
             leftover.unlink()
         return path
 
-    def write_mysql(self, connection) -> None:
+    def write_mysql(self, connection: Any) -> None:
         """The same rows into a MySQL/MariaDB meta database (a pymysql connection)."""
         with connection.cursor() as cursor:
             for statement in MYSQL_SCHEMA:
