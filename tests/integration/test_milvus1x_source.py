@@ -9,8 +9,8 @@ import stat
 import numpy as np
 import pytest
 
-from milvusdm.sources.milvus1x import Milvus1xSource
 from milvusdm.env import META_PASSWORD
+from milvusdm.sources.milvus1x import Milvus1xSource
 from milvusdm.spec import Milvus1xSource as Milvus1xSpec
 from milvusdm.testing.mariadb import DATABASE, PASSWORD, USER, MariaDB
 from milvusdm.testing.milvus1x_writer import Milvus1xWriter
