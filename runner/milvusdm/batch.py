@@ -39,6 +39,24 @@ class Batch:
     def stop(self) -> int:
         return self.start + len(self.ids)
 
+    def part(self, lo: int, hi: int) -> Batch:
+        """Rows ``lo..hi`` of this batch, as a batch of their own."""
+        scalars = {name: values[lo:hi] for name, values in self.scalars.items()}
+        return replace(self, start=self.start + lo, ids=self.ids[lo:hi], vectors=self.vectors[lo:hi], scalars=scalars)
+
+    def nbytes(self) -> int:
+        """An upper bound of the bytes the rows take on the wire (strings at 4 bytes a character)."""
+        def size(values: np.ndarray) -> int:
+            if values.dtype != object:
+                return values.nbytes
+            return sum(8 + 4 * len(v) if isinstance(v, str) else 8 + 8 * len(v) for v in values)
+        return size(self.ids) + size(self.vectors) + sum(size(v) for v in self.scalars.values())
+
+    def where(self, keep: np.ndarray) -> Batch:
+        """The rows where ``keep`` is true, to write (their positions are no longer contiguous)."""
+        scalars = {name: values[keep] for name, values in self.scalars.items()}
+        return replace(self, ids=self.ids[keep], vectors=self.vectors[keep], scalars=scalars)
+
     def normalized(self) -> Batch:
         """Cast to the types sinks expect and refuse values Milvus would store as garbage."""
         ids = self.ids

@@ -35,8 +35,9 @@ class Checkpoint:
     fingerprint: str  # what the source and target were: a resume must not mix two migrations
     position: int  # rows start..position of the shard are committed
     rows: int  # rows this shard has written in all its attempts
-    created: bool = False  # the target was created by this migration (rollback drops it)
+    created: bool = False  # the target (or its staging copy) was created by this migration: a rollback drops it
     baseline: int = 0  # rows the target held before (mode append), for the count check
+    conflicts: tuple[str, ...] = ()  # source keys (as text) the target held before: skipped or upserted
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,11 @@ class CheckpointStore(Protocol):
 
     def save(self, checkpoint: Checkpoint) -> None: ...
 
-    def clear(self) -> None: ...
+    def clear(self) -> None:
+        """Forget the run: nothing to resume (it failed and was rolled back, or finished unverified)."""
+
+    def complete(self) -> None:
+        """The run succeeded."""
 
 
 class FileCheckpoints:
@@ -83,7 +88,8 @@ class FileCheckpoints:
 
     def load(self) -> Checkpoint | None:
         try:
-            return Checkpoint(**json.loads(self.path.read_text()))
+            saved = json.loads(self.path.read_text())
+            return Checkpoint(**saved | {"conflicts": tuple(saved.get("conflicts", ()))})
         except FileNotFoundError:
             return None
 
@@ -97,3 +103,6 @@ class FileCheckpoints:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+    def complete(self) -> None:
+        self.clear()

@@ -146,8 +146,12 @@ def verify(
 @app.command()
 def validate(file: ManifestOption) -> None:
     """Check a manifest without touching any data."""
+    from milvusdm.checks import check
+
     try:
         migrations = legacy.load(file)
+        for migration in migrations:
+            check(migration)
     except Exception as error:
         _fail(error)
     for migration in migrations:

@@ -19,10 +19,12 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
+from pymilvus import DataType
 
 from milvusdm.batch import Batch
+from milvusdm.checks import check as check_manifest
 from milvusdm.checkpoint import Checkpoint, CheckpointStore, Shard, fingerprint
-from milvusdm.errors import InputError
+from milvusdm.errors import InputError, VerificationError
 from milvusdm.sinks import Sink, open_sink
 from milvusdm.sources import Source, open_source
 from milvusdm.spec import MilvusMigration, Target
@@ -30,6 +32,8 @@ from milvusdm.verify import verify
 
 log = logging.getLogger(__name__)
 DEFAULT_INFLIGHT = 2
+KEY_SCAN = 10_000  # source keys per lookup in the target (below Milvus' 16384-row query window)
+MAX_CONFLICTS = 100_000  # keys already in an append target that a run can track (they live in its checkpoint)
 
 
 class Observer(Protocol):
@@ -40,6 +44,8 @@ class Observer(Protocol):
     def committed(self, done: int) -> None: ...
 
     def finished(self, summary: Summary) -> None: ...
+
+    def failed(self, error: BaseException) -> None: ...
 
 
 @dataclass
@@ -144,15 +150,18 @@ def stream(
     on_commit: Callable[[Batch], None],
     inflight: int = DEFAULT_INFLIGHT,
     replay: bool = False,
+    conflicts: "Conflicts | None" = None,
 ) -> None:
-    """Copy rows ``start..stop`` of the source into the sink (idempotently if ``replay``)."""
+    """Copy rows ``start..stop`` of the source into the sink (idempotently if ``replay``); rows
+    whose keys the target held before are skipped or upserted as ``conflicts`` says."""
     reader = _Reader(source.batches(start, stop, batch_size), depth=inflight)
     pending: deque[tuple[Batch, Future]] = deque()
+    write = conflicts.write if conflicts is not None else sink.write
     reader.start()
     with ThreadPoolExecutor(inflight, thread_name_prefix="milvusdm-writer") as writers:
         try:
             for batch in reader:
-                pending.append((batch, writers.submit(sink.write, batch, replay)))
+                pending.append((batch, writers.submit(write, batch, replay)))
                 if len(pending) >= inflight:
                     _commit(pending.popleft(), on_commit)
             while pending:
@@ -185,6 +194,29 @@ def _settle(pending: deque[tuple[Batch, Future]], on_commit: Callable[[Batch], N
     pending.clear()
 
 
+@dataclass
+class Conflicts:
+    """Keys of an append's source that the target held before the run, and what to do with them."""
+
+    sink: Sink
+    keys: np.ndarray
+    policy: str  # skip: keep the target's rows; upsert: replace them
+
+    def write(self, batch: Batch, replay: bool) -> None:
+        clash = np.isin(batch.ids, self.keys)
+        if not clash.any():
+            self.sink.write(batch, replay)
+        elif self.policy == "upsert":
+            self.sink.write(batch, True)
+        elif not clash.all():
+            self.sink.write(batch.where(~clash), replay)
+
+    def added(self, keys: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Of the keys this run wrote, those it added (not those that were there before)."""
+        for chunk in keys:
+            yield chunk[~np.isin(chunk, self.keys)]
+
+
 def run(
     migration: MilvusMigration,
     observers: Sequence[Observer] = (),
@@ -202,12 +234,18 @@ def run(
     idempotently. ``target_prepared``: another shard created the target; use it as it is.
     """
     key = fingerprint(migration)
-    saved = _usable_checkpoint(checkpoints, key, resume, migration.spec.target)
-    job = _Run(migration, observers, checkpoints, shard, inflight)
     try:
-        job.execute(key, saved, target_prepared)
-    finally:
-        job.close()
+        check_manifest(migration)
+        saved = _usable_checkpoint(checkpoints, key, resume, migration.spec.target)
+        job = _Run(migration, observers, checkpoints, shard, inflight)
+        try:
+            job.execute(key, saved, target_prepared)
+        finally:
+            job.close()
+    except BaseException as error:  # a bar left running would hide the error line
+        for observer in observers:
+            observer.failed(error)
+        raise
     for observer in observers:
         observer.finished(job.summary)
     return job.summary
@@ -224,34 +262,69 @@ class _Run:
         self.summary = Summary(migration.metadata.name, self.source.describe(), self.sink.describe())
         self.began = time.monotonic()
         self.clock = _Clock(self.summary.phases)
+        self.conflicts: Conflicts | None = None
 
     def execute(self, key: str, saved: Checkpoint | None, target_prepared: bool) -> None:
         source, sink, summary = self.source, self.sink, self.summary
         source.open()  # every input check happens here, before the target is touched
+        if source.identities() & sink.identities():
+            raise InputError(
+                f"the source and the target are the same data ({sink.describe()}): the copy would destroy it",
+                "choose another target collection (or server, or file)",
+            )
         if saved is not None and not sink.resumable(source.schema):
             log.warning("%s lost its partial output; starting over from the first row", sink.describe())
             saved = None
         self.start, self.stop = self.shard.bounds(source.total)
         summary.total = self.stop - self.start
         summary.warnings += self._warnings()
-        resuming = saved is not None
-        summary.skipped = not sink.prepare(source.schema, resume=resuming or target_prepared)
-        if summary.skipped:
-            return
-        self.state = saved or self._fresh(key)
+        resuming = saved is not None or target_prepared
+        try:
+            summary.skipped = not sink.prepare(source.schema, resume=resuming, staged=self.shard.count == 1)
+            if summary.skipped:
+                return
+            self.state = saved or self._fresh(key)
+            self.conflicts = self._conflicts()
+        except InputError:
+            if not resuming:
+                self._abandon()  # nothing written yet: leave the target as it was
+            raise
         self._save()
         for observer in self.observers:
             observer.started(summary, self.state.position - self.start)
         self.clock.lap("prepare")
-        self._copy(replay=resuming)
-        self.clock.lap("copy")
-        sink.finish()
-        self.clock.lap("finish")
-        expected = self.state.baseline + summary.total if self.shard.count == 1 else None
-        summary.verified = verify(self.spec.verify, source, sink, (self.start, self.stop), expected, self.spec.verify_sample)
-        self.clock.lap("verify")
+        try:
+            self._copy(replay=saved is not None)
+            self.clock.lap("copy")
+            sink.finish()
+            self.clock.lap("finish")
+            self._verify()
+            sink.commit()  # Milvus Lite may refuse the index only now
+            self.clock.lap("verify")
+        except InputError as error:
+            self._undo(error)
+            raise
         if self.checkpoints is not None:
-            self.checkpoints.clear()
+            self.checkpoints.complete()
+
+    def _verify(self) -> None:
+        """Prove the copy before it replaces anything; a staged copy that fails is dropped."""
+        conflicts = self.conflicts.keys if self.conflicts is not None else ()
+        mode = self.spec.verify
+        if len(conflicts) and self.conflicts.policy == "skip" and mode in ("sample", "full"):
+            mode = "ids"  # the rows kept from before hold other values than the source's
+            self.summary.warnings.append(f"{len(conflicts)} rows kept as the target had them; values not compared")
+        expected = self.state.baseline + self.summary.total - len(conflicts) if self.shard.count == 1 else None
+        bounds = (self.start, self.stop)
+        try:
+            self.summary.verified = verify(mode, self.source, self.sink, bounds, expected, self.spec.verify_sample)
+        except VerificationError as error:
+            if self.sink.staging:
+                self.sink.abandon()
+                error.fix = f"the target is unchanged (the new copy was dropped); {error.fix}"
+            if self.checkpoints is not None:
+                self.checkpoints.clear()  # finished, not interrupted: nothing to resume
+            raise
 
     def _warnings(self) -> list[str]:
         schema = self.source.schema
@@ -264,14 +337,44 @@ class _Run:
         return [note for note, applies in notes.items() if applies]
 
     def _fresh(self, key: str) -> Checkpoint:
-        """The first checkpoint; counts an existing target's rows for the final count check."""
-        counted = self.spec.verify != "none" and not self.sink.created and self.shard.count == 1
-        baseline = self.sink.count() if counted else 0
-        return Checkpoint(key, position=self.start, rows=0, created=self.sink.created, baseline=baseline)
+        """The first checkpoint; for a target that existed, its rows (for the final count check)
+        and the source keys it already holds (refused, skipped or upserted, never duplicated)."""
+        existed = not self.sink.created
+        baseline = self.sink.count() if existed and self.spec.verify != "none" and self.shard.count == 1 else 0
+        conflicts = self._scan() if existed else ()
+        return Checkpoint(key, position=self.start, rows=0, created=self.sink.created, baseline=baseline,
+                          conflicts=conflicts)
+
+    def _scan(self) -> tuple[str, ...]:
+        """The source keys the target holds already: a key-only lookup, chunk by chunk."""
+        found = [self.sink.existing(keys) for keys in self.source.keys(self.start, self.stop, KEY_SCAN)]
+        keys = np.concatenate(found) if found else np.empty(0, np.int64)
+        target, policy = self.sink.describe(), self.sink.on_conflict
+        if len(keys) and policy == "fail":
+            examples = ", ".join(map(str, keys[:3].tolist()))
+            raise InputError(
+                f"{len(keys)} of the source's keys are already in {target} (e.g. {examples}); appending would duplicate them",
+                "set target.milvus.onConflict to skip (keep the target's rows) or upsert (replace them), "
+                "or use mode overwrite",
+            )
+        if len(keys) > MAX_CONFLICTS:
+            raise InputError(
+                f"{len(keys)} of the source's keys are already in {target}, more than the {MAX_CONFLICTS} a run tracks",
+                "use mode overwrite, or remove the overlapping rows from the source or the target",
+            )
+        return tuple(map(str, keys.tolist()))
 
     def _save(self) -> None:
         if self.checkpoints is not None:
             self.checkpoints.save(self.state)
+
+    def _conflicts(self) -> Conflicts | None:
+        keys = self.state.conflicts
+        if not keys:
+            return None
+        text = self.source.schema.key is not None and self.source.schema.key.dtype == DataType.VARCHAR
+        values = np.array(keys, dtype=object) if text else np.array([int(k) for k in keys], dtype=np.int64)
+        return Conflicts(self.sink, values, self.sink.on_conflict)
 
     def _committed(self, batch: Batch) -> None:
         self.state = replace(self.state, position=batch.stop, rows=self.state.rows + len(batch))
@@ -281,16 +384,29 @@ class _Run:
         self._save()
 
     def _copy(self, replay: bool) -> None:
-        """Stream the rows after the checkpoint; bad data found midway undoes this run's writes."""
+        """Stream the rows after the checkpoint."""
         source, batch_size = self.source, self.spec.batch_size
+        stream(source, self.sink, self.state.position, self.stop, batch_size, self._committed, self.inflight, replay,
+               self.conflicts)
+
+    def _undo(self, error: InputError) -> None:
+        """Bad data found midway: remove what this run created, or the rows it added, and forget it."""
+        if self.state.created:
+            self._abandon(error)
+        else:
+            written = self.source.keys(self.start, self.state.position, self.spec.batch_size)
+            _roll_back(self.sink, self.conflicts.added(written) if self.conflicts else written, error)
+        if self.checkpoints is not None:
+            self.checkpoints.clear()
+
+    def _abandon(self, cause: InputError | None = None) -> None:
+        """Remove what this run created; say loudly if that failed."""
         try:
-            stream(source, self.sink, self.state.position, self.stop, batch_size, self._committed, self.inflight, replay)
-        except InputError as error:
-            written = None if self.state.created else (b.ids for b in source.batches(self.start, self.state.position, batch_size))
-            _roll_back(self.sink, written, error)
-            if self.checkpoints is not None:
-                self.checkpoints.clear()
-            raise
+            self.sink.abandon()
+        except Exception as error:  # the input error stays the one reported
+            log.error("could not remove what this run created in %s: %s", self.sink.describe(), error)
+            if cause is not None:
+                cause.fix += f"; {self.sink.describe()} still holds rows of this migration"
 
     def close(self) -> None:
         self.summary.seconds = time.monotonic() - self.began
@@ -342,10 +458,11 @@ def _usable_checkpoint(
     return None
 
 
-def _roll_back(sink: Sink, written: Iterator[np.ndarray] | None, cause: InputError) -> None:
-    """Bad data found mid-stream: leave nothing partial behind, or say loudly that we could not."""
+def _roll_back(sink: Sink, added: Iterator[np.ndarray], cause: InputError) -> None:
+    """Bad data found mid-stream in a target that existed: delete the rows this run added (never
+    rows that were there before), or say loudly that we could not."""
     try:
-        sink.rollback(written)
+        sink.remove(added)
     except Exception as error:  # the input error stays the one reported
         log.error("could not undo the partial copy in %s: %s", sink.describe(), error)
         cause.fix += f"; {sink.describe()} still holds rows of this migration"

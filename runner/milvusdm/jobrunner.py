@@ -17,7 +17,7 @@ from kubernetes.client.rest import ApiException
 
 from milvusdm import engine, env
 from milvusdm.checkpoint import Checkpoint, Shard, ShardStatus
-from milvusdm.errors import MigrationError, TransientError
+from milvusdm.errors import Interrupted, MigrationError, TransientError
 from milvusdm.kube import MigrationResource, now
 from milvusdm.spec import MigrationStatus
 
@@ -30,16 +30,15 @@ def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Sum
     migration = resource.migration()
     shard = Shard(env.shard_index(), migration.spec.parallelism)
     status = ResourceStatus(resource, shard, interval=env.status_interval())
-    try:
-        if shard.index > 0:
+    if shard.index > 0:
+        try:
             wait_for_first_shard(resource)
-        return engine.run(
-            migration, [*observers, status], checkpoints=status, resume=None, shard=shard,
-            target_prepared=shard.index > 0,
-        )
-    except MigrationError as error:
-        status.failed(error)
-        raise
+        except MigrationError as error:
+            status.failed(error)
+            raise
+    return engine.run(  # tells the status (one of its observers) of its own failures
+        migration, [*observers, status], checkpoints=status, resume=None, shard=shard, target_prepared=shard.index > 0,
+    )
 
 
 class ResourceStatus:
@@ -66,6 +65,10 @@ class ResourceStatus:
             self.flush()
 
     def clear(self) -> None:
+        self.mine = ShardStatus(total=self.mine.total)  # no checkpoint, and not completed either
+        self.flush()
+
+    def complete(self) -> None:
         self.mine = replace(self.mine, completed=True)
         self.flush()
 
@@ -82,8 +85,9 @@ class ResourceStatus:
     def finished(self, summary: engine.Summary) -> None:
         self.flush(verified=summary.verified, message=summary.line())
 
-    def failed(self, error: MigrationError) -> None:
-        self.flush(message=str(error), failure_reason=error.reason)
+    def failed(self, error: BaseException) -> None:
+        reason = error.reason if isinstance(error, MigrationError) else Interrupted.reason
+        self.flush(message=str(error) or type(error).__name__, failure_reason=reason)
 
     # -- writing --------------------------------------------------------------------------
 

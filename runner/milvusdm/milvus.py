@@ -48,6 +48,9 @@ def _rpc_cause(error: BaseException | None) -> grpc.RpcError | None:
 
 
 def is_transient(error: BaseException) -> bool:
+    """Worth retrying; RESOURCE_EXHAUSTED about a message's size is not (the same request fails again)."""
+    if "larger than max" in str(error).lower():
+        return False
     if isinstance(error, grpc.RpcError):
         return error.code() in TRANSIENT_GRPC
     if isinstance(error, MilvusException):
@@ -100,6 +103,15 @@ def everything(key: Column) -> str:
     if key.dtype == DataType.VARCHAR:
         return f'{key.name} >= ""'
     return f"{key.name} >= {1 - 2**63} || {key.name} < 0"
+
+
+def collection_identity(milvus: "Connection", collection: str) -> str:
+    """What a collection is, however its server is spelled: a server's collection id (unique per
+    cluster, from its timestamp oracle), or Milvus Lite's resolved folder and the name."""
+    if milvus.endpoint.is_lite:
+        return f"lite:{Path(milvus.endpoint.uri).expanduser().resolve()}:{collection}"
+    info = milvus.retry("describe the collection", milvus.client.describe_collection, collection)
+    return f"milvus:{info['collection_id']}:{info.get('created_timestamp', '')}"
 
 
 def connect(endpoint: MilvusEndpoint, role: Literal["source", "target"]) -> MilvusClient:

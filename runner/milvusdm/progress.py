@@ -47,22 +47,27 @@ class ProgressBar:
     def finished(self, summary: Summary) -> None:
         self.progress.stop()
 
+    def failed(self, error: BaseException) -> None:
+        self.progress.stop()
+
 
 class ProgressLog:
     """A log line at most every ``interval`` seconds, for logs that are not a terminal."""
 
     def __init__(self, interval: float = 10.0) -> None:
         self.interval = interval
-        self.total = self.first = 0
+        self.total = self.first = self.done = 0
         self.began = self.last = 0.0
 
     def started(self, summary: Summary, done: int) -> None:
         self.total, self.first = summary.total, done
+        self.done = done
         self.began = self.last = time.monotonic()
         resuming = f", resuming after row {done}" if done else ""
         log.info("copying %d rows%s", self.total - done, resuming)
 
     def committed(self, done: int) -> None:
+        self.done = done
         now = time.monotonic()
         if now - self.last < self.interval and done < self.total:
             return
@@ -74,3 +79,6 @@ class ProgressLog:
 
     def finished(self, summary: Summary) -> None:
         pass
+
+    def failed(self, error: BaseException) -> None:
+        log.info("stopped after %d of %d rows", self.done, self.total)

@@ -265,8 +265,13 @@ class MilvusTarget(MilvusEndpoint):
     partition: Name | None = None
     mode: Literal["create", "append", "skip", "overwrite"] = Field(
         "create",
-        description="create: fail if the collection exists; append: add to it; "
-        "skip: leave it untouched and succeed; overwrite: drop and recreate it.",
+        description="create: fail if the collection exists; append: add to it; skip: leave it untouched and "
+        "succeed; overwrite: build a new copy beside it, verify it, then swap it in and drop the old one.",
+    )
+    on_conflict: Literal["fail", "skip", "upsert"] = Field(
+        "fail",
+        description="mode append, source keys the collection holds already: fail (before writing anything), "
+        "skip (keep the collection's rows) or upsert (replace them).",
     )
     metric: Metric | None = Field(None, description="Default: from the source (e.g. ann-benchmarks' distance), else L2.")
     index: IndexSpec = Field(default_factory=IndexSpec)

@@ -10,3 +10,9 @@ def test_restarting_server_errors_are_transient():
     assert is_transient(MilvusException(code=65535, message=restarting))
     assert is_transient(MilvusException(code=1, message="session not found->datanode-1: node not found[node=1]"))
     assert not is_transient(MilvusException(code=1100, message="collection not found[collection=x]"))
+
+
+def test_a_request_over_the_message_cap_is_permanent():
+    oversize = "<_InactiveRpcError: StatusCode.RESOURCE_EXHAUSTED, Sent message larger than max (78643590 vs. 67108864)>"
+    assert not is_transient(MilvusException(code=8, message=oversize))
+    assert is_transient(MilvusException(code=8, message="rate limit exceeded"))

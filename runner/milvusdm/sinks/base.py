@@ -16,15 +16,28 @@ from milvusdm.schema import Schema
 class Sink(ABC):
     """Where rows go. ``write`` may be called from several threads at once."""
 
-    created: bool = False  # prepare() made the destination
+    created: bool = False  # prepare() made the destination (or its staging copy)
+    staging: bool = False  # writes go to a copy that commit() swaps in
+    on_conflict: str = "fail"  # what to do with source keys an existing destination holds already
 
     @abstractmethod
-    def prepare(self, schema: Schema, resume: bool) -> bool:
-        """Create or check the destination; False means "leave it alone" (mode skip)."""
+    def prepare(self, schema: Schema, resume: bool, staged: bool = True) -> bool:
+        """Create or check the destination; False means "leave it alone" (mode skip). ``staged``:
+        an overwrite may build beside the old data (false when several shards write at once)."""
 
     def resumable(self, schema: Schema) -> bool:
-        """Whether what an interrupted run wrote is still there to resume into."""
+        """Whether what an interrupted run wrote is still there to resume into (a query: it
+        changes nothing, not even this object)."""
         return True
+
+    def identities(self) -> set[str]:
+        """What the existing destination physically is (a collection's id, a resolved path),
+        so a run can refuse to copy something onto itself; empty if it does not exist."""
+        return set()
+
+    def existing(self, keys: np.ndarray) -> np.ndarray:
+        """Those of ``keys`` the destination already holds (a key-only lookup)."""
+        return keys[:0]
 
     @abstractmethod
     def attach(self, schema: Schema) -> None:
@@ -38,9 +51,13 @@ class Sink(ABC):
     def finish(self) -> None:
         """Make the data durable and usable (flush, index, load)."""
 
+    def commit(self) -> None:
+        """After verification: put what this run built in place of what was there (a staged
+        overwrite swaps its copy in and only then drops the old one)."""
+
     @abstractmethod
     def count(self) -> int:
-        """Rows the destination holds now."""
+        """Rows the destination holds now (a query: it changes nothing)."""
 
     @abstractmethod
     def fetch(self, ids: np.ndarray, with_data: bool) -> Batch:
@@ -48,10 +65,14 @@ class Sink(ABC):
         scalars only ``with_data``."""
 
     @abstractmethod
-    def rollback(self, written: Iterator[np.ndarray] | None) -> None:
-        """Undo this migration's writes after bad input was found mid-stream: delete the ids
-        in ``written`` (read again from the source), or with None, remove the destination
-        this migration created."""
+    def abandon(self) -> None:
+        """Remove what this migration created (the collection, its staging copy, partial files);
+        what existed before stays exactly as it was."""
+
+    @abstractmethod
+    def remove(self, added: Iterator[np.ndarray]) -> None:
+        """Delete rows this migration added to a destination that existed before (never rows
+        that were there already: ``added`` holds only keys this run inserted)."""
 
     def describe(self) -> str:
         return type(self).__name__

@@ -124,16 +124,21 @@ class FileSink(Sink):
     def describe(self) -> str:
         return f"{self.kind}:{self.spec.path}"
 
-    def _plan(self, schema: Schema) -> None:
-        self.schema = schema
+    def _planned(self, schema: Schema) -> dict[str | None, ExportFile]:
         planned = export_files(self.spec.path, not self.store, schema, self.suffix)
-        self.files = {name: self.export(location, part, first, self.store) for name, (location, part, first) in planned.items()}
+        return {name: self.export(location, part, first, self.store) for name, (location, part, first) in planned.items()}
+
+    def _plan(self, schema: Schema) -> None:
+        self.schema, self.files = schema, self._planned(schema)
 
     def resumable(self, schema: Schema) -> bool:
-        self._plan(schema)
-        return all(export.partial.exists() for export in self.files.values())
+        return all(export.partial.exists() for export in self._planned(schema).values())
 
-    def prepare(self, schema: Schema, resume: bool) -> bool:
+    def identities(self) -> set[str]:
+        path = Path(self.spec.path)
+        return {f"file:{path.resolve()}"} if not self.store and path.is_file() else set()
+
+    def prepare(self, schema: Schema, resume: bool, staged: bool = True) -> bool:
         self._plan(schema)
         self.created = True
         if resume:
@@ -169,9 +174,12 @@ class FileSink(Sink):
         scalars = {name: np.concatenate([f.scalars[name] for f in found]) for name in found[0].scalars}
         return Batch(0, np.concatenate([f.ids for f in found]), np.concatenate([f.vectors for f in found]), scalars)
 
-    def rollback(self, written: Iterator[np.ndarray] | None) -> None:
+    def abandon(self) -> None:
         for export in self.files.values():
             export.remove()
+
+    def remove(self, added: Iterator[np.ndarray]) -> None:
+        self.abandon()  # an export only ever holds this run's rows
 
     def close(self) -> None:
         for export in self.files.values():

@@ -20,7 +20,7 @@ from pymilvus.grpc_gen import milvus_pb2
 from milvusdm import internals
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
-from milvusdm.milvus import Connection, everything, literal
+from milvusdm.milvus import Connection, collection_identity, everything, literal
 from milvusdm.schema import DYNAMIC_FIELD, Column, Index, Schema
 from milvusdm.sinks.base import Sink
 from milvusdm.spec import MilvusTarget
@@ -39,12 +39,26 @@ def field_params(column: Column) -> dict:
     return {key: value for key, value in params.items() if value is not None}
 
 
+MAX_REQUEST_BYTES = 32 << 20  # half of gRPC's 64 MB message cap: room for the protobuf framing
+STAGING, RETIRED = "_milvusdm_staging", "_milvusdm_retired"  # suffixes of a blue/green overwrite's collections
+
+
 class MilvusSink(Sink):
+    """Writes into ``self.name``: the target collection, or during an overwrite of an existing one
+    its staging copy, swapped in by ``commit`` once verified (the old collection is dropped last)."""
+
     def __init__(self, spec: MilvusTarget) -> None:
         self.spec = spec
+        self.name = spec.collection
+        self.on_conflict = spec.on_conflict
         self.milvus: Connection | None = None
         self.schema: Schema | None = None
         self._described: dict | None = None
+        self.new_partitions: list[str] = []  # made by this run in a collection that existed before
+
+    @property
+    def staging(self) -> bool:
+        return self.name != self.spec.collection
 
     def describe(self) -> str:
         where = f"/{self.spec.partition}" if self.spec.partition else ""
@@ -57,6 +71,14 @@ class MilvusSink(Sink):
     def _chosen(self, setting: str) -> bool:
         return setting in self.spec.model_fields_set
 
+    def _connect(self) -> Connection:
+        if self.milvus is None:
+            self.milvus = Connection(self.spec, "target")
+        return self.milvus
+
+    def _has(self, name: str) -> bool:
+        return self._connect().retry("check the collection", self.milvus.client.has_collection, name)
+
     def _bind(self, schema: Schema) -> None:
         """Names and types of the target's key and vector: the manifest's if it gives them,
         else the source's, else the defaults."""
@@ -68,17 +90,21 @@ class MilvusSink(Sink):
             vector, name=self.spec.vector_field
         )
         self.by_partition = not self.spec.partition and not any(c.partition_key for c in schema.scalars)
-        self.milvus = Connection(self.spec, "target")
+        self._connect()
+
+    def identities(self) -> set[str]:
+        name = self.spec.collection
+        return {collection_identity(self._connect(), name)} if self._has(name) else set()
 
     # -- preparing the collection ------------------------------------------------------------
 
-    def prepare(self, schema: Schema, resume: bool) -> bool:
+    def prepare(self, schema: Schema, resume: bool, staged: bool = True) -> bool:
         if resume:
             self.attach(schema)
             return True
         self._bind(schema)
         client, name, mode = self.milvus.client, self.spec.collection, self.spec.mode
-        exists = self.milvus.retry("check the collection", client.has_collection, name)
+        exists = self._has(name)
         if exists and mode == "create":
             raise InputError(
                 f"collection {name!r} already exists at {self.spec.uri}",
@@ -86,32 +112,44 @@ class MilvusSink(Sink):
             )
         if exists and mode == "skip":
             return False
-        if exists and mode == "overwrite":
+        if exists and mode == "overwrite" and staged:
+            self.name = name + STAGING
+            if self._has(self.name):  # left by an earlier run that did not finish: ours to replace
+                self.milvus.call("drop the old staging collection", client.drop_collection, self.name)
+        elif exists and mode == "overwrite":
             self.milvus.call("drop the collection", client.drop_collection, name)
         if exists and mode == "append":
             self._check_compatible()
-        else:
-            self._create()
+            self._finish_preparing()
+            self._ready()  # queried for conflicting keys and counted before the copy
+            return True
+        self._create()
         self._finish_preparing()
         return True
 
     def attach(self, schema: Schema) -> None:
-        """Use the existing collection as it is: to resume into it, or to verify it."""
+        """Open the existing collection to resume into it or to read it (indexed and loaded; the
+        staging copy of an interrupted overwrite if there is one)."""
         self._bind(schema)
-        if not self.milvus.retry("check the collection", self.milvus.client.has_collection, self.spec.collection):
+        staging = self.spec.collection + STAGING
+        if self.spec.mode == "overwrite" and self._has(staging):
+            self.name, self.created = staging, True
+        elif not self._has(self.spec.collection):
             raise InputError(
                 f"collection {self.spec.collection!r} does not exist at {self.spec.uri}",
                 "run the migration from the start (without --resume)",
             )
         self._check_compatible()
         self._finish_preparing()
+        self._ready()
 
     def _finish_preparing(self) -> None:
-        client, name = self.milvus.client, self.spec.collection
+        client, name = self.milvus.client, self.name
         wanted = self._partitions or ([p for p, _ in self.schema.partitions] if self.by_partition else [])
         for partition in wanted:
             if not self.milvus.retry("check the partition", client.has_partition, name, partition):
                 self.milvus.call("create the partition", client.create_partition, name, partition)
+                self.new_partitions += [] if self.created else [partition]
         self._described = self.milvus.retry("describe the collection", client.describe_collection, name)
 
     def _create(self) -> None:
@@ -123,7 +161,7 @@ class MilvusSink(Sink):
         fields.add_field(self.vector.name, self.vector.dtype, dim=self.vector.dim)
         for column in self._fields:
             fields.add_field(column.name, column.dtype, **field_params(column))
-        self.milvus.call("create the collection", client.create_collection, spec.collection, schema=fields)
+        self.milvus.call("create the collection", client.create_collection, self.name, schema=fields)
         self.created = True
         self._create_indexes()  # before the inserts, so sealed segments are indexed as they come
 
@@ -153,7 +191,7 @@ class MilvusSink(Sink):
         return indexes
 
     def _create_indexes(self, only_missing: bool = False) -> None:
-        client, name = self.milvus.client, self.spec.collection
+        client, name = self.milvus.client, self.name
         for index in self._indexes():
             if only_missing and self.milvus.retry("list indexes", client.list_indexes, name, field_name=index.field):
                 continue
@@ -165,7 +203,7 @@ class MilvusSink(Sink):
     def _check_compatible(self) -> None:
         """An existing collection must take our rows exactly: same key, vector and fields."""
         spec, schema = self.spec, self.schema
-        info = self.milvus.retry("describe the collection", self.milvus.client.describe_collection, spec.collection)
+        info = self.milvus.retry("describe the collection", self.milvus.client.describe_collection, self.name)
         have = {f["name"]: f for f in info["fields"]}
         want = [self.key, self.vector, *self._fields]
         problems = [
@@ -196,7 +234,7 @@ class MilvusSink(Sink):
     def _request(self, batch: Batch, request_type):
         partition = self.spec.partition or (batch.partition if self.by_partition else None)
         request = request_type(
-            collection_name=self.spec.collection, partition_name=partition or "", num_rows=len(batch)
+            collection_name=self.name, partition_name=partition or "", num_rows=len(batch)
         )
         put(request.fields_data.add(), self.key, batch.ids)
         put(request.fields_data.add(), self.vector, batch.vectors)
@@ -205,38 +243,80 @@ class MilvusSink(Sink):
         return request
 
     def write(self, batch: Batch, replay: bool = False) -> None:
-        """Insert; a retried attempt upserts instead, as the failed insert may have landed."""
+        """Insert, in requests the server accepts whatever ``batchSize`` says; a retried attempt
+        upserts instead, as the failed insert may have landed."""
+        parts = -(-batch.nbytes() // MAX_REQUEST_BYTES)
+        if parts > 1 and len(batch) > 1:
+            step = -(-len(batch) // parts)
+            for lo in range(0, len(batch), step):
+                self.write(batch.part(lo, lo + step), replay)
+            return
+        if not len(batch):
+            return
         attempts = itertools.count()
         send = lambda: self._send(batch, upsert=replay or next(attempts) > 0)  # noqa: E731
         self.milvus.retry(f"write rows {batch.start}..{batch.stop - 1}", send)
 
     def _send(self, batch: Batch, upsert: bool) -> None:
         request = self._request(batch, milvus_pb2.UpsertRequest if upsert else milvus_pb2.InsertRequest)
-        internals.write(self.milvus.client, self.spec.collection, request, self._described, self.spec.timeout_seconds)
+        internals.write(self.milvus.client, self.name, request, self._described, self.spec.timeout_seconds)
 
     # -- finishing ------------------------------------------------------------------------
 
     def finish(self) -> None:
-        self.milvus.retry("flush", self.milvus.client.flush, self.spec.collection, timeout=None)
-        self._load()
+        self.milvus.retry("flush", self.milvus.client.flush, self.name, timeout=None)
+        self._ready()
 
-    def _load(self) -> None:
+    def _ready(self) -> None:
         """Index (what has no index yet) and load, so the collection is searchable and countable."""
         self._create_indexes(only_missing=True)
-        self.milvus.retry("load the collection", self.milvus.client.load_collection, self.spec.collection, timeout=None)
+        self.milvus.retry("load the collection", self.milvus.client.load_collection, self.name, timeout=None)
+
+    def commit(self) -> None:
+        """Swap a verified staging copy in: the old collection is renamed aside, the copy takes its
+        name and is loaded, and only then is the old one dropped. If the copy cannot load under its
+        new name (Milvus Lite checks index parameters only then), the swap is undone. Every step is
+        safe to repeat after a crash."""
+        client, final = self.milvus.client, self.spec.collection
+        retired = final + RETIRED
+        if self.name != final:
+            old = self._has(final)
+            loaded = old and self._loaded(final)
+            if old:
+                self.milvus.call("set the old collection aside", client.rename_collection, final, retired)
+            self.milvus.call("rename the new collection", client.rename_collection, self.name, final)
+            try:
+                self.milvus.retry("load the collection", client.load_collection, final, timeout=None)
+            except InputError:
+                self.milvus.call("undo the swap", client.rename_collection, final, self.name)
+                if old:
+                    self.milvus.call("undo the swap", client.rename_collection, retired, final)
+                if loaded:
+                    self.milvus.retry("reload the old collection", client.load_collection, final, timeout=None)
+                raise
+            self.name = final
+        if self.spec.mode == "overwrite" and self._has(retired):
+            self.milvus.call("drop the old collection", client.drop_collection, retired)
+
+    def _loaded(self, name: str) -> bool:
+        state = self.milvus.retry("check the load state", self.milvus.client.get_load_state, name)
+        return str(state.get("state")) == "Loaded"
 
     def count(self) -> int:
-        self._load()
         rows = self.milvus.retry(
-            "count rows", self.milvus.client.query, self.spec.collection, filter=everything(self.key),
+            "count rows", self.milvus.client.query, self.name, filter=everything(self.key),
             output_fields=["count(*)"], partition_names=self._partitions, consistency_level="Strong",
         )
         return int(rows[0]["count(*)"])
 
+    def existing(self, keys: np.ndarray) -> np.ndarray:
+        expr = f"{self.key.name} in [{', '.join(map(literal, keys.tolist()))}]"
+        return self.milvus.query(self.name, expr, [self.key], strong=True)[0]
+
     def fetch(self, ids: np.ndarray, with_data: bool) -> Batch:
         columns = [self.key] + ([self.vector, *self.schema.scalars] if with_data else [])
         values = self.milvus.query(
-            self.spec.collection, f"{self.key.name} in [{', '.join(map(literal, ids.tolist()))}]", columns,
+            self.name, f"{self.key.name} in [{', '.join(map(literal, ids.tolist()))}]", columns,
             self._partitions, strong=True,
         )
         found = values[0]
@@ -244,15 +324,23 @@ class MilvusSink(Sink):
             return Batch(0, found, np.empty((len(found), 0), dtype=np.float32))
         return Batch(0, found, values[1], {c.name: v for c, v in zip(self.schema.scalars, values[2:], strict=True)})
 
-    def rollback(self, written: Iterator[np.ndarray] | None) -> None:
-        client, name = self.milvus.client, self.spec.collection
-        if written is None:
-            log.warning("dropping collection %s created by this failed run", name)
-            self.milvus.call("drop the collection", client.drop_collection, name)
+    def abandon(self) -> None:
+        client = self.milvus.client
+        if self.created:
+            log.warning("dropping collection %s created by this failed run", self.name)
+            self.milvus.call("drop the collection", client.drop_collection, self.name)
             return
-        for ids in written:
-            self.milvus.call("delete written rows", client.delete, name, ids=ids.tolist(), partition_name=self.spec.partition)
-        self.milvus.retry("flush", client.flush, name, timeout=None)
+        for partition in self.new_partitions:
+            self.milvus.call("drop the partition", client.release_partitions, self.name, [partition])
+            self.milvus.call("drop the partition", client.drop_partition, self.name, partition)
+
+    def remove(self, added: Iterator[np.ndarray]) -> None:
+        client = self.milvus.client
+        for ids in added:
+            if len(ids):
+                self.milvus.call("delete written rows", client.delete, self.name, ids=ids.tolist(),
+                                 partition_name=self.spec.partition)
+        self.milvus.retry("flush", client.flush, self.name, timeout=None)
 
     def close(self) -> None:
         if self.milvus is not None:

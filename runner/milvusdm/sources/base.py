@@ -31,6 +31,15 @@ class Source(ABC):
     @abstractmethod
     def batches(self, start: int, stop: int, size: int) -> Iterator[Batch]: ...
 
+    def keys(self, start: int, stop: int, size: int) -> Iterator[np.ndarray]:
+        """The keys of rows ``start..stop`` in chunks (sources that can, read them without the vectors)."""
+        for batch in self.batches(start, stop, size):
+            yield as_keys(batch.ids)
+
+    def identities(self) -> set[str]:
+        """What the source physically is (after ``open``): see ``Sink.identities``."""
+        return set()
+
     def close(self) -> None:
         """Release files and connections."""
 
@@ -49,6 +58,11 @@ def refuse_sentinel_key(ids: np.ndarray, origin: str) -> None:
             f"{origin} has the id 2**63-1 ({SENTINEL_KEY}), which Milvus 2.x stores but never returns",
             "renumber that row; every other int64 id works",
         )
+
+
+def as_keys(ids: np.ndarray) -> np.ndarray:
+    """Ids as sinks take them: integers as int64, strings as they are."""
+    return ids.astype(np.int64) if ids.dtype.kind in "iu" else ids
 
 
 def check_unique_ids(chunks: Iterator[np.ndarray], origin: str) -> None:

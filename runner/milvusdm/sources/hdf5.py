@@ -26,7 +26,7 @@ from milvusdm.layout import (
     vector_rows,
 )
 from milvusdm.schema import Column, Schema
-from milvusdm.sources.base import Source, check_unique_ids, expand
+from milvusdm.sources.base import Source, as_keys, check_unique_ids, expand
 from milvusdm.spec import Hdf5Source as Hdf5Spec
 from milvusdm.spec import S3Settings
 from milvusdm.storage import ObjectStore, is_s3
@@ -193,6 +193,20 @@ class Hdf5Source(Source):
                 for begin in range(lo, hi, size):
                     yield self._read(file, begin, min(begin + size, hi), partition)
                 first += rows
+
+    def keys(self, start: int, stop: int, size: int) -> Iterator[np.ndarray]:
+        """Only the ids datasets are read (or the row numbers made up)."""
+        for file in self.files:
+            lo, hi = max(start, file.offset), min(stop, file.offset + file.rows)
+            for begin in range(lo, hi, size):
+                end = min(begin + size, hi)
+                if file.ids is None:
+                    yield np.arange(begin, end, dtype=np.int64)
+                else:
+                    yield as_keys(self._ids(file, begin - file.offset, end - file.offset))
+
+    def identities(self) -> set[str]:
+        return {f"file:{Path(file.path).resolve()}" for file in self.files if not is_s3(file.path)}
 
     def _ids(self, file: Hdf5File, a: int, b: int) -> np.ndarray:
         if file.stored and file.stored.key:

@@ -18,7 +18,7 @@ from pymilvus import DataType
 from milvusdm import datatypes
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
-from milvusdm.milvus import QUERY_WINDOW, Connection, everything, literal
+from milvusdm.milvus import QUERY_WINDOW, Connection, collection_identity, everything, literal
 from milvusdm.schema import DYNAMIC_FIELD, Column, Index, Schema
 from milvusdm.sources.base import Source
 from milvusdm.spec import MilvusSource as MilvusSpec
@@ -48,6 +48,9 @@ class MilvusSource(Source):
 
     def describe(self) -> str:
         return f"milvus:{self.spec.uri}/{self.spec.collection}"
+
+    def identities(self) -> set[str]:
+        return {collection_identity(self.milvus, self.spec.collection)}
 
     def open(self) -> None:
         spec = self.spec

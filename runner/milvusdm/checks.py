@@ -1,0 +1,44 @@
+"""What the manifest alone shows is wrong: checked by ``validate`` and before a run touches anything."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from milvusdm.errors import InputError
+from milvusdm.spec import MilvusEndpoint, MilvusMigration
+
+DEFAULT_PORT = 19530
+
+
+def server_identity(endpoint: MilvusEndpoint) -> tuple:
+    """Where an endpoint really is: Lite's resolved folder, or a server's addresses and port
+    (``localhost`` and ``127.0.0.1`` are one server)."""
+    if endpoint.is_lite:
+        return ("lite", str(Path(endpoint.uri).expanduser().resolve()))
+    parts = urlsplit(endpoint.uri)
+    host, port = parts.hostname or "localhost", parts.port or DEFAULT_PORT
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+    except OSError:  # unresolvable: compare the spelling
+        addresses = {host}
+    loopback = {"127.0.0.1", "::1"}
+    return ("server", frozenset(loopback if addresses & loopback else addresses), port)
+
+
+def same_server(a: MilvusEndpoint, b: MilvusEndpoint) -> bool:
+    one, other = server_identity(a), server_identity(b)
+    if one[0] != other[0] or one[-1] != other[-1]:
+        return False
+    return one[1] == other[1] if one[0] == "lite" else bool(one[1] & other[1])
+
+
+def check(migration: MilvusMigration) -> None:
+    """Refuse what would destroy data or cannot work, before anything is read or written."""
+    source, target = migration.spec.source.milvus, migration.spec.target.milvus
+    if source is not None and target is not None and source.collection == target.collection and same_server(source, target):
+        raise InputError(
+            f"source and target are the same collection {source.collection!r} at {target.uri}: the copy would destroy it",
+            "choose another target collection or server",
+        )
