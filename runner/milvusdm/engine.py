@@ -22,8 +22,8 @@ import numpy as np
 from pymilvus import DataType
 
 from milvusdm.batch import Batch
-from milvusdm.checks import check as check_manifest
 from milvusdm.checkpoint import Checkpoint, CheckpointStore, Shard, fingerprint
+from milvusdm.checks import check as check_manifest
 from milvusdm.errors import InputError, VerificationError
 from milvusdm.sinks import Sink, open_sink
 from milvusdm.sources import Source, open_source
@@ -59,7 +59,7 @@ class Summary:
     skipped: bool = False
     verified: str = "none"
     peak_rss_mb: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)  # seconds: prepare, copy, finish, verify
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: prepare, keys (an append's scan), copy, finish, verify
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -87,7 +87,7 @@ class _Clock:
 
     def lap(self, name: str) -> None:
         now = time.monotonic()
-        self.phases[name] = round(now - self.last, 2)
+        self.phases[name] = round(self.phases.get(name, 0.0) + now - self.last, 2)
         self.last = now
 
 
@@ -150,7 +150,7 @@ def stream(
     on_commit: Callable[[Batch], None],
     inflight: int = DEFAULT_INFLIGHT,
     replay: bool = False,
-    conflicts: "Conflicts | None" = None,
+    conflicts: Conflicts | None = None,
 ) -> None:
     """Copy rows ``start..stop`` of the source into the sink (idempotently if ``replay``); rows
     whose keys the target held before are skipped or upserted as ``conflicts`` says."""
@@ -311,7 +311,8 @@ class _Run:
         """Prove the copy before it replaces anything; a staged copy that fails is dropped."""
         conflicts = self.conflicts.keys if self.conflicts is not None else ()
         mode = self.spec.verify
-        if len(conflicts) and self.conflicts.policy == "skip" and mode in ("sample", "full"):
+        kept = self.conflicts is not None and self.conflicts.policy == "skip"
+        if kept and mode in ("sample", "full"):
             mode = "ids"  # the rows kept from before hold other values than the source's
             self.summary.warnings.append(f"{len(conflicts)} rows kept as the target had them; values not compared")
         expected = self.state.baseline + self.summary.total - len(conflicts) if self.shard.count == 1 else None
@@ -341,7 +342,11 @@ class _Run:
         and the source keys it already holds (refused, skipped or upserted, never duplicated)."""
         existed = not self.sink.created
         baseline = self.sink.count() if existed and self.spec.verify != "none" and self.shard.count == 1 else 0
-        conflicts = self._scan() if existed else ()
+        conflicts: tuple[str, ...] = ()
+        if existed:
+            self.clock.lap("prepare")
+            conflicts = self._scan()
+            self.clock.lap("keys")
         return Checkpoint(key, position=self.start, rows=0, created=self.sink.created, baseline=baseline,
                           conflicts=conflicts)
 

@@ -105,7 +105,7 @@ def everything(key: Column) -> str:
     return f"{key.name} >= {1 - 2**63} || {key.name} < 0"
 
 
-def collection_identity(milvus: "Connection", collection: str) -> str:
+def collection_identity(milvus: Connection, collection: str) -> str:
     """What a collection is, however its server is spelled: a server's collection id (unique per
     cluster, from its timestamp oracle), or Milvus Lite's resolved folder and the name."""
     if milvus.endpoint.is_lite:

@@ -1,0 +1,91 @@
+"""What the data-safety guarantees cost, on one server, with the manifest defaults (batchSize 10000,
+verify sample, AUTOINDEX):
+
+    .venv/bin/python benchmarks/safety.py [--rows 200000] [--dim 128]
+
+(1) ``mode: create`` into a fresh collection, then (2) ``mode: overwrite`` of the same rows over it
+(blue/green: built under a staging name, verified, renamed in, the old collection dropped): the
+ratio is the overwrite's cost. (3) ``mode: append`` of N new keys to a collection holding N rows:
+the ``keys`` phase is the scan of the target for the source's keys, as a share of the run.
+(4) Byte-sized requests: 600 rows x 32768 dims (78 MB, over gRPC's 64 MB cap) in the default batch
+(split into requests below 32 MB) against batchSize 200 (no split needed). The raw pymilvus
+ceiling (insert, flush, FLAT index, load) runs in the same process for scale. Wall clock, child
+processes; writes benchmarks/results/safety.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from throughput import Results, ceiling, write_h5  # noqa: E402
+
+from milvusdm.testing import EmbeddedMilvus  # noqa: E402
+
+
+def run(uri: str, path: Path, collection: str, work: Path, **target) -> tuple[float, dict]:
+    """Seconds and JSON summary of `milvusdm run` with the manifest defaults."""
+    manifest = work / f"{collection}-{len(list(work.glob('*.yaml')))}.yaml"
+    spec = target.pop("spec", {})
+    manifest.write_text(yaml.safe_dump({
+        "apiVersion": "milvusdm.io/v1alpha1", "kind": "MilvusMigration", "metadata": {"name": "bench"},
+        "spec": {"source": {"hdf5": {"path": str(path)}},
+                 "target": {"milvus": {"uri": uri, "collection": collection, **target}}, **spec},
+    }))
+    began = time.perf_counter()
+    child = subprocess.run([sys.executable, "-m", "milvusdm", "run", "-f", str(manifest), "--json", "-q",
+                            "--state", str(work / "state")], stdout=subprocess.PIPE, check=True)
+    return time.perf_counter() - began, json.loads(child.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--dim", type=int, default=128)
+    args = parser.parse_args()
+    rows, results = args.rows, Results()
+    with tempfile.TemporaryDirectory() as scratch, EmbeddedMilvus(Path(scratch) / "milvus") as server:
+        work = Path(scratch)
+        first, second = work / "a.h5", work / "b.h5"
+        write_h5(first, rows, args.dim, seed=1)
+        write_h5(second, rows, args.dim, seed=2)
+        with h5py.File(second, "r+") as f:
+            f["ids"][:] = np.arange(rows, 2 * rows)
+        raw = ceiling(server.uri, first, "ceiling")
+
+        create, summary = run(server.uri, first, "items", work)
+        overwrite, again = run(server.uri, first, "items", work, mode="overwrite")
+        assert again["rows"] == rows, again
+        results.add({"case": "overwrite vs create", "rows": rows, "create_s": round(create, 2),
+                     "overwrite_s": round(overwrite, 2), "ratio": round(overwrite / create, 3),
+                     "create_phases_s": summary["phases"], "overwrite_phases_s": again["phases"],
+                     "ceiling_s": round(raw, 2)})
+
+        append, added = run(server.uri, second, "items", work, mode="append")
+        assert added["verified"].endswith(f"count {2 * rows})"), added
+        scan = added["phases"].get("keys", 0.0)
+        results.add({"case": "append key scan", "rows": rows, "target_rows": rows, "append_s": round(append, 2),
+                     "keys_s": scan, "share": round(scan / append, 3), "phases_s": added["phases"]})
+
+        wide = work / "wide.h5"
+        with h5py.File(wide, "w") as f:
+            f["embeddings"] = np.random.default_rng(3).random((600, 32768), dtype=np.float32)
+        split, _ = run(server.uri, wide, "wide_split", work)
+        small, _ = run(server.uri, wide, "wide_small", work, spec={"batchSize": 200})
+        results.add({"case": "byte-sized requests", "rows": 600, "dim": 32768, "default_batch_split_s": round(split, 2),
+                     "batch_200_s": round(small, 2), "ratio": round(split / small, 3)})
+    results.save("safety")
+
+
+if __name__ == "__main__":
+    main()
