@@ -28,9 +28,9 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import Results, ceiling, write_h5  # noqa: E402
+from throughput import Results, ceiling, write_h5
 
-from milvusdm.testing import EmbeddedMilvus  # noqa: E402
+from milvusdm.testing import EmbeddedMilvus
 
 
 def run(uri: str, path: Path, collection: str, work: Path, **target) -> tuple[float, dict]:
