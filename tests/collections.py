@@ -63,3 +63,55 @@ def rows_of(where: dict, name: str, partition: str | None = None, filter: str = 
     iterator.close()
     client.close()
     return rows
+
+
+def make_hashes(where: dict, name: str = "hashes", rows: int = 300, alias: str | None = None) -> None:
+    """Int64 keys and binary vectors under a BIN_IVF_FLAT index, optionally with an alias."""
+    client = client_for(where)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("bits", DataType.BINARY_VECTOR, dim=64)
+    client.create_collection(name, schema=schema)
+    index = client.prepare_index_params()
+    index.add_index("bits", index_type="BIN_IVF_FLAT", metric_type="JACCARD", params={"nlist": 4})
+    client.create_index(name, index)
+    codes = np.random.default_rng(3).integers(0, 256, (rows, 8), dtype=np.uint8)
+    client.insert(name, [{"pk": 2**62 + i, "bits": c.tobytes()} for i, c in enumerate(codes)])
+    client.flush(name)
+    if alias:
+        client.create_alias(name, alias)
+    client.close()
+
+
+def make_docs(where: dict, name: str = "docs", rows: int = 400, dim: int = 8, seed: int = 5) -> None:
+    """Int64 keys, float vectors, a JSON field and a dynamic field (in whatever database ``where`` names)."""
+    client = client_for(where)
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=True)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field("meta", DataType.JSON)
+    client.create_collection(name, schema=schema)
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type="FLAT", metric_type="IP")
+    client.create_index(name, index)
+    vectors = np.random.default_rng(seed).random((rows, dim), dtype=np.float32)
+    for lo in range(0, rows, 5000):
+        client.insert(name, [{"id": -i, "vector": vectors[i].tolist(), "meta": {"n": i, "w": [i, "x"]}, "extra": i % 3}
+                             for i in range(lo, min(rows, lo + 5000))])
+    client.flush(name)
+    client.close()
+
+
+def all_rows(where: dict, name: str, key: str, partition: str | None = None) -> dict:
+    """Every row of a collection by key (any key type)."""
+    client = client_for(where)
+    client.load_collection(name)
+    expr = f'{key} >= ""' if key == "sku" else f"{key} >= {1 - 2**63} || {key} < 0"
+    iterator = client.query_iterator(name, batch_size=1000, filter=expr, output_fields=["*"],
+                                     partition_names=[partition] if partition else None)
+    rows = {}
+    while page := iterator.next():
+        rows.update({row[key]: dict(row) for row in page})
+    iterator.close()
+    client.close()
+    return rows

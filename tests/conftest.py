@@ -72,8 +72,15 @@ def _drop_server_collections(request):
         if fixture in request.fixturenames:
             server = request.getfixturevalue(fixture)
             client = MilvusClient(uri=server.uri, token=SERVER_TOKEN)
-            for name in client.list_collections():
-                client.drop_collection(name)
+            for database in client.list_databases():
+                inside = MilvusClient(uri=server.uri, token=SERVER_TOKEN, db_name=database)
+                for name in inside.list_collections():
+                    for alias in inside.list_aliases(name, db_name=database)["aliases"]:
+                        inside.drop_alias(alias)
+                    inside.drop_collection(name)
+                inside.close()
+                if database != "default":
+                    client.drop_database(database)
             client.close()
 
 
@@ -92,7 +99,7 @@ def lite(tmp_path) -> dict:
 
 
 def client_for(target: dict) -> MilvusClient:
-    return MilvusClient(uri=target["uri"], token=target.get("token", ""))
+    return MilvusClient(uri=target["uri"], token=target.get("token", ""), db_name=target.get("database", ""))
 
 
 def read_back(target: dict, collection: str, vector_field: str = "vector", partition: str | None = None):

@@ -91,9 +91,6 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:
     """Run a migration: check the source, prepare the target, copy, index, load, verify."""
-    from milvusdm import engine
-    from milvusdm.checkpoint import FileCheckpoints
-
     _setup_logging(verbose, quiet)
     observers = [] if quiet else [_progress()]
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: settle, keep the checkpoint
@@ -106,13 +103,135 @@ def run(
             summary = jobrunner.run(resource, observers)
             print(json.dumps(summary.as_dict()) if json_output else summary.line())
         for migration in legacy.load(file) if file is not None else ():  # a MilvusDM M2M file may hold several
-            checkpoints = FileCheckpoints(state, migration.metadata.name)
-            summary = engine.run(migration, observers, checkpoints=checkpoints, resume=resume)
+            summary = _run_local(migration, observers, state, resume)
             print(json.dumps(summary.as_dict()) if json_output else summary.line())
     except KeyboardInterrupt:
         _fail(Interrupted("interrupted; the rows written so far are checkpointed", "rerun with --resume to continue"))
     except Exception as error:
         _fail(error)
+
+
+def _run_local(migration: spec.MilvusMigration, observers: list, state: Path, resume: bool | None):
+    """One collection through the engine, many through ``instance`` (one engine run each)."""
+    from milvusdm import engine, instance
+    from milvusdm.checkpoint import FileCheckpoints
+
+    if migration.spec.source.many:
+        return instance.run(migration, observers, state=state, resume=resume)
+    return engine.run(migration, observers, checkpoints=FileCheckpoints(state, migration.metadata.name), resume=resume)
+
+
+def _endpoint(uri: str, token: str | None, user: str | None, database: str | None = None) -> dict:
+    found = {"uri": uri, "token": token, "user": user, "database": database}
+    return {key: value for key, value in found.items() if value}
+
+
+def _s3(endpoint: str | None) -> dict:
+    return {"s3": {"endpoint": endpoint, "pathStyle": True}} if endpoint else {}
+
+
+def _run_document(document: dict, name: str, resume: bool, state: Path, json_output: bool, quiet: bool,
+                  verbose: bool) -> None:
+    _setup_logging(verbose, quiet)
+    observers = [] if quiet else [_progress()]
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        migration = spec.parse({"apiVersion": spec.API_VERSION, "kind": spec.KIND, "metadata": {"name": name},
+                                "spec": document}, origin="command line")
+        summary = _run_local(migration, observers, state, resume)
+    except KeyboardInterrupt:
+        _fail(Interrupted("interrupted; the rows written so far are checkpointed", "rerun with --resume to continue"))
+    except Exception as error:
+        _fail(error)
+    print(json.dumps(summary.as_dict()) if json_output else summary.line())
+
+
+UriOption = Annotated[str, typer.Option("--uri", help="The Milvus server (http://host:19530) or a Lite *.db path.")]
+TokenOption = Annotated[str | None, typer.Option("--token", help="Token or user:password (or MILVUSDM_*_TOKEN).")]
+UserOption = Annotated[str | None, typer.Option("--user", help="User (password: MILVUSDM_*_PASSWORD).")]
+S3Option = Annotated[
+    str | None, typer.Option("--s3-endpoint", help="S3 endpoint for s3:// paths (MinIO, moto…); path-style.")
+]
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoints.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")]
+
+
+@app.command()
+def dump(
+    uri: UriOption,
+    out: Annotated[str, typer.Option("--out", help="Folder or s3://bucket/prefix for the dump.")],
+    databases: Annotated[list[str] | None, typer.Option("--databases", help="Databases to dump (repeatable); default: all.")] = None,
+    collections: Annotated[
+        list[str] | None, typer.Option("--collections", help="Collections or patterns ('docs_*', 'db2.*'; repeatable).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dump.")] = False,
+    token: TokenOption = None,
+    user: UserOption = None,
+    s3_endpoint: S3Option = None,
+    verify_mode: Annotated[str, typer.Option("--verify", help="none, count, ids, sample or full.")] = "sample",
+    resume: ResumeOption = False,
+    state: StateOption = Path(".milvusdm"),
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Dump collections of every database (or the chosen ones) to HDF5 exports and dump.json."""
+    patterns = collections or ["*"]
+    qualified = [p for p in patterns if "." in p]
+    plain = [p for p in patterns if "." not in p]
+    patterns = qualified + [f"{db}.{p}" for db in (databases or ["*"]) for p in plain]
+    source = {"milvus": _endpoint(uri, token, user) | {"collections": patterns}}
+    document = {"source": source, "target": {"dump": {"path": out, "overwrite": overwrite}}, "verify": verify_mode,
+                **_s3(s3_endpoint)}
+    _run_document(document, "dump", resume, state, json_output, quiet, verbose)
+
+
+@app.command()
+def restore(
+    from_: Annotated[str, typer.Option("--from", help="A dump's folder or s3:// prefix.")],
+    uri: UriOption,
+    collections: Annotated[
+        list[str] | None, typer.Option("--collections", help="Collections or patterns to restore (repeatable).")
+    ] = None,
+    partitions: Annotated[
+        list[str] | None, typer.Option("--partitions", help="COLLECTION:P1,P2 — only these partitions (repeatable).")
+    ] = None,
+    rename: Annotated[list[str] | None, typer.Option("--rename", help="OLD=NEW, e.g. items=items2, db1.*=db2.*")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="create, append, skip or overwrite.")] = "create",
+    database: Annotated[str | None, typer.Option("--database", help="Restore into this database.")] = None,
+    token: TokenOption = None,
+    user: UserOption = None,
+    s3_endpoint: S3Option = None,
+    verify_mode: Annotated[str, typer.Option("--verify", help="none, count, ids, sample or full.")] = "sample",
+    resume: ResumeOption = False,
+    state: StateOption = Path(".milvusdm"),
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Restore a dump: databases, schemas, partitions, indexes, aliases and rows, checked against dump.json."""
+    try:
+        chosen = dict(_pair(p, ":", "--partitions COLLECTION:P1,P2") for p in partitions or [])
+        renames = dict(_pair(r, "=", "--rename OLD=NEW") for r in rename or [])
+    except InputError as error:
+        _fail(error)
+    source = {"path": from_, "collections": collections or None,
+              "partitions": {c: ps.split(",") for c, ps in chosen.items()} or None}
+    target = _endpoint(uri, token, user, database) | {"mode": mode, "rename": renames}
+    document = {"source": {"dump": {k: v for k, v in source.items() if v}}, "target": {"milvus": target},
+                "verify": verify_mode, **_s3(s3_endpoint)}
+    _run_document(document, "restore", resume, state, json_output, quiet, verbose)
+
+
+def _pair(text: str, separator: str, form: str) -> tuple[str, str]:
+    left, found, right = text.partition(separator)
+    if not found or not left or not right:
+        raise InputError(f"{text!r} is not of the form {form}", f"pass {form}")
+    return left, right
+
+
 
 
 def _progress():

@@ -43,6 +43,11 @@ def _same_array(ours: Any, theirs: Any) -> bool:
     return bool(np.array_equal(ours, theirs))
 
 
+def _canonical_json(value: Any) -> bytes:
+    text = value.decode() if isinstance(value, bytes) else value
+    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def _json_to_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else json.dumps(value)
 
@@ -60,6 +65,7 @@ class TypeInfo:
     from_text: Callable[[str], Any] | None = None
     same: Callable[[Any, Any], bool] = _equal  # equal as Milvus stores the type
     arrow: str | None = None  # Arrow type name of its Parquet column in Milvus' import layout (vectors: of the list's values)
+    canonical: Callable[[Any], bytes] | None = None  # objects' bytes for row digests, the same from any reader
 
     @property
     def is_vector(self) -> bool:
@@ -74,10 +80,11 @@ TYPES: dict[DataType, TypeInfo] = {
     DataType.INT64: TypeInfo("int64", "long_data", from_numpy=("i8", "u4"), arrow="int64"),
     DataType.FLOAT: TypeInfo("float32", "float_data", "<f4", from_numpy=("f2", "f4"), same=_same_float, arrow="float32"),
     DataType.DOUBLE: TypeInfo("float64", "double_data", "<f8", from_numpy=("f8",), same=_same_double, arrow="float64"),
-    DataType.VARCHAR: TypeInfo(None, "string_data", arrow="string"),
-    DataType.JSON: TypeInfo(None, "json_data", to_text=_json_to_text, from_text=str.encode, same=_same_json, arrow="string"),
+    DataType.VARCHAR: TypeInfo(None, "string_data", arrow="string", canonical=lambda v: str(v).encode()),
+    DataType.JSON: TypeInfo(None, "json_data", to_text=_json_to_text, from_text=str.encode, same=_same_json, arrow="string",
+                            canonical=_canonical_json),
     DataType.ARRAY: TypeInfo(None, "array_data", to_text=lambda v: json.dumps(list(v)), from_text=json.loads,
-                             same=_same_list),
+                             same=_same_list, canonical=lambda v: json.dumps(list(v), ensure_ascii=False).encode()),
     DataType.FLOAT_VECTOR: TypeInfo("float32", "float_vector", "<f4", bits=32, same=_same_array, arrow="float32"),
     DataType.BINARY_VECTOR: TypeInfo("uint8", "binary_vector", bits=1, same=_same_array, arrow="uint8"),
     DataType.FLOAT16_VECTOR: TypeInfo("uint8", "float16_vector", bits=16, same=_same_array, arrow="uint8"),

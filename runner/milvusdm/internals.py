@@ -37,9 +37,15 @@ def query_request(collection: str, expr: str, fields: list[str], partitions: lis
     )
 
 
+def _database(client: MilvusClient) -> list[tuple[str, Any]]:
+    """The gRPC metadata naming the client's database (requests sent below the client need it)."""
+    metadata: list[tuple[str, Any]] = client._generate_call_context().to_grpc_metadata()
+    return metadata
+
+
 def query(client: MilvusClient, request: milvus_pb2.QueryRequest, timeout: float) -> milvus_pb2.QueryResults:
     """Send a query and keep the columnar response (pymilvus would build a dict per row)."""
-    response = client._get_connection()._stub.Query(request, timeout=timeout)
+    response = client._get_connection()._stub.Query(request, timeout=timeout, metadata=_database(client))
     check_status(response.status)
     return response
 
@@ -49,7 +55,7 @@ def write(client: MilvusClient, collection: str, request: milvus_pb2.InsertReque
     """Send a prebuilt insert or upsert request through pymilvus' handler, which still applies
     auth, database and timestamps; its own retries are off (the caller's upsert on retry)."""
     connection = client._get_connection()
-    options = {"schema": described, "timeout": timeout, "retry_times": 0}
+    options = {"schema": described, "timeout": timeout, "retry_times": 0, "context": client._generate_call_context()}
     if isinstance(request, milvus_pb2.UpsertRequest):
         connection.upsert(collection, [], upsert_param=request, **options)
     else:

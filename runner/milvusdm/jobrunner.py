@@ -10,26 +10,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from milvusdm import engine, env
+from milvusdm import engine, env, instance
 from milvusdm.checkpoint import Checkpoint, Shard, ShardStatus
 from milvusdm.errors import Interrupted, MigrationError, TransientError
 from milvusdm.kube import MigrationResource, now
-from milvusdm.spec import MigrationStatus
+from milvusdm.spec import MigrationStatus, MilvusMigration
 
 log = logging.getLogger(__name__)
 
 
-def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Summary:
+def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Summary | instance.RunSummary:
     """``milvusdm run --resource NAMESPACE/NAME``: the spec, checkpoint and status all live in the CR."""
     resource = MigrationResource(reference)
     migration = resource.migration()
     shard = Shard(env.shard_index(), migration.spec.parallelism)
     status = ResourceStatus(resource, shard, interval=env.status_interval())
+    if migration.spec.source.many:
+        return _run_collections(migration, resource, status, observers)
     if shard.index > 0:
         try:
             wait_for_first_shard(resource)
@@ -41,11 +43,22 @@ def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Sum
     )
 
 
-class ResourceStatus:
-    """Checkpoint store and observer for one shard, backed by the resource's status."""
+def _run_collections(migration: MilvusMigration, resource: MigrationResource, status: ResourceStatus,
+                     observers: Sequence[engine.Observer]) -> instance.RunSummary:
+    """Many collections: one status key per collection (``database.collection``: its checkpoint
+    and counts); a restarted pod skips the finished ones and resumes the interrupted one."""
+    try:
+        return instance.run(migration, observers, stores=ResourceStores(resource, env.status_interval()), resume=True)
+    except MigrationError as error:
+        status.failed(error)
+        raise
 
-    def __init__(self, resource: MigrationResource, shard: Shard, interval: float = 1.0) -> None:
-        self.resource, self.key, self.interval = resource, str(shard.index), interval
+
+class ResourceStatus:
+    """Checkpoint store and observer for one shard (or one collection), backed by the resource's status."""
+
+    def __init__(self, resource: MigrationResource, shard: Shard, interval: float = 1.0, key: str | None = None) -> None:
+        self.resource, self.key, self.interval = resource, key or str(shard.index), interval
         self.mine = ShardStatus()
         self.last_patch = 0.0
         self.describe: dict[str, str] = {}  # source and target, for the printer columns
@@ -109,6 +122,46 @@ class ResourceStatus:
             self.last_patch = time.monotonic()
         except (ApiException, MigrationError, OSError) as error:  # progress reports must not stop the copy
             log.warning("could not update the MilvusMigration status: %s", error)
+
+
+class ResourceLedger:
+    """The finished collections of a many-collection run: their status entries are ``completed``."""
+
+    def __init__(self, resource: MigrationResource) -> None:
+        self.resource = resource
+        self.done: dict[str, dict[str, Any]] = {}
+
+    def open(self, resume: bool | None) -> None:
+        for key, saved in self.resource.status().shards.items():
+            if saved.completed:
+                self.done[key] = {"summary": {"name": key, "source": "", "target": "", "rows": saved.rows,
+                                              "total": saved.total}}
+
+    def record(self, key: str, summary: engine.Summary, entry: dict[str, Any]) -> None:
+        self.done[key] = {"summary": asdict(summary), "entry": entry}
+
+    def clear(self) -> None:
+        """The status keeps each collection's entry: it is the run's record."""
+
+
+class ResourceStores:
+    """``instance.Stores`` in the status: one ResourceStatus per collection, keyed by its name."""
+
+    def __init__(self, resource: MigrationResource, interval: float) -> None:
+        self.resource, self.interval = resource, interval
+        self.ledger = ResourceLedger(resource)
+        self.statuses: dict[str, ResourceStatus] = {}
+
+    def _status(self, key: str) -> ResourceStatus:
+        if key not in self.statuses:
+            self.statuses[key] = ResourceStatus(self.resource, Shard(), self.interval, key=key)
+        return self.statuses[key]
+
+    def checkpoints(self, item: instance.Item) -> ResourceStatus:
+        return self._status(item.key)
+
+    def observers(self, item: instance.Item) -> list[engine.Observer]:
+        return [self._status(item.key)]
 
 
 def wait_for_first_shard(resource: MigrationResource, timeout: float = 600, poll: float = 2.0) -> None:

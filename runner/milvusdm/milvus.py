@@ -118,11 +118,33 @@ def connect(endpoint: MilvusEndpoint, role: Literal["source", "target"]) -> Milv
     if endpoint.is_lite:
         Path(endpoint.uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
     try:
-        client = MilvusClient(uri=endpoint.uri, timeout=endpoint.timeout_seconds, **endpoint.credentials(role))
+        client = _client(endpoint, role, "default")
         client.list_collections(timeout=endpoint.timeout_seconds)
+        if endpoint.database != "default":
+            _ensure_database(client, endpoint, role)
+            client.close()
+            client = _client(endpoint, role, endpoint.database)
     except (MilvusException, grpc.RpcError, OSError) as error:
         raise classify(error, "connect", endpoint) from None
     return client
+
+
+def _client(endpoint: MilvusEndpoint, role: Literal["source", "target"], database: str) -> MilvusClient:
+    # A database is named at connection time: the 2.3 servers lack DescribeDatabase, which use_database calls.
+    name = "" if database == "default" else database
+    return MilvusClient(uri=endpoint.uri, timeout=endpoint.timeout_seconds, db_name=name, **endpoint.credentials(role))
+
+
+def _ensure_database(client: MilvusClient, endpoint: MilvusEndpoint, role: Literal["source", "target"]) -> None:
+    """A source's database must exist; a target's is created if it is missing."""
+    present = client.list_databases(timeout=endpoint.timeout_seconds)
+    if endpoint.database not in present:
+        if role == "source":
+            raise InputError(
+                f"database {endpoint.database!r} does not exist at {endpoint.uri} (databases: {', '.join(present)})",
+                "check source.milvus.database",
+            )
+        client.create_database(endpoint.database, timeout=endpoint.timeout_seconds)
 
 
 class Connection:

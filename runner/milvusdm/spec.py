@@ -21,6 +21,8 @@ API_VERSION = "milvusdm.io/v1alpha1"
 KIND = "MilvusMigration"
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")]
+# A collection, optionally in a database ("db.name"), with shell wildcards ("*", "docs_*", "db2.*")
+CollectionPattern = Annotated[str, Field(pattern=r"^([A-Za-z0-9_*?\[\]!]+\.)?[A-Za-z0-9_*?\[\]!]+$")]
 Metric = Literal["L2", "IP", "COSINE", "HAMMING", "JACCARD"]
 
 
@@ -69,6 +71,7 @@ class MilvusEndpoint(Model):
     password: str | None = Field(None, description="Plain-text password; prefer passwordSecretRef.")
     password_secret_ref: SecretKeyRef | None = None
     timeout_seconds: float = Field(30, gt=0, description="Connection and per-request timeout.")
+    database: Name = Field("default", description="The database; a target creates it if it is missing.")
 
     @property
     def is_lite(self) -> bool:
@@ -172,12 +175,38 @@ class FaissSource(Model):
 
 
 class MilvusSource(MilvusEndpoint):
-    """A collection on a Milvus 2.x server or in Milvus Lite."""
+    """A collection on a Milvus 2.x server or in Milvus Lite, or (``collections``) every
+    collection matching the patterns, each copied with its own schema and checkpoint."""
 
-    collection: Name
+    collection: Name | None = None
+    collections: list[CollectionPattern] | None = Field(
+        None, min_length=1,
+        description="Names or patterns: '*', 'docs_*', 'db2.*', 'db.name'; unqualified ones are in `database`.",
+    )
     partitions: list[Name] | None = None
     filter: str | None = None
     fields: list[Name] | None = None
+
+    model_config = ConfigDict(json_schema_extra=exactly_one("collection", "collections"))
+
+    @model_validator(mode="after")
+    def _one_choice(self) -> MilvusSource:
+        if (self.collection is None) == (self.collections is None):
+            raise ValueError("set exactly one of: collection, collections")
+        if self.collections is not None and (self.partitions or self.filter or self.fields):
+            raise ValueError("partitions, filter and fields apply to one collection: use collection")
+        return self
+
+
+class DumpSource(Model):
+    """A folder or s3:// prefix written by ``milvusdm dump`` (or a ``target.dump``), restored
+    collection by collection after each one's files pass their SHA-256 check."""
+
+    path: str
+    collections: list[CollectionPattern] | None = Field(None, min_length=1, description="Default: every collection.")
+    partitions: dict[str, list[Name]] | None = Field(
+        None, description="Collection ('db.name' or 'name') -> the partitions to restore; default: all."
+    )
 
 
 class MysqlMeta(Model):
@@ -253,6 +282,12 @@ class Source(OneOf):
     milvus: MilvusSource | None = None
     milvus1x: Milvus1xSource | None = Field(None, alias="milvus1x")  # not camelCased to milvus1X
     parquet: ParquetSource | None = None
+    dump: DumpSource | None = None
+
+    @property
+    def many(self) -> bool:
+        """Several collections: the run is planned collection by collection (see ``instance``)."""
+        return self.dump is not None or (self.milvus is not None and self.milvus.collections is not None)
 
 
 class IndexSpec(Model):
@@ -261,7 +296,12 @@ class IndexSpec(Model):
 
 
 class MilvusTarget(MilvusEndpoint):
-    collection: Name
+    collection: Name | None = Field(None, description="Required for one source collection; many keep their names.")
+    rename: dict[str, str] = Field(
+        default_factory=dict,
+        description="For many collections: 'src' -> 'dst', 'db.src' -> 'db2.dst', 'db1.*' -> 'db2.*'; "
+        "targets keep the source's database unless renamed or `database` is set.",
+    )
     partition: Name | None = None
     mode: Literal["create", "append", "skip", "overwrite"] = Field(
         "create",
@@ -300,10 +340,19 @@ class ParquetTarget(Export):
     locally and uploaded (multipart) when complete."""
 
 
+class DumpTarget(Model):
+    """A folder or s3:// prefix: ``<path>/<database>/<collection>/`` holds each collection as an
+    HDF5 export (one file per partition), and ``dump.json``, written last, lists them all."""
+
+    path: str
+    overwrite: bool = Field(False, description="Replace an existing dump; otherwise one is an error.")
+
+
 class Target(OneOf):
     milvus: MilvusTarget | None = None
     hdf5: Hdf5Target | None = None
     parquet: ParquetTarget | None = None
+    dump: DumpTarget | None = None
 
 
 class Resources(Model):
@@ -362,11 +411,23 @@ class JobSettings(Model):
         return self
 
 
+MANY = "has(self.source.dump) || (has(self.source.milvus) && has(self.source.milvus.collections))"
+
+
 class MigrationSpec(Model):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
-        "rule": "!(has(self.target.hdf5) || has(self.target.parquet)) || !has(self.parallelism) || self.parallelism == 1",
-        "message": "a file target is written by one process: set parallelism to 1",
-    }]})
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "!(has(self.target.hdf5) || has(self.target.parquet) || has(self.target.dump)) "
+                 "|| !has(self.parallelism) || self.parallelism == 1",
+         "message": "a file target is written by one process: set parallelism to 1"},
+        {"rule": f"!has(self.target.milvus) || has(self.target.milvus.collection) || {MANY}",
+         "message": "target.milvus.collection is required"},
+        {"rule": f"!has(self.target.milvus) || !has(self.target.milvus.collection) || !({MANY})",
+         "message": "target.milvus.collection names one collection: with many, use target.milvus.rename"},
+        {"rule": "!has(self.target.dump) || (has(self.source.milvus) && has(self.source.milvus.collections))",
+         "message": "target.dump takes source.milvus.collections (patterns, e.g. ['*'])"},
+        {"rule": f"!(has(self.target.hdf5) || has(self.target.parquet)) || !({MANY})",
+         "message": "many collections go to target.dump or target.milvus, not one file path"},
+    ]})
 
     source: Source
     target: Target
@@ -384,8 +445,23 @@ class MigrationSpec(Model):
 
     @model_validator(mode="after")
     def _one_writer_per_file(self) -> MigrationSpec:
-        if self.parallelism > 1 and (self.target.hdf5 or self.target.parquet) is not None:
+        if self.parallelism > 1 and (self.target.hdf5 or self.target.parquet or self.target.dump) is not None:
             raise ValueError("a file target is written by one process: set parallelism to 1")
+        return self
+
+    @model_validator(mode="after")
+    def _one_or_many(self) -> MigrationSpec:
+        many, milvus = self.source.many, self.target.milvus
+        if self.target.dump is not None and not (self.source.milvus and self.source.milvus.collections):
+            raise ValueError("target.dump takes source.milvus.collections (patterns, e.g. ['*'])")
+        if many and (self.target.hdf5 or self.target.parquet) is not None:
+            raise ValueError("many collections go to target.dump or target.milvus, not one file path")
+        if milvus is not None and many and milvus.collection is not None:
+            raise ValueError("target.milvus.collection names one collection: with many, use target.milvus.rename")
+        if milvus is not None and not many and milvus.collection is None:
+            raise ValueError("target.milvus.collection is required")
+        if milvus is not None and not many and milvus.rename:
+            raise ValueError("target.milvus.rename applies to many collections: use target.milvus.collection")
         return self
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -153,3 +154,22 @@ async def test_operator_and_runner_take_a_migration_to_succeeded(cluster, milvus
     assert status["verified"] == f"ids ({rows} ids present, count {rows})"
     assert condition(done, "Ready")["status"] == "True"
     assert condition(done, "Ready")["message"].startswith("whole: copied 12345 rows")
+
+
+async def test_runner_dumps_many_collections_with_a_status_key_each(api_server, milvus_server, tmp_path):
+    from tests.collections import make_docs, make_hashes
+
+    where = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
+    make_docs(where, rows=700)
+    make_hashes(where, rows=300)
+    out = tmp_path / "dump"
+    source = {"milvus": {"uri": milvus_server.uri, "tokenSecretRef": {"name": "milvus", "key": "token"},
+                         "collections": ["*"]}}
+    seed(api_server, "dump", source, {"dump": {"path": str(out)}}, batchSize=200)
+    await finish(await runner(api_server, "dump", MILVUSDM_SOURCE_TOKEN=SERVER_TOKEN))
+    status = stored(api_server, MIGRATIONS, "dump")["status"]
+    assert {k: (v["completed"], v["copied"]) for k, v in status["shards"].items()} == {
+        "default.docs": (True, 700), "default.hashes": (True, 300)}
+    assert (status["rowsCopied"], status["totalRows"]) == (1000, 1000)
+    listed = json.loads((out / "dump.json").read_text())["collections"]
+    assert sorted((c["name"], c["rows"]) for c in listed) == [("docs", 700), ("hashes", 300)]

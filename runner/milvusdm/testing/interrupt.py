@@ -18,8 +18,13 @@ def run_until_killed(manifest: Path, state: Path, name: str, min_position: int, 
 
     Returns the checkpoint position at the kill; raises if the run ended first.
     """
-    child = subprocess.Popen([*CLI, "run", "-f", str(manifest), "--state", str(state), "-q"], stderr=subprocess.PIPE)
-    checkpoint = state / f"{name}.json"
+    command = ["run", "-f", str(manifest), "--state", str(state), "-q"]
+    return kill_when(command, state / f"{name}.json", min_position, timeout)
+
+
+def kill_when(arguments: list[str], checkpoint: Path, min_position: int, timeout: float = 300) -> int:
+    """Start ``milvusdm ARGUMENTS``; SIGKILL it once ``checkpoint`` passes ``min_position``."""
+    child = subprocess.Popen([*CLI, *arguments], stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and child.poll() is None:
