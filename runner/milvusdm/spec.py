@@ -260,6 +260,10 @@ class Milvus1xSource(Model):
     partitions: list[str] | None = Field(
         None, min_length=1, description="1.x partition tags to copy ('_default': the default partition); default all."
     )
+    duplicates: Literal["refuse", "keepFirst"] = Field(
+        "refuse", description="1.x allowed repeated ids: refuse them, or keep each id's first copy (in partition, "
+        "segment and row order) and drop the others.",
+    )
 
 
 class OneOf(Model):

@@ -172,3 +172,17 @@ def test_mysql_meta_errors_are_one_line(mariadb, tmp_path, run_cli, monkeypatch)
     path = manifest(tmp_path, {"milvus1x": {"path": str(root), "collection": "ips", "meta": closed}},
                     {"milvus": {"uri": str(tmp_path / "lite.db"), "collection": "c"}})
     assert_fails(run_cli, path, UNAVAILABLE, "cannot reach the meta database")
+
+
+def test_keep_first_drops_later_copies_as_if_deleted(tmp_path):
+    writer = Milvus1xWriter(tmp_path)
+    table = writer.collection("c", 4)
+    vectors = np.arange(40, dtype=np.float32).reshape(10, 4)
+    writer.segment(table, np.array([1, 2, 3, 2, 5]), vectors[:5], deleted=[0])  # the deleted 1 is no copy
+    writer.segment(writer.partition(table, "p"), np.array([5, 1, 6, 3, 7]), vectors[5:])
+    writer.write_sqlite()
+    source, batches = read_all(tmp_path, "c", size=2, duplicates="keepFirst")
+    assert source.total == 6 and source.schema.partitions == (("_default", 3), ("p", 3))
+    np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), [2, 3, 5, 1, 6, 7])
+    np.testing.assert_array_equal(np.concatenate([b.vectors for b in batches]), vectors[[1, 2, 4, 6, 7, 9]])
+    assert [b.partition for b in batches] == ["_default", "_default", "p", "p"]
