@@ -6,16 +6,20 @@ import itertools
 import os
 import stat
 
+import faiss
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from milvusdm.env import META_PASSWORD
 from milvusdm.sources.milvus1x import Milvus1xSource
 from milvusdm.spec import Milvus1xSource as Milvus1xSpec
+from milvusdm.spec import S3Settings
 from milvusdm.testing.mariadb import DATABASE, PASSWORD, USER, MariaDB
 from milvusdm.testing.milvus1x_writer import Milvus1xWriter
 from milvusdm.testing.milvus_server import free_port_block
-from tests.conftest import manifest
+from tests.conftest import make_h5, manifest
 from tests.integration.test_bad_input import INPUT, UNAVAILABLE, assert_fails
 from tests.milvus1x_data import legacy_directory
 
@@ -186,3 +190,35 @@ def test_keep_first_drops_later_copies_as_if_deleted(tmp_path):
     np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), [2, 3, 5, 1, 6, 7])
     np.testing.assert_array_equal(np.concatenate([b.vectors for b in batches]), vectors[[1, 2, 4, 6, 7, 9]])
     assert [b.partition for b in batches] == ["_default", "_default", "p", "p"]
+
+
+@pytest.mark.parametrize("kind", ["hdf5", "parquet", "faiss"])
+def test_every_source_refuses_the_key_milvus_never_returns(tmp_path, run_cli, kind):
+    ids, vectors = np.array([1, 2**63 - 1, 3], dtype=np.int64), np.ones((3, 4), dtype=np.float32)
+    if kind == "hdf5":
+        source = {"hdf5": {"path": str(make_h5(tmp_path / "x.h5", vectors, ids))}}
+    elif kind == "parquet":
+        pq.write_table(pa.table({"id": ids, "vector": vectors.tolist()}), tmp_path / "x.parquet")
+        source = {"parquet": {"path": str(tmp_path / "x.parquet")}}
+    else:
+        index = faiss.IndexIDMap(faiss.IndexFlatL2(4))
+        index.add_with_ids(vectors, ids)
+        faiss.write_index(index, str(tmp_path / "x.index"))
+        source = {"faiss": {"path": str(tmp_path / "x.index")}}
+    path = manifest(tmp_path, source, {"milvus": {"uri": str(tmp_path / "lite.db"), "collection": "c"}})
+    assert_fails(run_cli, path, INPUT, "2**63-1", "never returns")
+    assert not (tmp_path / "lite.db").exists()
+
+
+def test_a_directory_copied_to_s3_reads_the_same(tmp_path, s3):
+    _, expected = legacy_directory(tmp_path / "local")
+    for file in (tmp_path / "local").rglob("*"):
+        if file.is_file():
+            s3["client"].upload_file(str(file), s3["bucket"], f"old/{file.relative_to(tmp_path / 'local')}")
+    spec = Milvus1xSpec(path=f"s3://{s3['bucket']}/old", collection="floats")
+    source = Milvus1xSource(spec, S3Settings.model_validate(s3["settings"]))
+    source.open()
+    batches = list(source.batches(0, source.total, 128))
+    ids, vectors = expected.of("floats")
+    np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), ids)
+    np.testing.assert_array_equal(np.concatenate([b.vectors for b in batches]), vectors)

@@ -25,7 +25,7 @@ from milvusdm.batch import Batch
 from milvusdm.errors import InputError
 from milvusdm.layout import DISTANCE_METRICS
 from milvusdm.schema import DYNAMIC_FIELD, VARCHAR_MAX_LENGTH, Column, Schema
-from milvusdm.sources.base import Source, expand
+from milvusdm.sources.base import Source, expand, refuse_sentinel_key
 from milvusdm.spec import ParquetSource as ParquetSpec
 from milvusdm.spec import S3Settings
 from milvusdm.storage import ObjectStore, is_s3
@@ -220,6 +220,8 @@ class ParquetSource(Source):
             raise InputError(f"id column {self.key!r} of {where} holds {ids.null_count} null(s)", "give every row an id")
         if pa.types.is_uint64(ids.type) and len(ids) and pc.max(ids).as_py() > np.iinfo(np.int64).max:
             raise InputError(f"{where} has ids above 2**63-1", "Milvus ids are signed 64-bit integers")
+        for chunk in chunks if self.schema.key is None else ():
+            refuse_sentinel_key(chunk.to_numpy(zero_copy_only=False), where)
         if self.schema.key is not None and len(ids) and pc.max(pc.binary_length(ids)).as_py() > VARCHAR_MAX_LENGTH:
             raise InputError(f"{where} has ids longer than {VARCHAR_MAX_LENGTH} bytes", "shorten the ids")
         distinct = pc.count_distinct(ids).as_py()
