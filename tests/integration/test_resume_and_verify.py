@@ -15,6 +15,7 @@ from milvusdm import engine, spec
 from milvusdm.checkpoint import FileCheckpoints
 from milvusdm.testing import EmbeddedMilvus
 from milvusdm.testing.interrupt import CLI, resume, run_until_killed
+from milvusdm.testing.milvus1x_writer import Milvus1xWriter
 from tests.conftest import SERVER_TOKEN, client_for, make_h5, manifest, read_back
 
 
@@ -26,9 +27,22 @@ def count_all(target: dict, collection: str) -> int:
 
 
 def write_source(kind: str, tmp_path, ids: np.ndarray, vectors: np.ndarray) -> dict:
-    """The same rows as an HDF5 file or as a Faiss IVF index with those ids."""
+    """The same rows as an HDF5 file, a Faiss IVF index with those ids, or a Milvus 1.x
+    directory (three segments, each with deleted rows among the live ones)."""
     if kind == "hdf5":
         return {"hdf5": {"path": str(make_h5(tmp_path / "data.h5", vectors, ids))}}
+    if kind == "milvus1x":
+        writer = Milvus1xWriter(tmp_path / "legacy")
+        table = writer.collection("items", vectors.shape[1])
+        for part_ids, part_vectors in zip(np.array_split(ids, 3), np.array_split(vectors, 3), strict=True):
+            raw = len(part_ids) + 500
+            deleted = np.sort(np.random.default_rng(len(part_ids)).choice(raw, 500, replace=False))
+            live = np.setdiff1d(np.arange(raw), deleted)
+            raw_ids, raw_vectors = np.zeros(raw, dtype=np.int64), np.zeros((raw, vectors.shape[1]), dtype=np.float32)
+            raw_ids[live], raw_vectors[live] = part_ids, part_vectors
+            writer.segment(table, raw_ids, raw_vectors, deleted=deleted[::-1])
+        writer.write_sqlite()
+        return {"milvus1x": {"path": str(writer.root), "collection": "items"}}
     quantizer = faiss.IndexFlatL2(vectors.shape[1])
     index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], 32)
     index.train(vectors[:5000])
@@ -39,7 +53,7 @@ def write_source(kind: str, tmp_path, ids: np.ndarray, vectors: np.ndarray) -> d
 
 @pytest.mark.server
 @pytest.mark.parametrize(("kind", "kill_after"), [("hdf5", 0), ("hdf5", 17_000), ("hdf5", 46_000), ("hdf5", 60_000),
-                                                  ("faiss", 5_000), ("faiss", 33_000)])
+                                                  ("faiss", 5_000), ("faiss", 33_000), ("milvus1x", 21_000)])
 def test_sigkill_then_resume_is_exact(tmp_path, milvus_server, kind, kill_after):
     rows = 60_000
     rng = np.random.default_rng(kill_after)

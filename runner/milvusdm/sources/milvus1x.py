@@ -80,7 +80,7 @@ def _local_meta(location: str, store: ObjectStore | None, folder: str) -> Path:
     """The SQLite meta file as a local path: an s3:// object (and its -wal) is downloaded first."""
     if not is_s3(location):
         return Path(location)
-    store = store or ObjectStore(None)
+    assert store is not None  # made for any s3:// path of the source
     target = Path(folder) / "meta.sqlite"
     if store.exists(location):
         store.download(location, target)
@@ -116,7 +116,10 @@ class _SegmentFiles:
 class Milvus1xSource(Source):
     def __init__(self, spec: Milvus1xSpec, s3: S3Settings | None = None) -> None:
         self.spec = spec
-        self.files = _Directory(spec.path, ObjectStore(s3) if is_s3(spec.path) else None)
+        sqlite = spec.meta.sqlite if spec.meta is not None else None
+        remote = is_s3(spec.path) or (sqlite is not None and is_s3(sqlite))
+        self.store = ObjectStore(s3) if remote else None
+        self.files = _Directory(spec.path, self.store if is_s3(spec.path) else None)
         self.segments: list[_SegmentFiles] = []
 
     def describe(self) -> str:
@@ -163,7 +166,7 @@ class Milvus1xSource(Source):
                                  "point source.milvus1x.path at the 1.x server's storage.path")
             location = meta.sqlite if meta is not None and meta.sqlite else self.files.path(META_FILE)
             with tempfile.TemporaryDirectory(prefix="milvusdm-meta-") as folder:
-                found = read_sqlite(_local_meta(location, self.files.store, folder), location)
+                found = read_sqlite(_local_meta(location, self.store, folder), location)
         name = self.spec.collection
         if name not in found:
             raise InputError(
