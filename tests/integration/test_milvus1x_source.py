@@ -222,3 +222,11 @@ def test_a_directory_copied_to_s3_reads_the_same(tmp_path, s3):
     ids, vectors = expected.of("floats")
     np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), ids)
     np.testing.assert_array_equal(np.concatenate([b.vectors for b in batches]), vectors)
+
+
+def test_keys_alone_match_the_batches(tmp_path):
+    legacy_directory(tmp_path)
+    source, batches = read_all(tmp_path, "floats", size=70, start=5, stop=700)
+    source.open()
+    keys = np.concatenate(list(source.keys(5, 700, 70)))
+    np.testing.assert_array_equal(keys, np.concatenate([b.ids for b in batches]))

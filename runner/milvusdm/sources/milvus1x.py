@@ -138,7 +138,7 @@ class Milvus1xSource(Source):
         plans = [self._check_segment(p.name, segment) for p in partitions for segment in p.segments]
         if self.spec.duplicates == "keepFirst":
             plans = self._keep_first(plans)
-        start, rows = 0, dict.fromkeys((p.name for p in partitions), 0)
+        start, rows, self.segments = 0, dict.fromkeys((p.name for p in partitions), 0), []
         for plan in plans:
             self.segments.append(replace(plan, start=start))
             start += plan.rows
@@ -274,11 +274,19 @@ class Milvus1xSource(Source):
             for a in range(0, plan.rows, SCAN_ROWS):
                 yield self._rows(plan, a, min(a + SCAN_ROWS, plan.rows), with_vectors=False)[0]
 
-    def batches(self, start: int, stop: int, size: int) -> Iterator[Batch]:
-        """Batches never straddle segments (nor, so, partitions)."""
+    def _windows(self, start: int, stop: int, size: int) -> Iterator[tuple[_SegmentFiles, int, int]]:
+        """(segment, first, end) positions of each batch: batches never straddle segments (nor, so, partitions)."""
         for plan in self.segments:
             lo, hi = max(start, plan.start), min(stop, plan.start + plan.rows)
             for begin in range(lo, hi, size):
-                end = min(begin + size, hi)
-                ids, vectors = self._rows(plan, begin - plan.start, end - plan.start, with_vectors=True)
-                yield Batch(begin, ids, vectors, partition=plan.partition)
+                yield plan, begin, min(begin + size, hi)
+
+    def batches(self, start: int, stop: int, size: int) -> Iterator[Batch]:
+        for plan, begin, end in self._windows(start, stop, size):
+            ids, vectors = self._rows(plan, begin - plan.start, end - plan.start, with_vectors=True)
+            yield Batch(begin, ids, vectors, partition=plan.partition)
+
+    def keys(self, start: int, stop: int, size: int) -> Iterator[np.ndarray]:
+        """The ids alone, from the .uid files."""
+        for plan, begin, end in self._windows(start, stop, size):
+            yield self._rows(plan, begin - plan.start, end - plan.start, with_vectors=False)[0]
