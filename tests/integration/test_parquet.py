@@ -99,6 +99,11 @@ def test_vectordbbench_train_file(tmp_path, run_cli, lite, rng):
     np.testing.assert_array_equal(found, np.sort(ids))
     np.testing.assert_array_equal(rows[int(ids[2100])]["vector"], vectors[2100])
 
+    export = tmp_path / "vdb.parquet"  # an int64-keyed collection out and in again
+    run(run_cli, manifest(tmp_path, {"milvus": {**lite, "collection": "vdb"}}, {"parquet": {"path": str(export)}}, verify="full"))
+    run(run_cli, manifest(tmp_path, {"parquet": {"path": str(export)}}, {"milvus": {**lite, "collection": "again"}}, verify="full"))
+    assert read_back(lite, "again")[1] == rows
+
 
 def test_pinecone_file_keys_strings_and_metadata_as_dynamic_fields(tmp_path, run_cli, lite, rng):
     vectors = rng.random((500, 8))

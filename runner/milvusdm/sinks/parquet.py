@@ -5,8 +5,9 @@ A Parquet file cannot be appended to after a crash (its footer comes last), so w
 runs, ``<name>.partial`` is a folder of segments, one per batch, each named by its first row and
 renamed into place when written: a replayed batch replaces its segment whole. Finishing walks
 the segments from row 0 (after a resume, the segments of the latest run win, and with the same
-source rows any tiling holds the same data), writes them into one file in row groups of
-``ROW_GROUP_BYTES`` and renames it to its final name. Files, folders, S3 staging: see ``files``.
+source rows any tiling holds the same data), writes each as one row group of the final file
+(a batch: ~5 MB at 10,000 x 128-d, what readers stream well; joining them into 16 MiB row
+groups measured ~35 MB more peak memory) and renames the file into place. Files, folders, S3 staging: see ``files``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from milvusdm.sinks.files import ExportFile, FileSink
 from milvusdm.sources.parquet import open_parquet
 from milvusdm.storage import ObjectStore
 
-ROW_GROUP_BYTES = 16 << 20  # streams on both sides: our reader and Milvus' import read a row group at a time
 SEGMENT = ".parquet"
 
 
@@ -71,14 +71,8 @@ class ParquetExport(ExportFile):
             return False
         assembled = self.partial / "assembled"
         with pq.ParquetWriter(assembled, self.arrow, **self.options) as writer:
-            pending: list[pa.Table] = []
             for segment in self._segments():
-                pending.append(pq.read_table(segment))
-                if sum(t.nbytes for t in pending) >= ROW_GROUP_BYTES:
-                    writer.write_table(pa.concat_tables(pending), row_group_size=sum(len(t) for t in pending))
-                    pending = []
-            if pending:
-                writer.write_table(pa.concat_tables(pending), row_group_size=sum(len(t) for t in pending))
+                writer.write_table(pq.ParquetFile(segment).read(use_threads=False))
         os.replace(assembled, self.path)
         shutil.rmtree(self.partial)
         return True
