@@ -1,13 +1,17 @@
 """Throughput and memory of `milvusdm run` against the raw pymilvus ceiling, in one run, on one server.
 
-    .venv/bin/python benchmarks/throughput.py [--rows 100000 1000000] [--dim 128] [--sources hdf5 faiss-flat faiss-ivf]
+    .venv/bin/python benchmarks/throughput.py [--rows 200000 1000000] [--dim 128] [--sources hdf5 faiss-flat faiss-ivf]
+                                              [--modes sample none full]
 
 For each N: (1) the ceiling — column-wise batched insert of N random rows with pymilvus
 (``.tolist()`` columns, the fastest stock path), then flush, FLAT index and load; (2) `milvusdm run`
-of an HDF5 file holding the same N rows into the same server, ending in the same state (indexed,
-loaded, row count checked). Both clocks are wall clock around the whole thing; milvusdm runs as a child process so
-its peak RSS is its own (the summary's ``peak_rss_mb``, from the kernel's VmHWM: ``wait4``'s
-ru_maxrss would count the forked parent's memory from before exec). Prints a table and writes benchmarks/results/throughput.json.
+of an HDF5 file (or Faiss index) holding the same N rows into the same server, ending in the same
+state (indexed, loaded, verified), once per verify mode. Every run uses the manifest's defaults
+(``verify: sample``, batch 10,000) except ``index: {type: FLAT}``, the ceiling's index, and the
+row's verify mode. Both clocks are wall clock around the whole thing. milvusdm runs as a child
+process; its peak memory is measured from outside, as a pod's limit sees it: the summed RSS of
+its process tree, sampled every 20 ms (``peak_rss_mb``; the summary's own VmHWM is reported
+beside it). Prints a table and writes benchmarks/results/throughput.json.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -86,11 +91,52 @@ def ceiling(uri: str, path: Path, collection: str) -> float:
     return seconds
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants now, in MB (0 once it is gone)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        try:
+            status = (Path("/proc") / str(current) / "status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return total / 1024
+
+
+def measured(command: list[str]) -> tuple[float, float, bytes]:
+    """(seconds, peak process-tree RSS in MB, stdout) of a child process."""
+    began = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE)
+    peak, output = 0.0, []
+    reader = threading.Thread(target=lambda: output.append(child.stdout.read()))
+    reader.start()
+    while child.poll() is None:
+        peak = max(peak, tree_rss_mb(child.pid))
+        time.sleep(0.02)
+    seconds = time.perf_counter() - began
+    reader.join()
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, command)
+    return seconds, peak, output[0]
+
+
 def milvusdm(
-    uri: str, source: dict, collection: str, workdir: Path, target: dict | None = None, s3: dict | None = None
+    uri: str, source: dict, collection: str, workdir: Path, target: dict | None = None, s3: dict | None = None,
+    verify: str | None = None,
 ) -> tuple[float, float, dict]:
-    """(seconds, peak RSS in MB, summary) of `milvusdm run` as a child process; the target is
-    a FLAT-indexed collection on ``uri`` (dropped afterwards) unless given."""
+    """(seconds, peak process-tree RSS in MB, summary) of `milvusdm run` as a child process, with the
+    manifest's defaults (``verify`` given: that mode); the target is a FLAT-indexed collection on
+    ``uri`` (dropped afterwards) unless given."""
     manifest = workdir / f"{collection}.yaml"
     into = target or {"milvus": {"uri": uri, "collection": collection, "index": {"type": "FLAT"}}}
     manifest.write_text(
@@ -102,23 +148,20 @@ def milvusdm(
                 "spec": {
                     "source": source,
                     "target": into,
-                    "batchSize": BATCH,
-                    "verify": "count",  # like the ceiling: no re-read of the source
+                    **({"verify": verify} if verify else {}),
                     **({"s3": s3} if s3 else {}),
                 },
             }
         )
     )
     cli = Path(sys.executable).with_name("milvusdm")
-    began = time.perf_counter()
-    child = subprocess.run([str(cli), "run", "-f", str(manifest), "--json", "-q"], stdout=subprocess.PIPE, check=True)
-    seconds = time.perf_counter() - began
-    summary = json.loads(child.stdout)
+    seconds, peak, output = measured([str(cli), "run", "-f", str(manifest), "--json", "-q"])
+    summary = json.loads(output)
     if target is None:
         client = MilvusClient(uri)
         client.drop_collection(collection)
         client.close()
-    return seconds, summary["peak_rss_mb"], summary
+    return seconds, peak, summary
 
 
 class Results(list):
@@ -135,9 +178,10 @@ class Results(list):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--sources", nargs="+", default=["hdf5", "faiss-flat", "faiss-ivf"])
+    parser.add_argument("--modes", nargs="+", default=["sample", "none", "full"], help="verify modes; sample is the default")
     args = parser.parse_args()
     results = Results()
     with tempfile.TemporaryDirectory() as scratch, EmbeddedMilvus(Path(scratch) / "milvus") as server:
@@ -153,28 +197,24 @@ def main() -> None:
                     path = work / f"{kind}-{rows}.faiss"
                     write_faiss(h5, path, kind)
                     source = {"faiss": {"path": str(path)}}
-                collection = f"{kind.replace('-', '_')}_{rows}"
-                ours, rss, summary = milvusdm(server.uri, source, collection, work)
-                assert summary["rows"] == rows and summary["verified"] == f"count ({rows} rows)", summary
-                file_mb = path.stat().st_size / 2**20 if kind != "hdf5" else 0
-                result = {
-                    "rows": rows,
-                    "source": kind,
-                    "ceiling_rows_per_s": round(rows / raw),
-                    "milvusdm_rows_per_s": round(rows / ours),
-                    "ratio": round(raw / ours, 3),
-                    "milvusdm_peak_rss_mb": round(rss),
-                    "peak_rss_above_index_mb": round(rss - file_mb),
-                    "milvusdm_phases_s": summary["phases"],
-                }
-                results.add(result)
+                for mode in args.modes:
+                    collection = f"{kind.replace('-', '_')}_{rows}_{mode}"
+                    ours, rss, summary = milvusdm(server.uri, source, collection, work, verify=None if mode == "sample" else mode)
+                    assert summary["rows"] == rows and summary["verified"].startswith(mode), summary
+                    file_mb = path.stat().st_size / 2**20 if kind != "hdf5" else 0
+                    results.add({
+                        "rows": rows, "source": kind, "verify": mode, "ceiling_rows_per_s": round(rows / raw),
+                        "milvusdm_rows_per_s": round(rows / ours), "ratio": round(raw / ours, 3),
+                        "milvusdm_seconds": round(ours, 2), "peak_rss_mb": round(rss), "own_vmhwm_mb": summary["peak_rss_mb"],
+                        "peak_rss_above_index_mb": round(rss - file_mb), "milvusdm_phases_s": summary["phases"],
+                    })
     results.save("throughput")
-    print(f"\n{'rows':>9} {'source':>11} {'ceiling rows/s':>15} {'milvusdm rows/s':>16} {'ratio':>6} "
-          f"{'peak RSS MB':>12} {'above index':>12}")
+    print(f"\n{'rows':>9} {'source':>11} {'verify':>7} {'ceiling rows/s':>15} {'milvusdm rows/s':>16} {'ratio':>6} "
+          f"{'peak RSS MB':>12} {'above index':>12}  phases (s)")
     for r in results:
         print(
-            f"{r['rows']:>9} {r['source']:>11} {r['ceiling_rows_per_s']:>15} {r['milvusdm_rows_per_s']:>16} "
-            f"{r['ratio']:>6} {r['milvusdm_peak_rss_mb']:>12} {r['peak_rss_above_index_mb']:>12}"
+            f"{r['rows']:>9} {r['source']:>11} {r['verify']:>7} {r['ceiling_rows_per_s']:>15} {r['milvusdm_rows_per_s']:>16} "
+            f"{r['ratio']:>6} {r['peak_rss_mb']:>12} {r['peak_rss_above_index_mb']:>12}  {r['milvusdm_phases_s']}"
         )
 
 

@@ -24,11 +24,12 @@ from pymilvus import DataType
 from milvusdm.batch import Batch
 from milvusdm.checkpoint import Checkpoint, CheckpointStore, Shard, fingerprint
 from milvusdm.checks import check as check_manifest
+from milvusdm.digest import Digest, new_seed
 from milvusdm.errors import InputError, VerificationError
 from milvusdm.sinks import Sink, open_sink
 from milvusdm.sources import Source, open_source
 from milvusdm.spec import MilvusMigration, Target
-from milvusdm.verify import verify
+from milvusdm.verify import Proof, verify
 
 log = logging.getLogger(__name__)
 DEFAULT_INFLIGHT = 2
@@ -226,18 +227,20 @@ def run(
     shard: Shard = Shard(),
     target_prepared: bool = False,
     inflight: int = DEFAULT_INFLIGHT,
+    seed: str | None = None,
 ) -> Summary:
     """Run a migration (or one shard of it); raises a MigrationError subclass on failure.
 
     With ``checkpoints``, progress is saved after every committed batch; ``resume`` continues
     from the saved checkpoint (None: if there is one), writing everything after it
     idempotently. ``target_prepared``: another shard created the target; use it as it is.
+    ``seed``: the digests' keys, the same for every shard (default: random).
     """
     key = fingerprint(migration)
     try:
         check_manifest(migration)
         saved = _usable_checkpoint(checkpoints, key, resume, migration.spec.target)
-        job = _Run(migration, observers, checkpoints, shard, inflight)
+        job = _Run(migration, observers, checkpoints, shard, inflight, seed)
         try:
             job.execute(key, saved, target_prepared)
         finally:
@@ -255,9 +258,10 @@ class _Run:
     """One run's source, sink, checkpoint and summary, phase by phase."""
 
     def __init__(self, migration: MilvusMigration, observers: Sequence[Observer], checkpoints: CheckpointStore | None,
-                 shard: Shard, inflight: int) -> None:
+                 shard: Shard, inflight: int, seed: str | None) -> None:
         self.spec = spec = migration.spec
         self.observers, self.checkpoints, self.shard, self.inflight = observers, checkpoints, shard, inflight
+        self.seed = seed or new_seed()
         self.source, self.sink = open_source(spec.source, spec.s3), open_sink(spec.target, spec.s3)
         self.summary = Summary(migration.metadata.name, self.source.describe(), self.sink.describe())
         self.began = time.monotonic()
@@ -285,6 +289,7 @@ class _Run:
                 return
             self.state = saved or self._fresh(key)
             self.conflicts = self._conflicts()
+            self.proof = self._proof()
         except InputError:
             if not resuming:
                 self._abandon()  # nothing written yet: leave the target as it was
@@ -315,10 +320,14 @@ class _Run:
         if kept and mode in ("sample", "full"):
             mode = "ids"  # the rows kept from before hold other values than the source's
             self.summary.warnings.append(f"{len(conflicts)} rows kept as the target had them; values not compared")
-        expected = self.state.baseline + self.summary.total - len(conflicts) if self.shard.count == 1 else None
+        whole = self.shard.count == 1  # else other shards write too: each checks its own range
+        expected = self.state.baseline + self.summary.total - len(conflicts) if whole else None
+        # keys the target held already are in both digests once: look the source's ids up instead
+        baseline = _baseline(self.state, self.proof.kind) if whole and not conflicts else None
+        proof = self.proof if mode == self.proof.mode else Proof(mode, self.source.schema, self.proof.seed)
         bounds = (self.start, self.stop)
         try:
-            self.summary.verified = verify(mode, self.source, self.sink, bounds, expected, self.spec.verify_sample)
+            self.summary.verified = verify(proof, self.source, self.sink, bounds, expected, self.spec.verify_sample, baseline)
         except VerificationError as error:
             if self.sink.staging:
                 self.sink.abandon()
@@ -341,14 +350,18 @@ class _Run:
         """The first checkpoint; for a target that existed, its rows (for the final count check)
         and the source keys it already holds (refused, skipped or upserted, never duplicated)."""
         existed = not self.sink.created
-        baseline = self.sink.count() if existed and self.spec.verify != "none" and self.shard.count == 1 else 0
+        counted = existed and self.spec.verify != "none" and self.shard.index == 0  # before other shards write
+        baseline = self.sink.count() if counted else 0
         conflicts: tuple[str, ...] = ()
+        proof = Proof(self.spec.verify, self.source.schema, self.seed)
+        held = ""  # the digest of what the target held, for the final check
         if existed:
             self.clock.lap("prepare")
             conflicts = self._scan()
+            held = f"{proof.kind}/{proof.of_target(self.sink).text()}" if counted and proof.kind else ""
             self.clock.lap("keys")
         return Checkpoint(key, position=self.start, rows=0, created=self.sink.created, baseline=baseline,
-                          conflicts=conflicts)
+                          conflicts=conflicts, seed=self.seed, digest_of=proof.kind, baseline_digest=held)
 
     def _scan(self) -> tuple[str, ...]:
         """The source keys the target holds already: a key-only lookup, chunk by chunk."""
@@ -368,6 +381,18 @@ class _Run:
                 "use mode overwrite, or remove the overlapping rows from the source or the target",
             )
         return tuple(map(str, keys.tolist()))
+    def _proof(self) -> Proof:
+        """The digest of the rows committed so far: from the checkpoint, or read again from the source
+        if it kept another kind (the manifest's verify mode changed between attempts)."""
+        state = self.state
+        proof = Proof(self.spec.verify, self.source.schema, state.seed or self.seed)
+        if proof.kind and state.digest_of == proof.kind and state.digest:
+            proof.copied = Digest.parse(state.digest)
+        elif proof.kind:
+            proof.copied = proof.of_source(self.source, self.start, state.position, self.spec.batch_size)
+        self.state = replace(state, seed=proof.seed, digest=proof.copied.text(), digest_of=proof.kind)
+        return proof
+
 
     def _save(self) -> None:
         if self.checkpoints is not None:
@@ -382,7 +407,8 @@ class _Run:
         return Conflicts(self.sink, values, self.sink.on_conflict)
 
     def _committed(self, batch: Batch) -> None:
-        self.state = replace(self.state, position=batch.stop, rows=self.state.rows + len(batch))
+        self.proof.fold(batch)
+        self.state = replace(self.state, position=batch.stop, rows=self.state.rows + len(batch), digest=self.proof.copied.text())
         self.summary.rows += len(batch)
         for observer in self.observers:
             observer.committed(self.state.position - self.start)
@@ -429,10 +455,40 @@ def check(migration: MilvusMigration, mode: str | None = None) -> str:
         sink.attach(source.schema)
         _, settings = spec.target.one_of()
         whole = getattr(settings, "mode", None) != "append"  # else the target may hold other rows too
-        return verify(mode or spec.verify, source, sink, (0, source.total), source.total if whole else None, spec.verify_sample)
+        proof = Proof(mode or spec.verify, source.schema, new_seed())
+        if proof.kind:
+            proof.copied = proof.of_source(source, 0, source.total, spec.batch_size)
+        expected, baseline = (source.total, Digest()) if whole else (None, None)
+        return verify(proof, source, sink, (0, source.total), expected, spec.verify_sample, baseline)
     finally:
         sink.close()
         source.close()
+
+
+def check_shards(migration: MilvusMigration, shards: Sequence[Checkpoint]) -> str:
+    """After the last shard of a sharded run: the whole target against the sum of every shard's digest."""
+    spec, first = migration.spec, shards[0]
+    source, sink = open_source(spec.source, spec.s3), open_sink(spec.target, spec.s3)
+    try:
+        source.open()
+        sink.attach(source.schema)
+        copied = sum((Digest.parse(s.digest) for s in shards if s.digest), Digest())
+        proof = Proof(spec.verify, source.schema, first.seed, copied)
+        whole = all(s.digest_of == proof.kind and s.seed == first.seed for s in shards)
+        baseline = _baseline(first, proof.kind) if whole else None
+        expected = first.baseline + source.total if whole else None
+        return verify(proof, source, sink, (0, source.total), expected, spec.verify_sample, baseline)
+    finally:
+        sink.close()
+        source.close()
+
+
+def _baseline(state: Checkpoint, kind: str) -> Digest | None:
+    """The digest of what the target held before this migration (None: unknown)."""
+    if state.created:
+        return Digest()
+    of, _, text = state.baseline_digest.partition("/")
+    return Digest.parse(text) if of == kind and text else None
 
 
 def _usable_checkpoint(

@@ -38,9 +38,18 @@ def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Sum
         except MigrationError as error:
             status.failed(error)
             raise
-    return engine.run(  # tells the status (one of its observers) of its own failures
+    summary = engine.run(  # tells the status (one of its observers) of its own failures
         migration, [*observers, status], checkpoints=status, resume=None, shard=shard, target_prepared=shard.index > 0,
+        seed=resource.seed(),
     )
+    if shard.count > 1 and (shards := status.completed_shards(shard.count)):  # the last shard to finish
+        try:
+            summary.verified = engine.check_shards(migration, shards)
+        except MigrationError as error:
+            status.failed(error)
+            raise
+        status.finished(summary)
+    return summary
 
 
 def _run_collections(migration: MilvusMigration, resource: MigrationResource, status: ResourceStatus,
@@ -84,6 +93,14 @@ class ResourceStatus:
     def complete(self) -> None:
         self.mine = replace(self.mine, completed=True)
         self.flush()
+
+    def completed_shards(self, count: int) -> list[Checkpoint] | None:
+        """Every shard's final checkpoint once all ``count`` have completed (else None). Each shard
+        reads this after writing its own completion, so the last to finish sees them all."""
+        shards = self.resource.status().shards
+        if not all(str(i) in shards and shards[str(i)].completed for i in range(count)):
+            return None
+        return [shards[str(i)].checkpoint() for i in range(count)]
 
     # -- Observer -------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Small on purpose: the operator imports it alone, without the engine, pymilvus or
 from __future__ import annotations
 
 import datetime
+import hashlib
 from typing import Any
 
 import kubernetes
@@ -58,6 +59,12 @@ class MigrationResource:
     def status(self) -> MigrationStatus:
         """The status, freshly read."""
         return MigrationStatus.model_validate(self.get().get("status") or {})
+
+    def seed(self) -> str:
+        """The digests' keys, the same for every shard and pod: from the object's uid (random, given
+        by the API server)."""
+        uid = self.get().get("metadata", {}).get("uid") or f"{self.namespace}/{self.name}"
+        return hashlib.sha256(uid.encode()).hexdigest()[:32]
 
     def migration(self) -> MilvusMigration:
         return parse(self.get(), origin=f"MilvusMigration {self.namespace}/{self.name}")

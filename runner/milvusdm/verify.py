@@ -1,25 +1,81 @@
-"""Proving the target holds what the source has.
+"""Proving the target holds what the source has, at little more than the cost of a key scan.
 
-Modes, each including the ones before: ``count`` (row count), ``ids`` (every source id is
-present; with the count this rules out missing, extra and duplicated rows), ``sample`` (N
-random rows' vectors and fields are equal), ``full`` (every row equal). The source is read
-again and the target queried by primary key, batch by batch: memory stays O(batch).
+Modes, each including the ones before: ``count`` (row count), ``ids`` (the target holds exactly
+the source's keys: none missing, none extra, none twice), ``sample`` (N random rows equal in every
+field), ``full`` (every row equal). The copy folds every committed batch into a digest (see
+``digest``: of keys, or of whole rows for ``full``); the target is scanned once, keys only (or
+whole rows), into the same digest; with the row count this proves the multiset. Only when they
+disagree is anything read again: a second pass per hash bucket names the first differing ids.
+Where the target may hold rows of others (one shard of a sharded run, ``milvusdm verify`` of an
+append), the source's ids are looked up in the target instead. Memory stays O(batch).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from milvusdm.batch import Batch
+from milvusdm.digest import Digest, Hasher, words
 from milvusdm.errors import VerificationError
-from milvusdm.schema import Column
+from milvusdm.schema import Schema
 from milvusdm.sinks import Sink
 from milvusdm.sources import Source
 
 LOOKUP_BATCH = 5_000  # ids per target query (Milvus caps a query's result window at 16384)
+SCAN_BATCH = 10_000  # whole rows per page of a target scan
 SAMPLE_SEED = 20_261_128
+BUCKETS = 4096  # hash buckets of the second pass
+EXAMINED_BUCKETS = 8  # differing buckets whose rows are listed
+EXAMPLES = 5
+
+
+def digests(mode: str) -> bool:
+    """Whether ``mode`` folds the copy into a digest."""
+    return mode in ("ids", "sample", "full")
+
+
+class Proof:
+    """The digest a run keeps of what it copied: of keys, or of whole rows for ``full``."""
+
+    def __init__(self, mode: str, schema: Schema, seed: str, copied: Digest | None = None) -> None:
+        self.mode, self.whole, self.seed = mode, mode == "full", seed
+        self.hasher = Hasher(seed, schema, self.whole) if digests(mode) else None
+        self.copied = copied or Digest()
+
+    @property
+    def rows_hasher(self) -> Hasher:
+        """The hasher (modes ids, sample and full have one)."""
+        assert self.hasher is not None, f"verify mode {self.mode} keeps no digest"
+        return self.hasher
+
+    @property
+    def kind(self) -> str:
+        return "" if self.hasher is None else "rows" if self.whole else "keys"
+
+    def fold(self, batch: Batch) -> None:
+        if self.hasher is not None:
+            self.copied += self.rows_hasher.digest(batch)
+
+    def of_source(self, source: Source, start: int, stop: int, size: int) -> Digest:
+        """The digest of source rows ``start..stop``, read again (keys alone unless ``full``)."""
+        total = Digest()
+        if self.whole:
+            for batch in source.batches(start, stop, size):
+                total += self.rows_hasher.digest(batch.normalized())
+        else:
+            for keys in source.keys(start, stop, size):
+                total += self.rows_hasher.digest(_keys(keys))
+        return total
+
+    def of_target(self, sink: Sink) -> Digest:
+        total = Digest()
+        for batch in sink.scan(self.whole, SCAN_BATCH):
+            total += self.rows_hasher.digest(batch)
+        return total
 
 
 @dataclass
@@ -33,23 +89,30 @@ class Findings:
 
     def note_missing(self, ids: np.ndarray) -> None:
         self.missing_count += len(ids)
-        self.missing.extend(ids[: max(0, 5 - len(self.missing))].tolist())
+        self.missing.extend(ids[: max(0, EXAMPLES - len(self.missing))].tolist())
 
     def note_difference(self, text: str) -> None:
         self.differing_count += 1
-        if len(self.differing) < 5:
+        if len(self.differing) < EXAMPLES:
             self.differing.append(text)
 
 
 def verify(
-    mode: str,
+    proof: Proof,
     source: Source,
     sink: Sink,
     bounds: tuple[int, int],
     expected_count: int | None,
     sample_size: int = 1000,
+    baseline: Digest | None = None,
 ) -> str:
-    """Check the target; returns a short description of what was proven, or raises."""
+    """Check the target; returns a short description of what was proven, or raises.
+
+    ``proof.copied`` is the digest of the source's rows in ``bounds``; with an ``expected_count``
+    and the ``baseline`` digest of what the target held before, the target must hold exactly
+    those rows. Without them, the source's ids are looked up instead.
+    """
+    mode = proof.mode
     if mode == "none":
         return "none"
     problems, found_count = [], None
@@ -62,7 +125,18 @@ def verify(
     if mode == "count":
         _raise_if(problems, sink)
         return f"count ({found_count} rows)" if found_count is not None else "none (count needs the whole target)"
-    findings = _compare(mode, source, sink, bounds, sample_size)
+    if expected_count is not None and baseline is not None:
+        findings = Findings(checked=proof.copied.rows)
+        if proof.of_target(sink) - baseline != proof.copied:
+            findings = _locate(proof, source, sink, bounds)
+            if not findings.missing_count and not findings.differing_count:
+                problems.append("its digest differs from the source's, but no differing row was found")
+        if mode == "sample":
+            _compare_sample(proof, source, sink, _sample_positions(bounds, sample_size), findings)
+        elif mode == "full" and not findings.differing_count and not findings.missing_count:
+            findings.compared = proof.copied.rows
+    else:
+        findings = _look_up(proof, source, sink, bounds, sample_size)
     if findings.missing_count:
         examples = ", ".join(map(str, findings.missing))
         problems.append(f"{findings.missing_count} source ids missing (e.g. {examples})")
@@ -82,50 +156,153 @@ def _raise_if(problems: list[str], sink: Sink) -> None:
         )
 
 
-def _sample_positions(mode: str, bounds: tuple[int, int], sample_size: int) -> np.ndarray | None:
-    """Sorted source positions whose rows are compared field by field (None: all of them)."""
+def _keys(ids: np.ndarray) -> Batch:
+    return Batch(0, ids, np.empty((len(ids), 0), dtype=np.float32))
+
+
+def _sample_positions(bounds: tuple[int, int], sample_size: int) -> np.ndarray:
+    """Sorted source positions of the sample. Drawn without an array of the whole range: numpy
+    draws a small sample from a large range with Floyd's algorithm, O(sample)."""
     start, stop = bounds
-    if mode == "full":
-        return None
-    if mode == "ids":
-        return np.empty(0, dtype=np.int64)
     size = min(sample_size, stop - start)
     rng = np.random.default_rng(SAMPLE_SEED)
-    return np.sort(rng.choice(np.arange(start, stop), size=size, replace=False))
+    return start + np.sort(rng.choice(stop - start, size=size, replace=False))
 
 
-def _compare(mode: str, source: Source, sink: Sink, bounds: tuple[int, int], sample_size: int) -> Findings:
+# -- naming what differs (only after the digests disagreed) ---------------------------------
+
+
+def _bucket_sums(proof: Proof, batches: Iterator[Batch], keys: Hasher) -> np.ndarray:
+    """Per hash bucket of the key: row count and both lanes' sums, (3, BUCKETS) uint64."""
+    sums = np.zeros((3, BUCKETS), dtype=np.uint64)
+    for batch in batches:
+        bucket = (keys.rows(batch)[0] >> np.uint64(52)).astype(np.intp)
+        a, b = proof.rows_hasher.rows(batch)
+        for lane, values in enumerate((np.ones(len(batch), np.uint64), a, b)):
+            np.add.at(sums[lane], bucket, values)
+    return sums
+
+
+def _rows_in(proof: Proof, batches: Iterator[Batch], keys: Hasher, chosen: np.ndarray) -> dict[Any, list[Any]]:
+    """key -> list of (row hash, per-column hashes) of the rows in the ``chosen`` buckets."""
+    found: dict[Any, list[Any]] = {}
+    for batch in batches:
+        bucket = (keys.rows(batch)[0] >> np.uint64(52)).astype(np.intp)
+        rows = np.flatnonzero(np.isin(bucket, chosen))
+        if not len(rows):
+            continue
+        part = _take(batch, rows)
+        a, _ = proof.rows_hasher.rows(part)
+        columns = _column_hashes(proof, part)
+        for i, key in enumerate(part.ids.tolist()):
+            found.setdefault(key, []).append((int(a[i]), [c[i] for c in columns]))
+    return found
+
+
+def _column_hashes(proof: Proof, batch: Batch) -> list[list[bytes]]:
+    """Per column (vector, then fields) the canonical words of each row, to name what differs."""
+    if not proof.whole:
+        return []
+    seed = proof.rows_hasher.seed
+    columns = [words(proof.rows_hasher.vector, batch.vectors, seed)]
+    columns += [words(c, batch.scalars[c.name], seed) for c in proof.rows_hasher.scalars]
+    return [[row.tobytes() for row in column] for column in columns]
+
+
+def _take(batch: Batch, rows: np.ndarray) -> Batch:
+    vectors = batch.vectors[rows] if batch.vectors.shape[1] else np.empty((len(rows), 0), np.float32)
+    return Batch(0, batch.ids[rows], vectors, {n: v[rows] for n, v in batch.scalars.items()})
+
+
+def _source_batches(proof: Proof, source: Source, bounds: tuple[int, int]) -> Iterator[Batch]:
+    if proof.whole:
+        return (b.normalized() for b in source.batches(*bounds, SCAN_BATCH))
+    return (_keys(k) for k in source.keys(*bounds, SCAN_BATCH))
+
+
+def _locate(proof: Proof, source: Source, sink: Sink, bounds: tuple[int, int]) -> Findings:
+    """The first differing ids: bucket the rows of both sides by their key's hash, then list the
+    rows of the first differing buckets. Rows the target held before (mode append) show as extra."""
+    keys = Hasher(proof.seed, proof.rows_hasher.schema, whole=False)
+    ours = _bucket_sums(proof, _source_batches(proof, source, bounds), keys)
+    theirs = _bucket_sums(proof, sink.scan(proof.whole, SCAN_BATCH), keys)
+    differing = np.flatnonzero((ours != theirs).any(axis=0))
+    chosen = differing[:EXAMINED_BUCKETS]
+    expected = _rows_in(proof, _source_batches(proof, source, bounds), keys, chosen)
+    held = _rows_in(proof, sink.scan(proof.whole, SCAN_BATCH), keys, chosen)
+    findings = Findings(checked=proof.copied.rows)
+    columns = ["vector", *(f"field {c.name}" for c in proof.rows_hasher.scalars)]
+    missing = [key for key in expected if key not in held]
+    findings.note_missing(np.array(missing, dtype=object))
+    findings.checked -= len(missing)
+    for key, copies in held.items():
+        if key not in expected:
+            findings.note_difference(f"id {key}: not in the source")
+        elif len(copies) > 1:
+            findings.note_difference(f"id {key}: stored {len(copies)} times")
+        elif copies[0][0] != expected[key][0][0]:
+            ours_columns, theirs_columns = expected[key][0][1], copies[0][1]
+            what = next((name for name, x, y in zip(columns, ours_columns, theirs_columns, strict=True) if x != y), "key")
+            findings.note_difference(f"id {key}: {what}")
+    if len(differing) > len(chosen):
+        findings.note_difference(f"and more in {len(differing) - len(chosen)} other hash buckets")
+    return findings
+
+
+# -- sampling and looking up ---------------------------------------------------------------
+
+
+def _compare_sample(proof: Proof, source: Source, sink: Sink, positions: np.ndarray, findings: Findings) -> None:
+    """The sampled source rows against the target's rows with the same keys, field by field."""
+    hasher = Hasher(proof.seed, proof.rows_hasher.schema, whole=True)
+    for batch in source.rows_at(positions):
+        batch = batch.normalized()
+        found = sink.fetch(batch.ids, with_data=True)
+        present = np.isin(batch.ids, found.ids)
+        if not present.all():
+            findings.note_missing(batch.ids[~present])
+        _compare_rows(hasher, batch, found, np.flatnonzero(present), findings)
+
+
+def _compare_rows(hasher: Hasher, source: Batch, target: Batch, rows: np.ndarray, findings: Findings) -> None:
+    """Rows ``rows`` of ``source`` against the target's rows of the same keys, by whole-row hash;
+    a differing row is named with its first differing column."""
+    where = {pk: i for i, pk in enumerate(target.ids.tolist())}
+    if not len(rows):
+        return
+    mine = _take(source, rows)
+    order = np.array([where[pk] for pk in mine.ids.tolist()], dtype=np.intp)
+    theirs = _take(target, order)
+    ours_hash, theirs_hash = hasher.rows(mine)[0], hasher.rows(theirs)[0]
+    findings.compared += len(rows)
+    names = ["vector", *(f"field {c.name}" for c in hasher.scalars)]
+    for i in np.flatnonzero(ours_hash != theirs_hash):
+        left = [words(hasher.vector, mine.vectors[i : i + 1], hasher.seed)]
+        right = [words(hasher.vector, theirs.vectors[i : i + 1], hasher.seed)]
+        for c in hasher.scalars:
+            left.append(words(c, mine.scalars[c.name][i : i + 1], hasher.seed))
+            right.append(words(c, theirs.scalars[c.name][i : i + 1], hasher.seed))
+        what = next((n for n, x, y in zip(names, left, right, strict=True) if not np.array_equal(x, y)), "key")
+        findings.note_difference(f"id {mine.ids[i]}: {what}")
+
+
+def _look_up(proof: Proof, source: Source, sink: Sink, bounds: tuple[int, int], sample_size: int) -> Findings:
+    """Where the target may hold other rows: every source id looked up in it (and compared for
+    ``full``), or for ``sample`` the sampled rows alone."""
     findings = Findings()
-    sampled = _sample_positions(mode, bounds, sample_size)
+    hasher = Hasher(proof.seed, proof.rows_hasher.schema, whole=True)
+    if proof.mode == "sample":
+        positions = _sample_positions(bounds, sample_size)
+        _compare_sample(proof, source, sink, positions, findings)
+        findings.checked = findings.compared
+        return findings
     for batch in source.batches(*bounds, LOOKUP_BATCH):
         batch = batch.normalized()
-        if sampled is None:
-            rows = np.arange(len(batch))
-        else:
-            lo, hi = np.searchsorted(sampled, [batch.start, batch.stop])
-            rows = sampled[lo:hi] - batch.start
-        with_data = len(rows) > 0
-        found = sink.fetch(batch.ids, with_data=with_data)
+        found = sink.fetch(batch.ids, with_data=proof.whole)
         present = np.isin(batch.ids, found.ids)
         findings.checked += int(present.sum())
         if not present.all():
             findings.note_missing(batch.ids[~present])
-        if with_data:
-            _compare_rows(source.schema.scalars, batch, found, rows[present[rows]], findings)
+        if proof.whole:
+            _compare_rows(hasher, batch, found, np.flatnonzero(present), findings)
     return findings
-
-
-def _compare_rows(columns: tuple[Column, ...], source: Batch, target: Batch, rows: np.ndarray, findings: Findings) -> None:
-    where = {pk: i for i, pk in enumerate(target.ids.tolist())}
-    keys = source.ids.tolist()
-    for row in rows:
-        pk = keys[row]
-        t = where[pk]
-        findings.compared += 1
-        if not np.array_equal(source.vectors[row], target.vectors[t]):
-            findings.note_difference(f"id {pk}: vector")
-            continue
-        for column in columns:
-            if not column.type.same(source.scalars[column.name][row], target.scalars[column.name][t]):
-                findings.note_difference(f"id {pk}: field {column.name}")
-                break

@@ -11,8 +11,9 @@ import faiss
 import numpy as np
 import pytest
 
-from milvusdm import engine, spec
+from milvusdm import engine, spec, verify
 from milvusdm.checkpoint import FileCheckpoints
+from milvusdm.errors import VerificationError
 from milvusdm.testing import EmbeddedMilvus
 from milvusdm.testing.interrupt import CLI, resume, run_until_killed
 from milvusdm.testing.milvus1x_writer import Milvus1xWriter
@@ -189,3 +190,109 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path, milvus_server):
     summary = resume(path, state)
     assert summary["verified"] == f"ids ({rows} ids present, count {rows})"
     assert count_all(target, "terminated") == rows
+
+
+# -- tampered targets, on fresh and resumed runs ----------------------------------------------
+
+TAMPER_ROWS, TAMPER_BATCH = 8000, 500
+
+
+def tamper_source(tmp_path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(19)
+    ids = rng.choice(2**62, size=TAMPER_ROWS, replace=False).astype(np.int64)
+    vectors = rng.random((TAMPER_ROWS, 8), dtype=np.float32)
+    tags = np.arange(TAMPER_ROWS, dtype=np.int64) % 7
+    file = make_h5(tmp_path / "t.h5", vectors, ids, datasets={"tag": tags})
+    return {"hdf5": {"path": str(file), "fields": {"tag": "tag"}}}, ids, vectors, tags
+
+
+def tamper(client, collection: str, case: str, ids, vectors, tags) -> int:
+    """Change the target's copy of row 100 (or of a row the sample compares); returns the id touched."""
+    row = 100
+    if case == "sampled row altered":
+        row = int(verify._sample_positions((0, TAMPER_ROWS), 1000)[3])
+    key = int(ids[row])
+    original = {"id": key, "vector": vectors[row].tolist(), "tag": int(tags[row])}
+    if case == "row deleted":
+        client.delete(collection, ids=[key])
+    elif case == "key inserted twice":
+        client.insert(collection, [original])
+    elif case == "extra row":
+        key = 2**62 + 5
+        client.insert(collection, [{**original, "id": key}])
+    elif case == "vector altered":
+        client.upsert(collection, [{**original, "vector": (vectors[row] + 1).tolist()}])
+    else:  # a scalar altered, or the sampled row's scalar
+        client.upsert(collection, [{**original, "tag": int(tags[row]) + 1}])
+    client.flush(collection)
+    return key
+
+
+# (what is done to the target, the mode that must catch it, what the error says)
+TAMPERING = [
+    ("row deleted", "ids", "1 missing"),
+    ("key inserted twice", "sample", "1 extra or duplicated"),
+    ("extra row", "sample", "not in the source"),
+    ("vector altered", "full", ": vector"),
+    ("scalar altered", "full", ": field tag"),
+    ("sampled row altered", "sample", ": field tag"),
+]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(("case", "mode", "said"), TAMPERING)
+def test_tampering_during_a_fresh_run_fails_it(tmp_path, milvus_server, case, mode, said):
+    source, ids, vectors, tags = tamper_source(tmp_path)
+    target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
+    collection = "tampered_" + case.replace(" ", "_")
+    migration = spec.load(manifest(tmp_path, source, {"milvus": {**target, "collection": collection}},
+                                   batchSize=TAMPER_BATCH, verify=mode))
+    client = client_for(target)
+
+    class Tamper:
+        touched = None
+
+        def started(self, summary, done):
+            pass
+
+        def committed(self, done):
+            if done >= TAMPER_ROWS // 2 and self.touched is None:
+                self.touched = tamper(client, collection, case, ids, vectors, tags)
+
+        def finished(self, summary):
+            pass
+
+    observer = Tamper()
+    with pytest.raises(VerificationError) as failed:
+        engine.run(migration, [observer])
+    assert failed.value.exit_code == 4 and said in str(failed.value), str(failed.value)
+    if case != "key inserted twice":  # Milvus returns one copy of a key: the count names no id
+        assert f"{observer.touched}" in str(failed.value)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(("case", "mode", "said"), TAMPERING)
+def test_tampering_before_a_resume_fails_it(tmp_path, milvus_server, case, mode, said):
+    """The digest of the rows copied before the kill lives in the checkpoint: the resumed run
+    proves the whole copy, not only the rows it wrote."""
+    source, ids, vectors, tags = tamper_source(tmp_path)
+    target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
+    collection = "resumed_" + case.replace(" ", "_")
+    path = manifest(tmp_path, source, {"milvus": {**target, "collection": collection}}, batchSize=TAMPER_BATCH, verify=mode)
+    state = tmp_path / "state"
+    killed_at = run_until_killed(path, state, "test", 2000)
+    if killed_at >= TAMPER_ROWS:
+        pytest.skip("the run finished before it could be killed")
+    client = client_for(target)
+    client.load_collection(collection)
+    touched = tamper(client, collection, case, ids, vectors, tags)
+    assert case == "extra row" or ids.tolist().index(touched) < killed_at  # a row the resumed run does not rewrite
+    done = subprocess.run([*CLI, "run", "-f", path, "--state", state, "--resume", "-q"], capture_output=True, text=True)
+    assert done.returncode == 4 and said in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("mode", ["count", "ids", "sample", "full"])
+def test_a_clean_target_passes_every_mode(copied, run_cli, mode):
+    path, *_ = copied
+    result = run_cli("verify", "-f", path, "--mode", mode)
+    assert result.exit_code == 0 and f"verified: {mode} (" in result.stdout

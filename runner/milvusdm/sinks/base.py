@@ -65,6 +65,11 @@ class Sink(ABC):
         scalars only ``with_data``."""
 
     @abstractmethod
+    def scan(self, whole: bool, size: int) -> Iterator[Batch]:
+        """Every row the destination holds, ``size`` at a time in any order: keys only (the batches'
+        vectors empty), or ``whole`` rows. Verification digests these."""
+
+    @abstractmethod
     def abandon(self) -> None:
         """Remove what this migration created (the collection, its staging copy, partial files);
         what existed before stays exactly as it was."""

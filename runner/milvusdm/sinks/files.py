@@ -174,6 +174,12 @@ class FileSink(Sink):
         scalars = {name: np.concatenate([f.scalars[name] for f in found]) for name in found[0].scalars}
         return Batch(0, np.concatenate([f.ids for f in found]), np.concatenate([f.vectors for f in found]), scalars)
 
+    def scan(self, whole: bool, size: int) -> Iterator[Batch]:
+        for export in self.files.values():
+            rows = export.count()
+            for lo in range(0, rows, size):
+                yield export.rows(np.arange(lo, min(lo + size, rows)), whole)
+
     def abandon(self) -> None:
         for export in self.files.values():
             export.remove()

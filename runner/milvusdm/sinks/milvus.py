@@ -20,7 +20,7 @@ from pymilvus.grpc_gen import milvus_pb2
 from milvusdm import internals
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
-from milvusdm.milvus import Connection, collection_identity, everything, literal
+from milvusdm.milvus import QUERY_WINDOW, Connection, collection_identity, everything, literal
 from milvusdm.schema import DYNAMIC_FIELD, Column, Index, Schema
 from milvusdm.sinks.base import Sink
 from milvusdm.spec import MilvusTarget
@@ -323,6 +323,23 @@ class MilvusSink(Sink):
         if not with_data:
             return Batch(0, found, np.empty((len(found), 0), dtype=np.float32))
         return Batch(0, found, values[1], {c.name: v for c, v in zip(self.schema.scalars, values[2:], strict=True)})
+
+    def scan(self, whole: bool, size: int) -> Iterator[Batch]:
+        """Pages by key with the server's iterator ordering; each key once, even if stored twice
+        (the count shows those). The first page is read with Strong consistency, which waits until
+        the query nodes have applied every write made before it; the rest need not wait again
+        (a Strong read per page costs up to a time tick, ~200 ms, each)."""
+        columns = [self.key] + ([self.vector, *self.schema.scalars] if whole else [])
+        size = QUERY_WINDOW if not whole else min(size, QUERY_WINDOW)
+        after = None
+        while True:
+            expr = everything(self.key) if after is None else f"{self.key.name} > {literal(after)}"
+            values = self.milvus.query(self.name, expr, columns, self._partitions, limit=size, strong=after is None)
+            if not len(values[0]):
+                return
+            vectors = values[1] if whole else np.empty((len(values[0]), 0), dtype=np.float32)
+            yield Batch(0, values[0], vectors, {c.name: v for c, v in zip(self.schema.scalars, values[2:], strict=False)})
+            after = values[0][-1]
 
     def abandon(self) -> None:
         client = self.milvus.client

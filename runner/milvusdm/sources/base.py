@@ -36,6 +36,11 @@ class Source(ABC):
         for batch in self.batches(start, stop, size):
             yield as_keys(batch.ids)
 
+    def rows_at(self, positions: np.ndarray) -> Iterator[Batch]:
+        """The rows at these sorted positions (a verification sample), a few at a time."""
+        for position in positions.tolist():
+            yield from self.batches(position, position + 1, 1)
+
     def identities(self) -> set[str]:
         """What the source physically is (after ``open``): see ``Sink.identities``."""
         return set()

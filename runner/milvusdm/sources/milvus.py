@@ -25,6 +25,7 @@ from milvusdm.spec import MilvusSource as MilvusSpec
 from milvusdm.wire import unsupported
 
 log = logging.getLogger(__name__)
+LOOKUP_KEYS = 5_000  # keys per `key in [...]` query
 INDEX_KEYS = {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows",
               "pending_index_rows", "state", "params"}
 
@@ -181,6 +182,33 @@ class MilvusSource(Source):
                 scalars = {c.name: v for c, v in zip(self.columns[2:], values[2:], strict=True)}
                 yield Batch(position, values[0], values[1], scalars, partition)
                 position, after = position + len(values[0]), values[0][-1]
+
+    def keys(self, start: int, stop: int, size: int) -> Iterator[np.ndarray]:
+        """Key-only pages of the query window, whatever ``size`` (keys are small)."""
+        for partition, first, rows in self.parts:
+            position, end = max(start, first), min(stop, first + rows)
+            after = self._seek(partition, position - first) if position < end else None
+            while position < end:
+                (keys,) = self._page([self.schema.key], partition, after, min(QUERY_WINDOW, end - position))
+                self._check_page(keys, partition)
+                yield keys
+                position, after = position + len(keys), keys[-1]
+
+    def rows_at(self, positions: np.ndarray) -> Iterator[Batch]:
+        """Keys at the positions from a key-only scan, then those rows by key, partition by partition."""
+        for partition, first, rows in self.parts:
+            lo, hi = np.searchsorted(positions, [first, first + rows])
+            wanted, keys, position = positions[lo:hi], [], first
+            for page in self.keys(first, first + rows, QUERY_WINDOW) if len(wanted) else ():
+                inside = wanted[(wanted >= position) & (wanted < position + len(page))]
+                keys.extend(page[inside - position].tolist())
+                position += len(page)
+                if position > wanted[-1]:
+                    break
+            for chunk in range(0, len(keys), LOOKUP_KEYS):
+                listed = ", ".join(map(literal, keys[chunk : chunk + LOOKUP_KEYS]))
+                values = self.milvus.query(self.spec.collection, f"{self.schema.key.name} in [{listed}]", self.columns, [partition])
+                yield Batch(first, values[0], values[1], {c.name: v for c, v in zip(self.columns[2:], values[2:], strict=True)}, partition)
 
     def close(self) -> None:
         if self.milvus is not None:
