@@ -253,15 +253,30 @@ def _locate(proof: Proof, source: Source, sink: Sink, bounds: tuple[int, int]) -
 
 
 def _compare_sample(proof: Proof, source: Source, sink: Sink, positions: np.ndarray, findings: Findings) -> None:
-    """The sampled source rows against the target's rows with the same keys, field by field."""
+    """The sampled source rows against the target's rows with the same keys, field by field, in
+    lookups of up to LOOKUP_BATCH keys (a lookup per row would pay a consistent read each)."""
     hasher = Hasher(proof.seed, proof.rows_hasher.schema, whole=True)
+    pending: list[Batch] = []
     for batch in source.rows_at(positions):
-        batch = batch.normalized()
-        found = sink.fetch(batch.ids, with_data=True)
-        present = np.isin(batch.ids, found.ids)
-        if not present.all():
-            findings.note_missing(batch.ids[~present])
-        _compare_rows(hasher, batch, found, np.flatnonzero(present), findings)
+        pending.append(batch.normalized())
+        if sum(map(len, pending)) >= LOOKUP_BATCH:
+            _compare_sampled(hasher, sink, _concat(pending), findings)
+            pending = []
+    if pending:
+        _compare_sampled(hasher, sink, _concat(pending), findings)
+
+
+def _concat(batches: list[Batch]) -> Batch:
+    scalars = {name: np.concatenate([b.scalars[name] for b in batches]) for name in batches[0].scalars}
+    return Batch(0, np.concatenate([b.ids for b in batches]), np.concatenate([b.vectors for b in batches]), scalars)
+
+
+def _compare_sampled(hasher: Hasher, sink: Sink, batch: Batch, findings: Findings) -> None:
+    found = sink.fetch(batch.ids, with_data=True)
+    present = np.isin(batch.ids, found.ids)
+    if not present.all():
+        findings.note_missing(batch.ids[~present])
+    _compare_rows(hasher, batch, found, np.flatnonzero(present), findings)
 
 
 def _compare_rows(hasher: Hasher, source: Batch, target: Batch, rows: np.ndarray, findings: Findings) -> None:
