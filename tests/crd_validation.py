@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import celpy
@@ -27,9 +28,14 @@ def _strict(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+@functools.cache
+def _program(rule: str) -> Any:
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
 def _cel_errors(schema: dict, value: Any, old: Any, path: str) -> list[str]:
     errors = []
-    env = celpy.Environment()
     for rule in schema.get("x-kubernetes-validations", []):
         transition = "oldSelf" in rule["rule"]
         if transition and old is None:
@@ -37,7 +43,7 @@ def _cel_errors(schema: dict, value: Any, old: Any, path: str) -> list[str]:
         activation = {"self": celpy.json_to_cel(value)}
         if transition:
             activation["oldSelf"] = celpy.json_to_cel(old)
-        result = env.program(env.compile(rule["rule"])).evaluate(activation)
+        result = _program(rule["rule"]).evaluate(activation)
         if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
             errors.append(f"{path}: {rule['message']}")
     if isinstance(value, dict):
@@ -48,9 +54,56 @@ def _cel_errors(schema: dict, value: Any, old: Any, path: str) -> list[str]:
     return errors
 
 
+class Schema:
+    """One CRD version's schema, compiled once: validation and pruning as the API server does them."""
+
+    def __init__(self, crd: dict) -> None:
+        version = crd["spec"]["versions"][0]
+        self.schema = version["schema"]["openAPIV3Schema"]
+        self.status_subresource = "status" in version.get("subresources", {})
+        self.validator = jsonschema.Draft4Validator(_strict(self.schema))  # OpenAPI 3.0's flavour
+
+    def errors(self, document: dict, old: dict | None = None) -> list[str]:
+        """Every reason the API server would reject ``document`` (an update of ``old`` if given)."""
+        found = self.validator.iter_errors(document)
+        errors = [f"{'.'.join(map(str, e.absolute_path)) or '(object)'}: {e.message}" for e in found]
+        return errors or _cel_errors(self.schema, document, old, "")
+
+    def prune(self, document: dict, dropped: list[str]) -> dict:
+        """``document`` without the fields the schema does not declare (their paths go to ``dropped``);
+        metadata is the API server's own and kept, as are nulls' absence."""
+        pruned = _prune({k: v for k, v in document.items() if k != "metadata"}, self.schema, "", dropped)
+        return {**pruned, "metadata": document["metadata"]} if "metadata" in document else pruned
+
+
+def _prune(value: Any, schema: dict, path: str, dropped: list[str]) -> Any:
+    keep_unknown = schema.get("x-kubernetes-preserve-unknown-fields", False)
+    if isinstance(value, dict):
+        properties, values = schema.get("properties"), schema.get("additionalProperties")
+        if properties is None and not isinstance(values, dict):
+            return value if keep_unknown or schema.get("type") != "object" else _drop_all(value, path, dropped)
+        out = {}
+        for key, child in value.items():
+            if child is None:
+                continue  # a null in a non-nullable field is dropped, as by the API server
+            sub = properties.get(key) if properties is not None else values
+            if sub is not None:
+                out[key] = _prune(child, sub, f"{path}.{key}", dropped)
+            elif keep_unknown:
+                out[key] = child
+            else:
+                dropped.append(f"{path}.{key}")
+        return out
+    if isinstance(value, list) and "items" in schema:
+        return [_prune(item, schema["items"], f"{path}[{i}]", dropped) for i, item in enumerate(value)]
+    return value
+
+
+def _drop_all(value: dict, path: str, dropped: list[str]) -> dict:
+    dropped += [f"{path}.{key}" for key in value]
+    return {}
+
+
 def validate(crd: dict, document: dict, old: dict | None = None) -> list[str]:
     """Every reason the API server would reject ``document`` (an update of ``old`` if given)."""
-    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    validator = jsonschema.Draft4Validator(_strict(schema))  # OpenAPI 3.0's flavour
-    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
-    return errors or _cel_errors(schema, document, old, "")
+    return Schema(crd).errors(document, old)

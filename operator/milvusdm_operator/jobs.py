@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from milvusdm.errors import InputError, VerificationError
-from milvusdm.spec import MilvusEndpoint, MilvusMigration
+from milvusdm.spec import TLS_MOUNT, MilvusEndpoint, MilvusMigration
 
 LABEL = "milvusdm.io/migration"
 CONTAINER = "runner"
@@ -60,11 +60,24 @@ def secret_env(migration: MilvusMigration) -> list[dict[str, Any]]:
     ]
 
 
+def tls_volumes(migration: MilvusMigration) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each ``tls.secretName`` as a read-only Secret volume where the runner looks for it."""
+    volumes, mounts = [], []
+    for role in ("source", "target"):
+        _, endpoint = getattr(migration.spec, role).one_of()
+        if isinstance(endpoint, MilvusEndpoint) and endpoint.tls is not None and endpoint.tls.secret_name:
+            name = f"milvusdm-tls-{role}"
+            volumes.append({"name": name, "secret": {"secretName": endpoint.tls.secret_name}})
+            mounts.append({"name": name, "mountPath": f"{TLS_MOUNT}/{role}", "readOnly": True})
+    return volumes, mounts
+
+
 def build_job(migration: MilvusMigration, namespace: str, default_image: str) -> dict[str, Any]:
     spec, name = migration.spec, migration.metadata.name
     settings = spec.job
     shards = spec.parallelism
     env = secret_env(migration)
+    tls, tls_mounts = tls_volumes(migration)
     if clash := {e["name"] for e in env} & {e.get("name") for e in settings.env}:
         raise InputError(f"spec.job.env sets {', '.join(sorted(clash))}, which the operator sets from the spec",
                          "remove them from spec.job.env")
@@ -79,7 +92,7 @@ def build_job(migration: MilvusMigration, namespace: str, default_image: str) ->
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *settings.volume_mounts],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *tls_mounts, *settings.volume_mounts],
     }
     if settings.env_from:
         container["envFrom"] = settings.env_from
@@ -88,7 +101,7 @@ def build_job(migration: MilvusMigration, namespace: str, default_image: str) ->
         "serviceAccountName": settings.service_account_name or RUNNER_SERVICE_ACCOUNT,
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}, *settings.volumes],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *tls, *settings.volumes],
     }
     optional = {
         "nodeSelector": settings.node_selector, "tolerations": settings.tolerations, "affinity": settings.affinity,

@@ -339,4 +339,5 @@ def version() -> None:
 
 
 def main() -> None:
+    env.quiet_grpc(verbose=bool({"-v", "--verbose"} & set(sys.argv)))  # before gRPC loads
     app()

@@ -19,6 +19,7 @@ STATUS_INTERVAL = "MILVUSDM_STATUS_INTERVAL"  # seconds between a runner's progr
 STATE_DIR = "MILVUSDM_STATE_DIR"  # the CLI's --state folder for checkpoints
 COMPLETION_INDEX = "JOB_COMPLETION_INDEX"  # set by Kubernetes in each pod of an Indexed Job: the shard
 META_PASSWORD = "MILVUSDM_META_PASSWORD"  # source.milvus1x: a Milvus 1.x MySQL meta database's password
+GRPC_VERBOSITY = "GRPC_VERBOSITY"  # set by the CLI: gRPC's own stderr lines would break the one-line errors
 AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"  # S3 credentials, read by boto3's standard chain
 AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
 
@@ -26,6 +27,11 @@ AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
 def credential(role: Role, kind: Credential) -> str:
     """``MILVUSDM_SOURCE_TOKEN``, ``MILVUSDM_TARGET_PASSWORD``…: a Milvus login from a Secret."""
     return f"MILVUSDM_{role.upper()}_{kind}"
+
+
+def quiet_grpc(verbose: bool) -> None:
+    """gRPC core logs TLS handshake failures to stderr itself; a one-line error says it better."""
+    os.environ.setdefault(GRPC_VERBOSITY, "DEBUG" if verbose else "NONE")
 
 
 def get(name: str, default: str | None = None) -> str | None:

@@ -14,7 +14,7 @@ from pymilvus.exceptions import MilvusException
 from pymilvus.grpc_gen import schema_pb2
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from milvusdm import internals
+from milvusdm import internals, tls
 from milvusdm.errors import InputError, TransientError
 from milvusdm.schema import Column
 from milvusdm.spec import MilvusEndpoint
@@ -125,14 +125,15 @@ def connect(endpoint: MilvusEndpoint, role: Literal["source", "target"]) -> Milv
             client.close()
             client = _client(endpoint, role, endpoint.database)
     except (MilvusException, grpc.RpcError, OSError) as error:
-        raise classify(error, "connect", endpoint) from None
+        raise tls.diagnose(endpoint, role) or classify(error, "connect", endpoint) from None
     return client
 
 
 def _client(endpoint: MilvusEndpoint, role: Literal["source", "target"], database: str) -> MilvusClient:
     # A database is named at connection time: the 2.3 servers lack DescribeDatabase, which use_database calls.
     name = "" if database == "default" else database
-    return MilvusClient(uri=endpoint.uri, timeout=endpoint.timeout_seconds, db_name=name, **endpoint.credentials(role))
+    return MilvusClient(uri=endpoint.uri, timeout=endpoint.timeout_seconds, db_name=name, **endpoint.credentials(role),
+                        **tls.client_options(endpoint, role))
 
 
 def _ensure_database(client: MilvusClient, endpoint: MilvusEndpoint, role: Literal["source", "target"]) -> None:

@@ -55,6 +55,40 @@ class SecretKeyRef(Model):
     key: str
 
 
+TLS_MOUNT = "/etc/milvusdm/tls"  # where the operator mounts tls.secretName, one folder per role
+
+
+class TlsSettings(Model):
+    """TLS to a Milvus server, one-way (caFile) or mutual (also certFile and keyFile). In a cluster,
+    ``secretName`` names a Secret with cert-manager's keys (ca.crt, tls.crt, tls.key) that the
+    operator mounts read-only into the runner; the operator itself never reads it."""
+
+    ca_file: str | None = Field(None, description="CA bundle (PEM) that signed the server's certificate.")
+    cert_file: str | None = Field(None, description="Client certificate (PEM), for mutual TLS.")
+    key_file: str | None = Field(None, description="Client private key (PEM), for mutual TLS.")
+    server_name: str | None = Field(None, description="Name to check in the server's certificate; default: the host.")
+    secret_name: str | None = Field(None, description="Secret with ca.crt (and tls.crt, tls.key for mutual TLS).")
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
+        "rule": "has(self.certFile) == has(self.keyFile)", "message": "set certFile and keyFile together"}]})
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set certFile and keyFile together")
+        return self
+
+    def files(self, role: env.Role) -> tuple[str | None, str | None, str | None]:
+        """(CA, certificate, key) paths: the given files, else the mounted Secret's (cert and key
+        only where the Secret has them)."""
+        if self.secret_name is None or self.ca_file or self.cert_file:
+            return self.ca_file, self.cert_file, self.key_file
+        folder = Path(TLS_MOUNT) / role
+        cert, key = folder / "tls.crt", folder / "tls.key"
+        pair = (str(cert), str(key)) if cert.exists() and key.exists() else (None, None)
+        return str(folder / "ca.crt"), *pair
+
+
 class MilvusEndpoint(Model):
     """Where a Milvus is and how to log in. Secrets never need to be written in the manifest:
     ``tokenSecretRef``/``passwordSecretRef`` are passed by the operator as environment
@@ -72,6 +106,7 @@ class MilvusEndpoint(Model):
     password_secret_ref: SecretKeyRef | None = None
     timeout_seconds: float = Field(30, gt=0, description="Connection and per-request timeout.")
     database: Name = Field("default", description="The database; a target creates it if it is missing.")
+    tls: TlsSettings | None = Field(None, description="TLS or mutual TLS to the server (https:// implies TLS).")
 
     @property
     def is_lite(self) -> bool:

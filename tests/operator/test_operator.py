@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import itertools
 import uuid
 
 import kmock as kmocklib
@@ -20,24 +19,11 @@ import yaml
 
 import milvusdm_operator.handlers  # noqa: F401  (registers the handlers)
 from tests.conftest import REPO
+from tests.operator.apiserver import Emulator, versions
 
 NS = "vectors"
 MIGRATIONS = "milvusdm.io/v1alpha1/milvusmigrations"
 JOBS = "batch/v1/jobs"
-versions = itertools.count(1)
-
-
-class Emulator(kmocklib.KubernetesEmulator):
-    """kmock plus what an API server stamps on create: uid, resourceVersion, generateName."""
-
-    async def _handle(self, request):
-        if request.action == kmocklib.action.CREATE and isinstance(request.data, dict):
-            metadata = request.data.setdefault("metadata", {})
-            if not metadata.get("name") and metadata.get("generateName"):
-                metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:8]
-            metadata.setdefault("uid", str(uuid.uuid4()))
-            metadata.setdefault("resourceVersion", str(next(versions)))
-        return await super()._handle(request)
 
 
 pytestmark = pytest.mark.kmock(cls=Emulator)
@@ -60,6 +46,13 @@ async def cluster(kmock, monkeypatch):
     operator.cancel()  # kmock's watch streams never end, so a graceful stop would wait on them
     with contextlib.suppress(asyncio.CancelledError):
         await operator
+    assert_kept(kmock)
+
+
+def assert_kept(kmock) -> None:
+    """Everything written to the CRs is declared in the CRD, with the right types."""
+    assert not getattr(kmock, "pruned", []), f"a real API server would drop: {kmock.pruned}"
+    assert not getattr(kmock, "rejected", []), f"a real API server would refuse: {kmock.rejected}"
 
 
 def api(kmock):
@@ -172,15 +165,40 @@ async def test_failed_job_fails_the_migration_with_the_runners_message(cluster):
 
 
 async def test_bad_spec_fails_without_a_job(cluster):
-    bad = example("hdf5-to-milvus.yaml")
+    bad = example("hdf5-to-milvus.yaml")  # valid for the CRD; only the operator can see the clash
     bad["metadata"]["name"] = "bad"
-    bad["spec"]["target"]["milvus"]["colection"] = "typo"
+    bad["spec"]["job"]["env"] = [{"name": "MILVUSDM_TARGET_TOKEN", "value": "plain"}]
     await create(cluster, bad)
     resource = await eventually(lambda: stored(cluster, MIGRATIONS, "bad").get("status", {}).get("phase") == "Failed" and stored(cluster, MIGRATIONS, "bad"))
-    assert condition(resource, "Failed")["reason"] == "InvalidSpec"
-    assert "spec.target.milvus.colection: unknown field" in condition(resource, "Failed")["message"]
+    assert condition(resource, "Failed")["reason"] == "InvalidSpec" and resource["status"]["failureReason"] == "InvalidSpec"
+    assert "spec.job.env sets MILVUSDM_TARGET_TOKEN" in condition(resource, "Failed")["message"]
     await eventually(lambda: any(e.get("reason") == "InvalidSpec" for e in events(cluster)))
     assert not any(key[0].plural == "jobs" for key in cluster.objects)
+
+
+async def test_the_api_server_keeps_only_what_the_crd_declares(cluster):
+    """The mock API server prunes and refuses as a real one would, so a status field missing
+    from the CRD fails the tests."""
+    typo = example("hdf5-to-milvus.yaml")
+    typo["spec"]["target"]["milvus"]["colection"] = "typo"
+    await create(cluster, typo)
+    assert cluster.pruned == [".spec.target.milvus.colection"]
+    assert "colection" not in stored(cluster, MIGRATIONS, "glove-to-milvus")["spec"]["target"]["milvus"]
+    custom = kubernetes.client.CustomObjectsApi(api(cluster))
+    write = lambda status: asyncio.to_thread(  # noqa: E731
+        custom.patch_namespaced_custom_object_status, "milvusdm.io", "v1alpha1", NS, "milvusmigrations",
+        "glove-to-milvus", {"status": status, "spec": {"batchSize": 1}})
+    await write({"rowsCopied": 5, "undeclared": "x", "shards": {"0": {"copied": 5, "cursor": 1}}})
+    status = stored(cluster, MIGRATIONS, "glove-to-milvus")["status"]
+    assert (status["rowsCopied"], status["shards"]["0"]["copied"]) == (5, 5)
+    assert "undeclared" not in status and "cursor" not in status["shards"]["0"]
+    assert stored(cluster, MIGRATIONS, "glove-to-milvus")["spec"]["batchSize"] == 10000, "/status changes status only"
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        await write({"rowsCopied": "many"})
+    assert refused.value.status == 422 and "rowsCopied" in cluster.rejected[0]
+    assert cluster.pruned[1:] == [".status.undeclared", ".status.shards.0.cursor"]
+    cluster.pruned.clear()
+    cluster.rejected.clear()
 
 
 async def test_suspend_and_resume(cluster):
@@ -188,9 +206,9 @@ async def test_suspend_and_resume(cluster):
     name, job = "glove-to-milvus", "mmig-glove-to-milvus"
     await eventually(lambda: stored(cluster, JOBS, job))
     custom = kubernetes.client.CustomObjectsApi(api(cluster))
-    patch = lambda value: asyncio.to_thread(  # noqa: E731
+    patch = lambda value: asyncio.to_thread(  # noqa: E731  (each spec change bumps the generation)
         custom.patch_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations", name,
-        {"spec": {"suspend": value}, "metadata": {"generation": 2 if value else 3}})
+        {"spec": {"suspend": value}})
     await patch(True)
     await eventually(lambda: stored(cluster, JOBS, job)["spec"]["suspend"] is True)
     suspended = await eventually(lambda: stored(cluster, MIGRATIONS, name)["status"].get("phase") == "Suspended" and stored(cluster, MIGRATIONS, name))

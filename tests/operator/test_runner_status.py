@@ -19,6 +19,7 @@ from tests.operator.test_operator import (  # noqa: F401  (cluster: the operator
     MIGRATIONS,
     NS,
     Emulator,
+    assert_kept,
     cluster,
     condition,
     create,
@@ -37,7 +38,8 @@ def api_server(kmock):
         kind="MilvusMigration", singular="milvusmigration", namespaced=True, subresources={"status"},
         verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
     )
-    return kmock
+    yield kmock
+    assert_kept(kmock)
 
 
 def seed(kmock, name: str, source: dict, target: dict, **spec) -> None:

@@ -121,3 +121,26 @@ def test_pod_settings_that_would_break_the_runner_are_refused():
         reserved["spec"]["job"].update(job)
         with pytest.raises(InputError, match=r"reserved|scratch"):
             spec.parse(reserved)
+
+
+def test_tls_secrets_are_mounted_read_only_where_the_runner_looks():
+    pod = build_job(load("milvus-to-milvus.yaml"), "vectors", "milvusdm:1")["spec"]["template"]["spec"]
+    assert {"name": "milvusdm-tls-source", "secret": {"secretName": "prod-milvus-client-tls"}} in pod["volumes"]
+    assert {"name": "milvusdm-tls-target", "secret": {"secretName": "dr-milvus-ca"}} in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "milvusdm-tls-source", "mountPath": "/etc/milvusdm/tls/source", "readOnly": True} in mounts
+    assert {"name": "milvusdm-tls-target", "mountPath": "/etc/milvusdm/tls/target", "readOnly": True} in mounts
+
+
+def test_tls_files_come_from_the_mounted_secret(tmp_path, monkeypatch):
+    monkeypatch.setattr(spec, "TLS_MOUNT", str(tmp_path))
+    folder = tmp_path / "source"
+    folder.mkdir()
+    one_way = spec.TlsSettings(secret_name="ca-only")
+    assert one_way.files("source") == (str(folder / "ca.crt"), None, None)
+    (folder / "tls.crt").touch()
+    (folder / "tls.key").touch()
+    assert one_way.files("source") == tuple(str(folder / f) for f in ("ca.crt", "tls.crt", "tls.key"))
+    assert spec.TlsSettings(ca_file="/x/ca.pem", secret_name="s").files("source") == ("/x/ca.pem", None, None)
+    with pytest.raises(ValueError, match="certFile and keyFile together"):
+        spec.TlsSettings(cert_file="/c.pem")

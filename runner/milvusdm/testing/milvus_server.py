@@ -81,6 +81,8 @@ class EmbeddedMilvus:
     port: int = field(default_factory=free_port_block)
     graceful_stop_seconds: int = 3
     authorization: bool = False  # then log in as root:Milvus
+    tls_mode: int = 0  # 1: TLS, 2: mutual TLS (then plain clients are refused)
+    tls_files: dict[str, Path] = field(default_factory=dict)  # server_pem_path, server_key_path, ca_pem_path
     _server: object = field(default=None, init=False, repr=False)
 
     @property
@@ -113,6 +115,10 @@ class EmbeddedMilvus:
             config.set(f"{component}.ip", "127.0.0.1")
         config.set("common.gracefulStopTimeout", self.graceful_stop_seconds)
         config.set("authorization_enabled", self.authorization)
+        if self.tls_mode:
+            config.set("tls_mode", self.tls_mode)
+            for key, path in self.tls_files.items():
+                config.set(key, str(path))
         server = MilvusServer(config, wait_for_started=False)
         server.webservice_port = self.port + METRICS_OFFSET
         previous = os.environ.get("ETCD_CONFIG_PATH")
