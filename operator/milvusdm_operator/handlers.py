@@ -18,7 +18,7 @@ from milvusdm import env, spec
 from milvusdm.crd import GROUP, PLURAL, VERSION
 from milvusdm.errors import InputError
 from milvusdm.kube import api_client, now
-from milvusdm_operator import jobs, status
+from milvusdm_operator import jobs, metrics, schedules, status  # noqa: F401  (schedules: registers its handlers)
 
 DEFAULT_IMAGE = "ghcr.io/milvusdm/milvusdm:0.1.0"
 MILESTONES = {  # phase reached -> (event type, reason)
@@ -59,6 +59,7 @@ def _custom() -> kubernetes.client.CustomObjectsApi:
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
+@metrics.counted("launch")
 def launch(body: kopf.Body, name: str, namespace: str, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
     """Validate with the shared spec model, then create the Job (once: a 409 means it exists)."""
     try:
@@ -67,6 +68,7 @@ def launch(body: kopf.Body, name: str, namespace: str, patch: kopf.Patch, logger
     except InputError as error:
         logger.error("invalid spec: %s", error)
         patch.update(status.invalid_spec_patch(dict(body), str(error), now()).patch())
+        metrics.transition("Failed")
         kopf.warn(body, reason="InvalidSpec", message=str(error))
         return
     kopf.append_owner_reference(job, owner=body)
@@ -97,6 +99,7 @@ def _ensure_runner_identity(namespace: str) -> None:
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, field="spec.suspend")
+@metrics.counted("suspend")
 def suspend(body: kopf.Body, name: str, namespace: str, new: Any, old: Any, logger: logging.Logger, **_: Any) -> None:
     """Suspending the Job stops its pods; unsuspending starts them again, and the runner
     resumes from the checkpoint in the status."""
@@ -113,6 +116,7 @@ def suspend(body: kopf.Body, name: str, namespace: str, new: Any, old: Any, logg
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={jobs.LABEL: kopf.PRESENT})
+@metrics.counted("job_changed")
 def job_changed(event: dict[str, Any], body: kopf.Body, namespace: str, logger: logging.Logger, **_: Any) -> None:
     """Map the Job's state into its MilvusMigration's phase and conditions."""
     if event.get("type") == "DELETED":
@@ -132,8 +136,19 @@ def job_changed(event: dict[str, Any], body: kopf.Body, namespace: str, logger: 
         return
     custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, owner, body_patch)
     phase = update.phase
+    if phase != current.get("phase") and phase is not None:
+        metrics.transition(phase)
     if phase != current.get("phase") and phase in MILESTONES:
         kind, reason = MILESTONES[phase]
         message = next(c.message for c in update.conditions if c.type == "Progressing")
         logger.info("%s/%s is %s: %s", namespace, owner, phase, message)
         kopf.event(resource, type=kind, reason=reason, message=message)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def migration_changed(event: dict[str, Any], body: kopf.Body, name: str, namespace: str, **_: Any) -> None:
+    """Keep the metrics of each migration current with the status its runners write."""
+    if event.get("type") == "DELETED":
+        metrics.forget(namespace, name)
+    else:
+        metrics.observe(namespace, name, spec.MigrationStatus.model_validate(dict(body.get("status") or {})))

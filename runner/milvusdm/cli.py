@@ -305,6 +305,9 @@ def run_operator(
     ] = None,
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")] = False,
     liveness_port: Annotated[int, typer.Option(help="Port of the /healthz liveness endpoint.")] = 8080,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics at /metrics on this port.")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:
     """Run the operator: MilvusMigration resources become runner Jobs, Job state becomes status."""
@@ -316,6 +319,10 @@ def run_operator(
     if bool(namespace) == all_namespaces:
         _fail(InputError("pass --namespace (one or more) or --all-namespaces", "see milvusdm operator --help"))
     kopf.configure(verbose=verbose)
+    if metrics_port is not None:
+        from milvusdm_operator import metrics
+
+        metrics.serve(metrics_port)
     kopf.run(
         standalone=True,
         namespaces=namespace or [],
@@ -325,11 +332,13 @@ def run_operator(
 
 
 @app.command()
-def crd() -> None:
+def crd(
+    schedule: Annotated[bool, typer.Option("--schedule", help="The MilvusMigrationSchedule CRD instead.")] = False,
+) -> None:
     """Print the MilvusMigration CustomResourceDefinition (generated from the spec model)."""
     from milvusdm.crd import render
 
-    print(render(), end="")
+    print(render(schedule), end="")
 
 
 @app.command()

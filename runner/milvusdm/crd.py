@@ -14,7 +14,8 @@ from milvusdm import kubetypes
 from milvusdm.spec import API_VERSION, KIND, MigrationSpec, MigrationStatus
 
 GROUP, VERSION = API_VERSION.split("/")
-PLURAL, SINGULAR, SHORT = "milvusmigrations", "milvusmigration", "mmig"
+PLURAL, SHORT = "milvusmigrations", "mmig"
+SCHEDULE_PLURAL = "milvusmigrationschedules"
 KEPT = ("type", "description", "enum", "pattern", "minimum", "maximum", "minLength",
         "maxLength", "minItems", "maxItems", "format", "x-kubernetes-validations", "x-kubernetes-list-type",
         "x-kubernetes-list-map-keys")
@@ -78,42 +79,37 @@ def schema_of(model) -> dict[str, Any]:
     return structural(raw, raw.get("$defs", {}))
 
 
-def definition() -> dict[str, Any]:
-    spec = schema_of(MigrationSpec)
-    spec.setdefault("x-kubernetes-validations", []).append(IMMUTABLE_RULE)
-    column = lambda name, path, kind="string", **extra: {"name": name, "type": kind, "jsonPath": path, **extra}  # noqa: E731
+def column(name: str, path: str, kind: str = "string", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": kind, "jsonPath": path, **extra}
+
+
+def _crd(kind: str, plural: str, short: str, description: str, spec: dict[str, Any], status: dict[str, Any],
+         columns: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
-            "names": {"kind": KIND, "plural": PLURAL, "singular": SINGULAR, "shortNames": [SHORT],
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "shortNames": [short],
                       "categories": ["milvusdm"]},
             "versions": [{
                 "name": VERSION,
                 "served": True,
                 "storage": True,
                 "subresources": {"status": {}},
-                "additionalPrinterColumns": [
-                    column("Phase", ".status.phase"),
-                    column("Progress", ".status.progress"),
-                    column("Rows", ".status.rowsCopied", "integer"),
-                    column("Source", ".status.source", priority=1),
-                    column("Target", ".status.target", priority=1),
-                    column("Age", ".metadata.creationTimestamp", "date"),
-                ],
+                "additionalPrinterColumns": [*columns, column("Age", ".metadata.creationTimestamp", "date")],
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
-                    "description": "A migration of vectors into, out of or between Milvus collections.",
+                    "description": description,
                     "required": ["spec"],
                     "properties": {
                         "apiVersion": {"type": "string"},
                         "kind": {"type": "string"},
                         "metadata": {"type": "object"},
                         "spec": spec,
-                        "status": schema_of(MigrationStatus),
+                        "status": status,
                     },
                 }},
             }],
@@ -121,6 +117,33 @@ def definition() -> dict[str, Any]:
     }
 
 
-def render() -> str:
-    header = "# Generated from the spec model by `milvusdm crd`; do not edit by hand.\n"
-    return header + yaml.safe_dump(definition(), sort_keys=False, width=120)
+def definition() -> dict[str, Any]:
+    spec = schema_of(MigrationSpec)
+    spec.setdefault("x-kubernetes-validations", []).append(IMMUTABLE_RULE)
+    return _crd(KIND, PLURAL, SHORT, "A migration of vectors into, out of or between Milvus collections.",
+                spec, schema_of(MigrationStatus), [
+                    column("Phase", ".status.phase"),
+                    column("Progress", ".status.progress"),
+                    column("Rows", ".status.rowsCopied", "integer"),
+                    column("Source", ".status.source", priority=1),
+                    column("Target", ".status.target", priority=1),
+                ])
+
+
+def schedule_definition() -> dict[str, Any]:
+    from milvusdm.schedule import KIND as SCHEDULE_KIND
+    from milvusdm.schedule import ScheduleSpec, ScheduleStatus
+
+    return _crd(SCHEDULE_KIND, SCHEDULE_PLURAL, "mmigs", "Recurring MilvusMigrations from a template, on a cron schedule.",
+                schema_of(ScheduleSpec), schema_of(ScheduleStatus), [
+                    column("Schedule", ".spec.schedule"),
+                    column("Suspend", ".spec.suspend", "boolean"),
+                    column("Last", ".status.lastScheduleTime", "date"),
+                    column("Result", ".status.lastRunResult"),
+                    column("Next", ".status.nextScheduleTime", priority=1),
+                ])
+
+
+def render(schedule: bool = False) -> str:
+    header = f"# Generated from the spec model by `milvusdm crd{' --schedule' if schedule else ''}`; do not edit by hand.\n"
+    return header + yaml.safe_dump(schedule_definition() if schedule else definition(), sort_keys=False, width=120)

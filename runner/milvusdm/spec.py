@@ -542,7 +542,7 @@ class MigrationStatus(BaseModel):
     last_batch_time: str | None = None
     verified: str | None = None
     message: str | None = Field(None, description="The runner's one-line result or error.")
-    failure_reason: str | None = Field(None, description="Why it failed, e.g. InvalidInput, Unreachable.")
+    failure_reason: str | None = Field(None, description="Why it failed, e.g. InvalidInput, Unavailable, VerificationFailed.")
     shards: dict[str, ShardStatus] = Field(
         default_factory=dict, description="Per shard (JOB_COMPLETION_INDEX): its checkpoint and counts."
     )

@@ -7,12 +7,11 @@ themselves, as the Job controller would.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
+import socket
+import urllib.request
 import uuid
 
-import kmock as kmocklib
-import kopf
 import kubernetes
 import pytest
 import yaml
@@ -24,29 +23,10 @@ from tests.operator.apiserver import Emulator, versions
 NS = "vectors"
 MIGRATIONS = "milvusdm.io/v1alpha1/milvusmigrations"
 JOBS = "batch/v1/jobs"
+SCHEDULES = "milvusdm.io/v1alpha1/milvusmigrationschedules"
 
 
 pytestmark = pytest.mark.kmock(cls=Emulator)
-
-
-@pytest.fixture
-async def cluster(kmock, monkeypatch):
-    """kmock serving MilvusMigrations and the built-in resources; kopf watching one namespace."""
-    kmock.resources[MIGRATIONS] = kmocklib.ResourceInfo(
-        kind="MilvusMigration", singular="milvusmigration", namespaced=True, subresources={"status"},
-        verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
-    )
-    kmock.resources.load_bundled()
-    monkeypatch.setenv("MILVUSDM_KUBE_API", str(kmock.url))
-    monkeypatch.setenv("MILVUSDM_RUNNER_IMAGE", "registry.example/milvusdm:test")
-    settings = kopf.OperatorSettings()
-    settings.scanning.disabled = True  # kmock cannot list namespaces; the namespace is given exactly
-    operator = asyncio.create_task(kopf.operator(standalone=True, namespaces=[NS], settings=settings))
-    yield kmock
-    operator.cancel()  # kmock's watch streams never end, so a graceful stop would wait on them
-    with contextlib.suppress(asyncio.CancelledError):
-        await operator
-    assert_kept(kmock)
 
 
 def assert_kept(kmock) -> None:
@@ -241,6 +221,11 @@ async def test_operator_rbac_is_exactly_what_it_uses(cluster):
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),  # (disabled under kmock)
         ("rbac.authorization.k8s.io", "clusterroles", "bind"),  # checked by the API server on create
         ("milvusdm.io", "milvusmigrations/status", "get"),  # read through the main resource here
+        # schedules and their runs: exercised (and checked) in test_schedules
+        ("milvusdm.io", "milvusmigrations", "create"),
+        ("milvusdm.io", "milvusmigrations", "delete"),
+        ("milvusdm.io", "milvusmigrationschedules", "get"),
+        ("milvusdm.io", "milvusmigrationschedules/status", "patch"),
     }
     assert unused <= explained, f"granted but never used: {unused - explained}"
 
@@ -256,3 +241,51 @@ async def test_deleting_a_migration_never_hangs(cluster):
     assert owner["controller"] and owner["blockOwnerDeletion"] and owner["kind"] == "MilvusMigration"
     await asyncio.sleep(0.5)
     assert len([key for key in cluster.objects if key[0].plural == "jobs"]) == 1, "no Job re-created"
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """GET /metrics over HTTP, parsed: (sample name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def test_metrics_follow_the_migrations(cluster):
+    from milvusdm_operator import metrics
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics.serve(port)
+    before = scrape(port)
+    count = lambda values, name: values.get((name, ()), 0)  # noqa: E731
+    await create(cluster, example("hdf5-to-milvus.yaml"))
+    await eventually(lambda: stored(cluster, JOBS, "mmig-glove-to-milvus"))
+    await set_job_status(cluster, "mmig-glove-to-milvus", active=1, startTime="2026-11-28T10:00:00Z")
+    custom = kubernetes.client.CustomObjectsApi(api(cluster))
+    key = (("name", "glove-to-milvus"), ("namespace", NS))
+    for rows, at in ((10_000, "2026-11-28T10:00:10Z"), (30_000, "2026-11-28T10:00:20Z")):  # as the runner reports
+        await asyncio.to_thread(custom.patch_namespaced_custom_object_status, "milvusdm.io", "v1alpha1", NS,
+                                "milvusmigrations", "glove-to-milvus",
+                                {"status": {"rowsCopied": rows, "totalRows": 100_000, "lastBatchTime": at}})
+        await eventually(lambda rows=rows: scrape(port).get(("milvusdm_migration_rows_copied", key)) == rows)
+    values = scrape(port)
+    assert values["milvusdm_migration_rows_total", key] == 100_000
+    assert values["milvusdm_migration_rows_per_second", key] == 2000.0  # 20k rows in 10 s
+    assert values["milvusdm_migration_last_batch_timestamp_seconds", key] == 1795860020.0
+    assert values["milvusdm_migration_phase", (*key, ("phase", "Running"))] == 1
+    assert values["milvusdm_migration_phase", (*key, ("phase", "Succeeded"))] == 0
+    assert count(values, "milvusdm_migrations_started_total") == count(before, "milvusdm_migrations_started_total") + 1
+    await set_job_status(cluster, "mmig-glove-to-milvus", active=0, failed=1,
+                         conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}])
+    await eventually(lambda: scrape(port).get(("milvusdm_migration_phase", (*key, ("phase", "Failed")))) == 1)
+    values = scrape(port)
+    assert count(values, "milvusdm_migrations_failed_total") == count(before, "milvusdm_migrations_failed_total") + 1
+    assert count(values, "milvusdm_migrations_succeeded_total") == count(before, "milvusdm_migrations_succeeded_total")
+    assert values["milvusdm_migration_rows_per_second", key] == 0
+    await asyncio.to_thread(custom.delete_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations",
+                            "glove-to-milvus")
+    await eventually(lambda: ("milvusdm_migration_rows_copied", key) not in scrape(port))

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, SERVER_TOKEN, client_for, make_h5, read_back
-from tests.operator.test_operator import (  # noqa: F401  (cluster: the operator running against kmock)
+from tests.operator.test_operator import (
     JOBS,
     MIGRATIONS,
     NS,
     Emulator,
     assert_kept,
-    cluster,
     condition,
     create,
     eventually,

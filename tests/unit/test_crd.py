@@ -108,3 +108,47 @@ def test_spec_is_immutable_except_suspend(definition):
     resized = copy.deepcopy(old)
     resized["spec"]["batchSize"] = 5
     assert any("immutable" in e for e in validate(definition, resized, old=old))
+
+
+SCHEDULE_CRD = REPO / "crds" / "milvusmigrationschedules.milvusdm.io.yaml"
+
+
+def test_committed_schedule_crd_is_generated_from_the_model():
+    assert SCHEDULE_CRD.read_text() == crd.render(schedule=True), (
+        "run: milvusdm crd --schedule > crds/milvusmigrationschedules.milvusdm.io.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "examples" / "schedules").glob("*.yaml")), ids=lambda p: p.name)
+def test_schedule_examples_validate_against_both(path):
+    from milvusdm.schedule import MilvusMigrationSchedule
+
+    document = yaml.safe_load(path.read_text())
+    assert validate(yaml.safe_load(SCHEDULE_CRD.read_text()), document) == []
+    MilvusMigrationSchedule.model_validate(document)
+
+
+def test_bad_schedules_are_refused():
+    from pydantic import ValidationError
+
+    from milvusdm.schedule import MilvusMigrationSchedule
+
+    document = yaml.safe_load((REPO / "examples" / "schedules" / "nightly-export.yaml").read_text())
+    for field, value, message in (("schedule", "every night", "not a cron expression"),
+                                  ("timeZone", "Mars/Olympus", "unknown time zone")):
+        with pytest.raises(ValidationError, match=message):
+            MilvusMigrationSchedule.model_validate({**document, "spec": {**document["spec"], field: value}})
+
+
+def test_each_run_writes_under_its_own_time():
+    import datetime
+
+    from milvusdm.schedule import run_spec, to_prune
+
+    at = datetime.datetime(2026, 11, 28, 3, 0, tzinfo=datetime.UTC)
+    template = spec.parse(base()).spec
+    assert run_spec(template, at).target.milvus.collection == "glove_20261128T030000Z"
+    for path, expected in (("/exports/", "/exports/20261128T030000Z/"), ("/exports/p.h5", "/exports/20261128T030000Z/p.h5"),
+                           ("s3://b/x/", "s3://b/x/20261128T030000Z/")):
+        export = template.model_copy(update={"target": spec.Target(hdf5=spec.Hdf5Target(path=path))})
+        assert run_spec(export, at).target.hdf5.path == expected
+    assert to_prune(["n-3", "n-1", "n-2"], keep=2) == ["n-1"] and to_prune(["n-1"], keep=2) == []

@@ -54,6 +54,7 @@ def rendered() -> dict[tuple[str, str], dict]:
 def test_kinds(rendered):
     assert set(rendered) == {
         ("CustomResourceDefinition", "milvusmigrations.milvusdm.io"),
+        ("CustomResourceDefinition", "milvusmigrationschedules.milvusdm.io"),
         ("Namespace", "milvusdm-system"),
         ("ServiceAccount", "milvusdm-operator"),
         ("ClusterRole", "milvusdm-operator"),
@@ -69,7 +70,9 @@ def test_kinds(rendered):
 def test_rbac_is_least_privilege(rendered):
     operator = granted(REPO / "deploy" / "rbac.yaml", "milvusdm-operator")
     assert not any(resource in ("secrets", "configmaps", "*") or verb == "*" for _, resource, verb in operator)
-    assert not any(verb in ("delete", "update", "deletecollection") for _, _, verb in operator)
+    assert not any(verb in ("update", "deletecollection") for _, _, verb in operator)
+    # the only deletions: a schedule's runs beyond its keep
+    assert {(g, r) for g, r, verb in operator if verb == "delete"} == {("milvusdm.io", "milvusmigrations")}
     bind = next(r for r in rendered["ClusterRole", "milvusdm-operator"]["rules"] if "bind" in r["verbs"])
     assert bind["resourceNames"] == ["milvusdm-runner"]
     assert granted(REPO / "deploy" / "rbac.yaml", "milvusdm-runner") == {
@@ -111,10 +114,9 @@ def test_jobs_the_operator_builds_are_schema_valid():
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
-@pytest.fixture(scope="module")
-def health():
+def _health_check(name: str):
     lua = lupa.LuaRuntime(unpack_returned_tuples=True)
-    script = (REPO / "deploy" / "argocd" / "health.lua").read_text()
+    script = (REPO / "deploy" / "argocd" / name).read_text()
     check = lua.eval(f"function(obj) {script} end")
 
     def run(obj: dict) -> tuple[str, str]:
@@ -122,6 +124,25 @@ def health():
         return result["status"], result["message"]
 
     return run
+
+
+@pytest.fixture(scope="module")
+def health():
+    return _health_check("health.lua")
+
+
+def test_argocd_health_for_schedules():
+    health = _health_check("schedule-health.lua")
+    status = {"observedGeneration": 1, "nextScheduleTime": "2026-11-29T03:00:00Z", "lastRun": "nightly-1"}
+    obj = lambda spec=None, **extra: {"metadata": {"generation": 1}, "spec": spec or {}, "status": {**status, **extra}}  # noqa: E731
+    assert health({"metadata": {"generation": 1}, "spec": {}})[0] == "Progressing"
+    assert health(obj(lastRunResult="Succeeded")) == ("Healthy", "Next run 2026-11-29T03:00:00Z; latest: nightly-1")
+    assert health(obj())[0] == "Healthy"  # no run finished yet
+    assert health(obj(lastRunResult="Failed")) == ("Degraded", "Last finished run failed (latest: nightly-1)")
+    assert health(obj({"suspend": True}))[0] == "Suspended"
+    invalid = obj(conditions=[{"type": "Ready", "status": "False", "message": "bad cron"}])
+    assert health(invalid) == ("Degraded", "bad cron")
+    assert health({"metadata": {"generation": 2}, "spec": {}, "status": status})[0] == "Progressing"
 
 
 def _lua(lua, value):
@@ -158,6 +179,8 @@ def test_argocd_configmap_carries_the_health_check():
     assert configmap["metadata"]["name"] == "argocd-cm" and configmap["metadata"]["namespace"] == "argocd"
     assert configmap["data"]["resource.customizations.health.milvusdm.io_MilvusMigration"] == (
         REPO / "deploy" / "argocd" / "health.lua").read_text()
+    assert configmap["data"]["resource.customizations.health.milvusdm.io_MilvusMigrationSchedule"] == (
+        REPO / "deploy" / "argocd" / "schedule-health.lua").read_text()
 
 
 def test_dockerfile_references_exist():
@@ -174,3 +197,34 @@ def test_dockerfile_references_exist():
     assert user and int(user.group(1)) >= 10000
     deployment = yaml.safe_load((REPO / "deploy" / "operator.yaml").read_text())
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == int(user.group(1))
+
+
+def test_metrics_component(rendered):
+    """deploy/metrics: the Deployment patched to serve /metrics, a Service and a PodMonitor that find it."""
+    import jsonpatch
+
+    component = yaml.safe_load((REPO / "deploy" / "metrics" / "kustomization.yaml").read_text())
+    assert component["kind"] == "Component"
+    deployment = copy.deepcopy(rendered["Deployment", "milvusdm-operator"])
+    for patch in component["patches"]:
+        assert patch["target"] == {"kind": "Deployment", "name": "milvusdm-operator"}
+        deployment = jsonpatch.apply_patch(deployment, yaml.safe_load(patch["patch"]))
+    kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-2:] == ["--metrics-port", "9090"]
+    assert {"name": "metrics", "containerPort": 9090} in container["ports"]
+    objects = {d["kind"]: d for name in component["resources"]
+               for d in [yaml.safe_load((REPO / "deploy" / "metrics" / name).read_text())]}
+    kubernetes_validate.validate(objects["Service"], K8S_VERSION, strict=True)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert objects["Service"]["spec"]["selector"].items() <= pod_labels.items()
+    assert objects["Service"]["spec"]["ports"][0]["targetPort"] == "metrics"
+    monitor = objects["PodMonitor"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    from typer.testing import CliRunner
+
+    from milvusdm.cli import app
+
+    usage = CliRunner().invoke(app, ["operator", "--help"]).stdout
+    assert "--metrics-port" in usage

@@ -144,3 +144,24 @@ def test_tls_files_come_from_the_mounted_secret(tmp_path, monkeypatch):
     assert spec.TlsSettings(ca_file="/x/ca.pem", secret_name="s").files("source") == ("/x/ca.pem", None, None)
     with pytest.raises(ValueError, match="certFile and keyFile together"):
         spec.TlsSettings(cert_file="/c.pem")
+
+
+def test_metrics_rate_and_reconcile_errors():
+    from milvusdm_operator import metrics
+
+    assert metrics.rate(None, metrics.Report(10, 100.0)) is None
+    assert metrics.rate(metrics.Report(10, 100.0), metrics.Report(50, 102.0)) == 20.0
+    assert metrics.rate(metrics.Report(10, 100.0), metrics.Report(50, 100.0)) is None  # same instant
+    assert metrics.rate(metrics.Report(50, 100.0), metrics.Report(10, 102.0)) is None  # a restarted count
+
+    @metrics.counted("broken")
+    def broken(**_):
+        raise RuntimeError("API down")
+
+    def errors() -> float:
+        return metrics.REGISTRY.get_sample_value("milvusdm_reconcile_errors_total", {"handler": "broken"}) or 0
+
+    before = errors()
+    with pytest.raises(RuntimeError):
+        broken(name="x")
+    assert errors() == before + 1
