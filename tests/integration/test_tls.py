@@ -86,7 +86,7 @@ def copy(tmp_path, server, tls, name, rows=3000) -> subprocess.CompletedProcess:
     target = {"milvus": {"uri": server.uri, "collection": name, "index": {"type": "FLAT"}, "timeoutSeconds": 10,
                          **({"tls": tls} if tls is not None else {})}}
     path = manifest(tmp_path, {"hdf5": {"path": str(data)}}, target, verify="ids")
-    return subprocess.run([sys.executable, "-m", "milvusdm", "run", "-f", str(path), "-q"],
+    return subprocess.run([sys.executable, "-m", "milvusdm", "run", "-f", str(path), "-q", "--state", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
 
 
