@@ -122,6 +122,9 @@ def test_server_restart_mid_run_is_survived(tmp_path, rng):
             def finished(self, summary):
                 pass
 
+            def failed(self, error):
+                pass
+
         summary = engine.run(migration, [RestartServer()])
         assert restarted.is_set()
         assert (summary.rows, summary.verified) == (rows, f"ids ({rows} ids present, count {rows})")
@@ -260,6 +263,9 @@ def test_tampering_during_a_fresh_run_fails_it(tmp_path, milvus_server, case, mo
                 self.touched = tamper(client, collection, case, ids, vectors, tags)
 
         def finished(self, summary):
+            pass
+
+        def failed(self, error):
             pass
 
     observer = Tamper()
