@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from milvusdm.errors import InputError
+from milvusdm.indexes import check_spec
 from milvusdm.spec import MilvusEndpoint, MilvusMigration
 
 DEFAULT_PORT = 19530
@@ -37,7 +38,12 @@ def same_server(a: MilvusEndpoint, b: MilvusEndpoint) -> bool:
 def check(migration: MilvusMigration) -> None:
     """Refuse what would destroy data or cannot work, before anything is read or written."""
     source, target = migration.spec.source.milvus, migration.spec.target.milvus
-    if source is not None and target is not None and source.collection == target.collection and same_server(source, target):
+    if target is not None:
+        index = target.index
+        check_spec(index.type, index.params, target.metric, "target.milvus.index")
+    if source is None or target is None or source.collection != target.collection:
+        return
+    if same_server(source, target):
         raise InputError(
             f"source and target are the same collection {source.collection!r} at {target.uri}: the copy would destroy it",
             "choose another target collection or server",

@@ -34,3 +34,56 @@ def test_rows_over_grpcs_message_cap_in_one_batch_are_written(tmp_path, run_cli,
     client.close()
     assert {r["id"]: r["vector"] for r in rows}.keys() == {0, 599}
     np.testing.assert_array_equal(next(r["vector"] for r in rows if r["id"] == 599), vectors[599])
+
+
+def test_a_metric_the_vectors_cannot_take_is_refused_before_creating(tmp_path, run_cli, lite, rng):
+    file = make_h5(tmp_path / "f.h5", rng.random((50, 8), dtype=np.float32))
+    path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "c", "metric": "HAMMING"}})
+    result = run_cli("run", "-f", path, "-q")
+    assert result.exit_code == 2 and "metric HAMMING does not fit 'vector', a FLOAT_VECTOR field" in result.stderr
+    client = client_for(lite)
+    assert client.list_collections() == []
+    client.close()
+
+
+@pytest.mark.parametrize(("index", "words"), [({"type": "NOPE"}, "unknown index type 'NOPE'"),
+                                              ({"type": "HNSW", "params": {"M": -1}}, "HNSW parameter M is -1")])
+def test_validate_refuses_an_index_the_server_would(tmp_path, run_cli, lite, index, words):
+    path = manifest(tmp_path, {"hdf5": {"path": "x.h5"}}, {"milvus": {**lite, "collection": "c", "index": index}})
+    result = run_cli("validate", "-f", path)
+    assert result.exit_code == 2 and words in result.stderr
+
+
+@pytest.mark.server
+def test_lite_ivf_index_without_nlist_copies_to_a_server(tmp_path, run_cli, lite, milvus_server):
+    from pymilvus import DataType
+
+    client = client_for(lite)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=8)
+    client.create_collection("ivf", schema=schema)
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type="IVF_FLAT", metric_type="IP", params={"nlist": 64})
+    client.create_index("ivf", index)
+    client.insert("ivf", [{"id": i, "vector": [float(i % 5) + 1] * 8} for i in range(300)])
+    assert "nlist" not in client.describe_index("ivf", "vector")  # Lite forgets it
+    client.close()
+    server = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
+    path = manifest(tmp_path, {"milvus": {**lite, "collection": "ivf"}}, {"milvus": {**server, "collection": "ivf"}})
+    result = run_cli("run", "-f", path, "-q")
+    assert result.exit_code == 0, result.stderr
+    target = client_for(server)
+    described = target.describe_index("ivf", target.list_indexes("ivf")[0])
+    target.close()
+    assert described["index_type"] == "IVF_FLAT" and described["metric_type"] == "IP" and str(described["nlist"]) == "128"
+
+
+def test_the_lowest_int64_key_is_refused_before_writing(tmp_path, run_cli, lite, rng):
+    ids = np.array([-(2**63), 1, 2], dtype=np.int64)
+    file = make_h5(tmp_path / "low.h5", rng.random((3, 4), dtype=np.float32), ids)
+    result = run_cli("run", "-f", manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "c"}}), "-q")
+    assert result.exit_code == 2 and "-2**63" in result.stderr
+    client = client_for(lite)
+    assert client.list_collections() == []
+    client.close()

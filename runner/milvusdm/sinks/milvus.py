@@ -20,6 +20,7 @@ from pymilvus.grpc_gen import milvus_pb2
 from milvusdm import internals
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
+from milvusdm.indexes import check_vectors, with_defaults
 from milvusdm.milvus import QUERY_WINDOW, Connection, collection_identity, everything, literal
 from milvusdm.schema import DYNAMIC_FIELD, Column, Index, Schema
 from milvusdm.sinks.base import Sink
@@ -103,6 +104,7 @@ class MilvusSink(Sink):
             self.attach(schema)
             return True
         self._bind(schema)
+        self._check_indexes()
         client, name, mode = self.milvus.client, self.spec.collection, self.spec.mode
         exists = self._has(name)
         if exists and mode == "create":
@@ -188,7 +190,22 @@ class MilvusSink(Sink):
             for c in self._fields
             if c.is_vector and c.name not in source
         ]
-        return indexes
+        vectors = self._vectors
+        return [replace(i, params=with_defaults(i.index_type, i.params)) if i.field in vectors else i for i in indexes]
+
+    @property
+    def _vectors(self) -> dict[str, Column]:
+        return {c.name: c for c in (self.vector, *self._fields) if c.is_vector}
+
+    def _check_indexes(self) -> None:
+        """Refuse, before anything is created, an index or metric the server would refuse or that
+        would leave the vectors unsearchable."""
+        vectors = self._vectors
+        for index in self._indexes():
+            if index.field in vectors:
+                column = vectors[index.field]
+                metric = index.metric_type or ("HAMMING" if column.dtype == DataType.BINARY_VECTOR else "L2")
+                check_vectors(index.index_type, index.params, metric, column.dtype, column.dim, column.name)
 
     def _create_indexes(self, only_missing: bool = False) -> None:
         client, name = self.milvus.client, self.name

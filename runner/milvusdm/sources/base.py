@@ -53,15 +53,23 @@ class Source(ABC):
 
 
 SENTINEL_KEY = np.iinfo(np.int64).max
+LOWEST_KEY = np.iinfo(np.int64).min
 
 
 def refuse_sentinel_key(ids: np.ndarray, origin: str) -> None:
     """Milvus 2.x stores and counts a row keyed 2**63-1 but never returns it (int64's maximum is
-    a sentinel in its iterators, and ``id in [...]`` cannot parse it): refuse it up front."""
+    a sentinel in its iterators, and ``id in [...]`` cannot parse it); its expressions cannot
+    parse -2**63 either, so such a row could be neither verified nor rolled back: refuse both."""
     if ids.dtype.kind in "iu" and ids.size and (ids == SENTINEL_KEY).any():
         raise InputError(
             f"{origin} has the id 2**63-1 ({SENTINEL_KEY}), which Milvus 2.x stores but never returns",
-            "renumber that row; every other int64 id works",
+            "renumber that row; every id from -2**63+1 to 2**63-2 works",
+        )
+    if ids.dtype.kind == "i" and ids.size and (ids == LOWEST_KEY).any():
+        raise InputError(
+            f"{origin} has the id -2**63 ({LOWEST_KEY}), which Milvus 2.x expressions cannot name "
+            "(it could not be verified or removed)",
+            "renumber that row; every id from -2**63+1 to 2**63-2 works",
         )
 
 

@@ -1,0 +1,95 @@
+"""What milvusdm knows about Milvus index types: one row per type, to refuse before anything is
+created what a server would refuse after (an unknown type, a parameter out of range, a metric
+the vectors cannot take), and to fill in what a source leaves out (Milvus Lite reports IVF
+indexes without their ``nlist``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymilvus import DataType
+
+from milvusdm.errors import InputError
+
+FLOAT_METRICS = ("L2", "IP", "COSINE")
+BINARY_METRICS = ("HAMMING", "JACCARD", "SUBSTRUCTURE", "SUPERSTRUCTURE")
+METRICS: dict[DataType, tuple[str, ...]] = {  # what each kind of vector can be compared by
+    DataType.FLOAT_VECTOR: FLOAT_METRICS,
+    DataType.FLOAT16_VECTOR: FLOAT_METRICS,
+    DataType.BFLOAT16_VECTOR: FLOAT_METRICS,
+    DataType.BINARY_VECTOR: BINARY_METRICS,
+    DataType.SPARSE_FLOAT_VECTOR: ("IP",),
+}
+NLIST = {"nlist": (1, 65536)}
+
+
+@dataclass(frozen=True)
+class IndexType:
+    metrics: tuple[str, ...]  # metrics it builds for (which also says which vectors it takes)
+    ranges: dict[str, tuple[int, int]] = field(default_factory=dict)  # integer parameters and their bounds
+    defaults: dict[str, int] = field(default_factory=dict)  # the server's defaults for what may be left out
+
+
+INDEX_TYPES: dict[str, IndexType] = {
+    "AUTOINDEX": IndexType(FLOAT_METRICS + BINARY_METRICS + ("IP",)),
+    "FLAT": IndexType(FLOAT_METRICS),
+    "IVF_FLAT": IndexType(FLOAT_METRICS, NLIST, {"nlist": 128}),
+    "IVF_SQ8": IndexType(FLOAT_METRICS, NLIST, {"nlist": 128}),
+    "IVF_PQ": IndexType(FLOAT_METRICS, NLIST | {"m": (1, 65536), "nbits": (1, 16)}, {"nlist": 128, "nbits": 8}),
+    "SCANN": IndexType(FLOAT_METRICS, NLIST, {"nlist": 128}),
+    "HNSW": IndexType(FLOAT_METRICS, {"M": (2, 2048), "efConstruction": (1, 2**31 - 1)}, {"M": 16, "efConstruction": 200}),
+    "DISKANN": IndexType(FLOAT_METRICS),
+    "GPU_IVF_FLAT": IndexType(FLOAT_METRICS, NLIST, {"nlist": 128}),
+    "GPU_IVF_PQ": IndexType(FLOAT_METRICS, NLIST, {"nlist": 128}),
+    "GPU_CAGRA": IndexType(FLOAT_METRICS),
+    "GPU_BRUTE_FORCE": IndexType(FLOAT_METRICS),
+    "BIN_FLAT": IndexType(BINARY_METRICS),
+    "BIN_IVF_FLAT": IndexType(BINARY_METRICS, NLIST, {"nlist": 128}),
+    "SPARSE_INVERTED_INDEX": IndexType(("IP",)),
+    "SPARSE_WAND": IndexType(("IP",)),
+}
+
+
+def check_spec(index_type: str, params: dict[str, Any], metric: str | None, where: str) -> None:
+    """Offline: the type is known, its integer parameters are integers in range, and it builds for the metric."""
+    known = INDEX_TYPES.get(index_type.upper())
+    if known is None:
+        raise InputError(f"{where}: unknown index type {index_type!r}", f"use one of {', '.join(INDEX_TYPES)}")
+    for name, (lo, hi) in known.ranges.items():
+        value = params.get(name)
+        if value is not None and not lo <= _integer(value) <= hi:
+            raise InputError(f"{where}: {index_type} parameter {name} is {value!r}", f"give an integer in {lo}..{hi}")
+    if metric is not None and metric.upper() not in known.metrics:
+        raise InputError(f"{where}: a {index_type} index cannot use metric {metric}",
+                         f"use {', '.join(known.metrics)}, or another index type")
+
+
+def check_vectors(index_type: str, params: dict[str, Any], metric: str, dtype: DataType, dim: int | None,
+                  field_name: str) -> None:
+    """Before creating anything: the index and metric fit the field's kind of vector and dimension."""
+    where = f"the index on {field_name!r}"
+    check_spec(index_type, params, metric, where)
+    fits = METRICS.get(dtype, ())
+    if metric.upper() not in fits:
+        raise InputError(f"metric {metric} does not fit {field_name!r}, a {dtype.name} field (it would never be "
+                         "searchable)", f"set target.milvus.metric to one of {', '.join(fits)}")
+    m = _integer(params.get("m", 1))
+    if index_type.upper() == "IVF_PQ" and dim and m > 0 and dim % m:
+        raise InputError(f"{where}: IVF_PQ m={m} does not divide the dimension {dim}",
+                         "choose an m that divides the dimension")
+
+
+def _integer(value: Any) -> int:
+    """An integer parameter as a manifest or a server gives it (servers report them as text); -1 if it is not one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return -1
+
+
+def with_defaults(index_type: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters with the server's defaults for those left out."""
+    known = INDEX_TYPES.get(index_type.upper())
+    return (known.defaults if known else {}) | params
