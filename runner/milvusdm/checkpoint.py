@@ -6,13 +6,18 @@ after it may or may not have landed; a resumed run writes them idempotently (ups
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+from milvusdm.errors import InputError
 
 if TYPE_CHECKING:
     from milvusdm.spec import MilvusMigration
@@ -66,8 +71,10 @@ class ShardStatus(Checkpoint):
 
 
 def fingerprint(migration: MilvusMigration) -> str:
+    """What was copied where; not how (the mode): the fix a failed run advises may change it."""
     spec = migration.spec
-    basis = {"source": spec.source.model_dump(mode="json"), "target": spec.target.model_dump(mode="json")}
+    target = spec.target.model_dump(mode="json", exclude={"milvus": {"mode", "on_conflict"}})
+    basis = {"source": spec.source.model_dump(mode="json"), "target": target}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -110,3 +117,22 @@ class FileCheckpoints:
 
     def complete(self) -> None:
         self.clear()
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``NAME.lock`` beside the checkpoint for the run: a second run of the same migration
+        is refused at once (the lock goes with the process, however it ends)."""
+        where = self.path.with_suffix(".lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(where, "a")  # noqa: SIM115 (held for the whole run)
+        except OSError as error:
+            raise InputError(f"--state {self.path.parent} cannot hold checkpoints: {error.strerror}",
+                             "pass --state a writable folder") from None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InputError(f"another run of this migration is in progress (it holds {where})",
+                                 "wait for it to finish, or stop it") from None
+            yield

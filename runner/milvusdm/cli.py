@@ -51,12 +51,15 @@ def _setup_logging(verbose: bool, quiet: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
-def _fail(error: Exception) -> None:
+def _fail(error: Exception, json_output: bool = False) -> None:
     if not isinstance(error, MigrationError):  # a bug: still one line, the traceback with --verbose
         logging.getLogger("milvusdm").debug("internal error", exc_info=error)
         first_line = str(error).strip().split("\n")[0]
         error = MigrationError(f"internal error: {type(error).__name__}: {first_line}", "rerun with --verbose and report it")
     print(f"milvusdm: error: {error}", file=sys.stderr)
+    if json_output:
+        print(json.dumps({"error": str(error), "exitCode": error.exit_code, "reason": error.reason,
+                          "phase": error.phase or None}))
     raise typer.Exit(error.exit_code)
 
 
@@ -106,9 +109,10 @@ def run(
             summary = _run_local(migration, observers, state, resume)
             print(json.dumps(summary.as_dict()) if json_output else summary.line())
     except KeyboardInterrupt:
-        _fail(Interrupted("interrupted; the rows written so far are checkpointed", "rerun with --resume to continue"))
+        interrupted = Interrupted("interrupted; the rows written so far are checkpointed", "rerun with --resume to continue")
+        _fail(interrupted, json_output)
     except Exception as error:
-        _fail(error)
+        _fail(error, json_output)
 
 
 def _run_local(migration: spec.MilvusMigration, observers: list, state: Path, resume: bool | None):
@@ -116,9 +120,11 @@ def _run_local(migration: spec.MilvusMigration, observers: list, state: Path, re
     from milvusdm import engine, instance
     from milvusdm.checkpoint import FileCheckpoints
 
-    if migration.spec.source.many:
-        return instance.run(migration, observers, state=state, resume=resume)
-    return engine.run(migration, observers, checkpoints=FileCheckpoints(state, migration.metadata.name), resume=resume)
+    checkpoints = FileCheckpoints(state, migration.metadata.name)
+    with checkpoints.lock():  # a second run of the same migration is refused
+        if migration.spec.source.many:
+            return instance.run(migration, observers, state=state, resume=resume)
+        return engine.run(migration, observers, checkpoints=checkpoints, resume=resume)
 
 
 def _endpoint(uri: str, token: str | None, user: str | None, database: str | None = None) -> dict:

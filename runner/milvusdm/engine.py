@@ -25,7 +25,7 @@ from milvusdm.batch import Batch
 from milvusdm.checkpoint import Checkpoint, CheckpointStore, Shard, fingerprint
 from milvusdm.checks import check as check_manifest
 from milvusdm.digest import Digest, new_seed
-from milvusdm.errors import InputError, VerificationError
+from milvusdm.errors import InputError, MigrationError, TransientError, VerificationError
 from milvusdm.sinks import Sink, open_sink
 from milvusdm.sources import Source, open_source
 from milvusdm.spec import MilvusMigration, Target
@@ -43,6 +43,8 @@ class Observer(Protocol):
     def started(self, summary: Summary, done: int) -> None: ...
 
     def committed(self, done: int) -> None: ...
+
+    def phase(self, name: str) -> None: ...  # after the copy: "finish" (flush, index, load), then "verify"
 
     def finished(self, summary: Summary) -> None: ...
 
@@ -237,6 +239,7 @@ def run(
     ``seed``: the digests' keys, the same for every shard (default: random).
     """
     key = fingerprint(migration)
+    job: _Run | None = None
     try:
         check_manifest(migration)
         saved = _usable_checkpoint(checkpoints, key, resume, migration.spec.target)
@@ -246,6 +249,11 @@ def run(
         finally:
             job.close()
     except BaseException as error:  # a bar left running would hide the error line
+        if isinstance(error, MigrationError) and not error.phase:
+            error.phase = job.phase if job is not None else "prepare"
+            if isinstance(error, TransientError):  # resuming helps only once something was written
+                written = checkpoints is not None and checkpoints.load() is not None
+                error.fix += "; rerun with --resume to continue" if written else "; then run it again"
         for observer in observers:
             observer.failed(error)
         raise
@@ -267,6 +275,7 @@ class _Run:
         self.began = time.monotonic()
         self.clock = _Clock(self.summary.phases)
         self.conflicts: Conflicts | None = None
+        self.phase = "prepare"  # where a failure happened, for --json and the status
 
     def execute(self, key: str, saved: Checkpoint | None, target_prepared: bool) -> None:
         source, sink, summary = self.source, self.sink, self.summary
@@ -299,10 +308,13 @@ class _Run:
             observer.started(summary, self.state.position - self.start)
         self.clock.lap("prepare")
         try:
+            self.phase = "copy"
             self._copy(replay=saved is not None)
             self.clock.lap("copy")
+            self._enter("finish")
             sink.finish()
             self.clock.lap("finish")
+            self._enter("verify")
             self._verify()
             sink.commit()  # Milvus Lite may refuse the index only now
             self.clock.lap("verify")
@@ -311,6 +323,11 @@ class _Run:
             raise
         if self.checkpoints is not None:
             self.checkpoints.complete()
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        for observer in self.observers:
+            observer.phase(phase)
 
     def _verify(self) -> None:
         """Prove the copy before it replaces anything; a staged copy that fails is dropped."""
@@ -357,6 +374,7 @@ class _Run:
         held = ""  # the digest of what the target held, for the final check
         if existed:
             self.clock.lap("prepare")
+            self.phase = "keys"
             conflicts = self._scan()
             held = f"{proof.kind}/{proof.of_target(self.sink).text()}" if counted and proof.kind else ""
             self.clock.lap("keys")

@@ -11,6 +11,7 @@ class MigrationError(Exception):
 
     exit_code = 1
     reason = "MigrationFailed"
+    phase = ""  # where the run was: prepare, keys, copy, finish or verify (set by the engine)
 
     def __init__(self, problem: str, fix: str = "") -> None:
         self.problem = problem

@@ -112,6 +112,9 @@ class ResourceStatus:
     def committed(self, done: int) -> None:
         self.mine = replace(self.mine, copied=done)
 
+    def phase(self, name: str) -> None:
+        self.flush(message=f"copied; {name} phase")
+
     def finished(self, summary: engine.Summary) -> None:
         self.flush(verified=summary.verified, message=summary.line())
 

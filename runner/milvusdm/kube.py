@@ -29,7 +29,11 @@ def api_client() -> kubernetes.client.ApiClient:
         try:
             kubernetes.config.load_incluster_config()
         except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config()
+            try:
+                kubernetes.config.load_kube_config()
+            except (kubernetes.config.ConfigException, OSError) as error:
+                raise InputError(f"no Kubernetes credentials: not in a pod, and no usable kubeconfig ({error})",
+                                 "run --resource inside the operator's Job, or set KUBECONFIG") from None
         client = kubernetes.client.ApiClient()
     client.user_agent = f"milvusdm/{__version__}"  # audit logs (and tests) can tell our calls apart
     return client

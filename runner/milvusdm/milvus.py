@@ -71,7 +71,7 @@ def classify(error: BaseException, what: str, endpoint: MilvusEndpoint) -> Excep
     if is_transient(error):
         return TransientError(
             f"Milvus at {endpoint.uri} is unreachable while trying to {what}: {text}",
-            "check the uri and that the server is up; rerun with --resume to continue",
+            "check the uri and that the server is up",
         )
     return InputError(f"Milvus at {endpoint.uri} failed to {what}: {text}", "see the message above")
 

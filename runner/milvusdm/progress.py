@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from milvusdm.engine import Summary
 
 log = logging.getLogger("milvusdm.progress")
+PHASES = {"finish": "finishing: flush, index, load", "verify": "verifying"}
 
 
 class RowsPerSecond(TextColumn):
@@ -44,6 +45,9 @@ class ProgressBar:
     def committed(self, done: int) -> None:
         self.progress.update(self.task, completed=done)
 
+    def phase(self, name: str) -> None:
+        self.progress.update(self.task, description=PHASES[name])
+
     def finished(self, summary: Summary) -> None:
         self.progress.stop()
 
@@ -76,6 +80,9 @@ class ProgressLog:
         eta = (self.total - done) / rate if rate else float("inf")
         percent = 100 * done / self.total if self.total else 100
         log.info("copied %d/%d rows (%.0f%%), %.0f rows/s, ETA %.0fs", done, self.total, percent, rate, eta)
+
+    def phase(self, name: str) -> None:
+        log.info("%s", PHASES[name])
 
     def finished(self, summary: Summary) -> None:
         pass

@@ -592,6 +592,8 @@ def read_document(path: str | Path) -> Any:
         text = Path(path).read_text()
     except OSError as error:
         raise InputError(f"cannot read manifest {path}: {error.strerror}", "pass an existing file with -f") from None
+    except UnicodeDecodeError:
+        raise InputError(f"manifest {path} is not text (a binary file?)", "pass a YAML manifest with -f") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -119,6 +119,9 @@ def test_server_restart_mid_run_is_survived(tmp_path, rng):
                     server.stop()
                     threading.Timer(2, server.start).start()
 
+            def phase(self, name):
+                pass
+
             def finished(self, summary):
                 pass
 

@@ -25,10 +25,10 @@ def test_rows_over_grpcs_message_cap_in_one_batch_are_written(tmp_path, run_cli,
     vectors = np.random.default_rng(4).random((600, 32768), dtype=np.float32)  # 78 MB in the default batch
     file = make_h5(tmp_path / "wide.h5", vectors)
     path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**target, "collection": "wide",
-                                                                       "index": {"type": "FLAT"}}}, verify="count")
+                                                                       "index": {"type": "FLAT"}}}, verify="full")
     result = run_cli("run", "-f", path, "--json", "-q")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["verified"] == "count (600 rows)"
+    assert json.loads(result.stdout)["verified"] == "full (600 ids present, 600 rows equal, count 600)"
     client = client_for(target)  # a read of every vector would exceed the cap too
     rows = client.query("wide", filter="id in [0, 599]", output_fields=["vector"], consistency_level="Strong")
     client.close()

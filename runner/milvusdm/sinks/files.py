@@ -150,7 +150,12 @@ class FileSink(Sink):
                 raise InputError(f"{export.location} already exists",
                                  f"set target.{self.kind}.overwrite: true, or choose another path")
         for export in self.files.values():
-            export.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                export.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise InputError(f"cannot create the folder of {export.location}: {error.strerror}",
+                                 f"set target.{self.kind}.path to a path in a writable folder") from None
+        for export in self.files.values():
             export.create()
         return True
 

@@ -19,6 +19,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from milvusdm import internals
 from milvusdm.batch import Batch
+from milvusdm.datatypes import info
 from milvusdm.errors import InputError
 from milvusdm.indexes import check_vectors, with_defaults
 from milvusdm.milvus import QUERY_WINDOW, Connection, collection_identity, everything, literal
@@ -327,19 +328,31 @@ class MilvusSink(Sink):
         return int(rows[0]["count(*)"])
 
     def existing(self, keys: np.ndarray) -> np.ndarray:
+        """A count over the keys' range first: an append of new keys usually finds none there."""
+        if keys.dtype.kind == "i" and len(keys):
+            span = f"{self.key.name} >= {literal(keys.min())} && {self.key.name} <= {literal(keys.max())}"
+            rows = self.milvus.retry("count rows", self.milvus.client.query, self.name, filter=span,
+                                     output_fields=["count(*)"], consistency_level="Strong")
+            if not int(rows[0]["count(*)"]):
+                return keys[:0]
         expr = f"{self.key.name} in [{', '.join(map(literal, keys.tolist()))}]"
         return self.milvus.query(self.name, expr, [self.key], strong=True)[0]
 
     def fetch(self, ids: np.ndarray, with_data: bool) -> Batch:
-        columns = [self.key] + ([self.vector, *self.schema.scalars] if with_data else [])
-        values = self.milvus.query(
-            self.name, f"{self.key.name} in [{', '.join(map(literal, ids.tolist()))}]", columns,
-            self._partitions, strong=True,
-        )
-        found = values[0]
+        """Rows by key, in responses below gRPC's cap (wide vectors are fetched a few rows at a time)."""
         if not with_data:
+            found = self._select(ids, [self.key])[0]
             return Batch(0, found, np.empty((len(found), 0), dtype=np.float32))
-        return Batch(0, found, values[1], {c.name: v for c, v in zip(self.schema.scalars, values[2:], strict=True)})
+        columns = [self.key, self.vector, *self.schema.scalars]
+        row_bytes = 64 + sum(c.dim * info(c.dtype).bits // 8 for c in columns if c.is_vector and c.dim)
+        step = max(1, MAX_REQUEST_BYTES // row_bytes)
+        parts = [self._select(ids[lo : lo + step], columns) for lo in range(0, max(len(ids), 1), step)]
+        values = [np.concatenate([part[i] for part in parts]) for i in range(len(columns))]
+        return Batch(0, values[0], values[1], {c.name: v for c, v in zip(self.schema.scalars, values[2:], strict=True)})
+
+    def _select(self, ids: np.ndarray, columns: list[Column]) -> list[np.ndarray]:
+        expr = f"{self.key.name} in [{', '.join(map(literal, ids.tolist()))}]"
+        return self.milvus.query(self.name, expr, columns, self._partitions, strong=True)
 
     def scan(self, whole: bool, size: int) -> Iterator[Batch]:
         """Pages by key with the server's iterator ordering; each key once, even if stored twice

@@ -233,6 +233,20 @@ class Hdf5Source(Source):
 
 
 def _read_column(dataset: h5py.Dataset, a: int, b: int, column: Column) -> np.ndarray:
-    if h5py.check_string_dtype(dataset.dtype) is not None:
-        return from_file(column, dataset.asstr()[a:b])
-    return dataset[a:b]
+    """Strings decode as UTF-8 whatever the dataset declares (fixed-length ``S`` data says ASCII)."""
+    if h5py.check_string_dtype(dataset.dtype) is None:
+        return dataset[a:b]
+    try:
+        return from_file(column, dataset.asstr("utf-8")[a:b])
+    except UnicodeDecodeError:
+        row = next(i for i, value in enumerate(dataset[a:b]) if not _is_utf8(value))
+        raise InputError(f"dataset {dataset.name!r} in {dataset.file.filename}, row {a + row}, is not UTF-8 text",
+                         "store strings as UTF-8") from None
+
+
+def _is_utf8(value: bytes | str) -> bool:
+    try:
+        value.decode("utf-8") if isinstance(value, bytes) else value
+    except UnicodeDecodeError:
+        return False
+    return True
