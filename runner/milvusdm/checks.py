@@ -61,7 +61,7 @@ def check(migration: MilvusMigration) -> None:
         index = target.index
         check_spec(index.type, index.params, target.metric, "target.milvus.index")
         _check_names(migration)
-    if source is None or target is None or source.collection != target.collection:
+    if source is None or target is None or (source.database, source.collection) != (target.database, target.collection):
         return
     if same_server(source, target):
         raise InputError(

@@ -109,7 +109,7 @@ def collection_identity(milvus: Connection, collection: str) -> str:
     """What a collection is, however its server is spelled: a server's collection id (unique per
     cluster, from its timestamp oracle), or Milvus Lite's resolved folder and the name."""
     if milvus.endpoint.is_lite:
-        return f"lite:{Path(milvus.endpoint.uri).expanduser().resolve()}:{collection}"
+        return f"lite:{Path(milvus.endpoint.uri).expanduser().resolve()}:{milvus.endpoint.database}.{collection}"
     info = milvus.retry("describe the collection", milvus.client.describe_collection, collection)
     return f"milvus:{info['collection_id']}:{info.get('created_timestamp', '')}"
 
