@@ -265,6 +265,9 @@ def test_tampering_during_a_fresh_run_fails_it(tmp_path, milvus_server, case, mo
             if done >= TAMPER_ROWS // 2 and self.touched is None:
                 self.touched = tamper(client, collection, case, ids, vectors, tags)
 
+        def phase(self, name):
+            pass
+
         def finished(self, summary):
             pass
 
