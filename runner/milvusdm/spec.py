@@ -466,6 +466,8 @@ class MigrationSpec(Model):
          "message": "target.dump takes source.milvus.collections (patterns, e.g. ['*'])"},
         {"rule": f"!(has(self.target.hdf5) || has(self.target.parquet)) || !({MANY})",
          "message": "many collections go to target.dump or target.milvus, not one file path"},
+        {"rule": f"!({MANY}) || !has(self.parallelism) || self.parallelism == 1",
+         "message": "many collections are copied one after another: set parallelism to 1"},
     ]})
 
     source: Source
@@ -495,6 +497,8 @@ class MigrationSpec(Model):
             raise ValueError("target.dump takes source.milvus.collections (patterns, e.g. ['*'])")
         if many and (self.target.hdf5 or self.target.parquet) is not None:
             raise ValueError("many collections go to target.dump or target.milvus, not one file path")
+        if many and self.parallelism > 1:
+            raise ValueError("many collections are copied one after another: set parallelism to 1")
         if milvus is not None and many and milvus.collection is not None:
             raise ValueError("target.milvus.collection names one collection: with many, use target.milvus.rename")
         if milvus is not None and not many and milvus.collection is None:

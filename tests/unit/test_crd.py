@@ -69,6 +69,14 @@ INVALID = {
     "bad verify": lambda d: d["spec"].update(verify="all"),
     "parallel hdf5 export": lambda d: d["spec"].update(target={"hdf5": {"path": "/x.h5"}}, parallelism=2),
     "reserved volume name": lambda d: d["spec"]["job"]["volumes"][0].update(name="tmp"),
+    "collection and collections": lambda d: d["spec"].update(source={"milvus": {"collection": "a", "collections": ["*"]}}),
+    "bad collection pattern": lambda d: d["spec"].update(source={"milvus": {"collections": ["a-b"]}}),
+    "one target collection for many": lambda d: d["spec"].update(source={"milvus": {"collections": ["*"]}}),
+    "dump without collections": lambda d: d["spec"].update(source={"milvus": {"collection": "a"}},
+                                                           target={"dump": {"path": "/d"}}),
+    "many to one file": lambda d: d["spec"].update(source={"dump": {"path": "/d"}}, target={"hdf5": {"path": "/x.h5"}}),
+    "many in parallel": lambda d: d["spec"].update(source={"dump": {"path": "/d"}}, parallelism=2,
+                                                   target={"milvus": {"uri": "http://m:19530"}}),
 }
 # Pod settings are checked by the API server with Kubernetes' own schemas (the model passes them on).
 INVALID_FOR_THE_API_SERVER = {
