@@ -340,7 +340,7 @@ class _Run:
         whole = self.shard.count == 1  # else other shards write too: each checks its own range
         expected = self.state.baseline + self.summary.total - len(conflicts) if whole else None
         # keys the target held already are in both digests once: look the source's ids up instead
-        baseline = _baseline(self.state, self.proof.kind) if whole and not conflicts else None
+        baseline = _baseline(self.state, self.proof.kind) if whole and not len(conflicts) else None
         proof = self.proof if mode == self.proof.mode else Proof(mode, self.source.schema, self.proof.seed)
         bounds = (self.start, self.stop)
         try:
