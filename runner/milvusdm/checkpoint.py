@@ -43,6 +43,7 @@ class Checkpoint:
     created: bool = False  # the target (or its staging copy) was created by this migration: a rollback drops it
     baseline: int = 0  # rows the target held before (mode append), for the count check
     conflicts: tuple[str, ...] = ()  # source keys (as text) the target held before: skipped or upserted
+    source: str = ""  # the source's content signature: a resume refuses a replaced source
     seed: str = ""  # keys of this migration's digests (see ``digest``)
     digest: str = ""  # digest of rows start..position, of their keys or whole rows (``digest_of``)
     digest_of: str = ""  # "keys", "rows", or "" (verify mode without a digest)

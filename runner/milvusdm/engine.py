@@ -285,6 +285,11 @@ class _Run:
                 f"the source and the target are the same data ({sink.describe()}): the copy would destroy it",
                 "choose another target collection (or server, or file)",
             )
+        if saved is not None and saved.source and saved.source != source.signature():
+            raise InputError(
+                f"the source {source.describe()} changed since the interrupted run (another file under the same name)",
+                "restore the file that run read, or run without --resume to start over",
+            )
         if saved is not None and not sink.resumable(source.schema):
             log.warning("%s lost its partial output; starting over from the first row", sink.describe())
             saved = None
@@ -458,9 +463,10 @@ class _Run:
                 cause.fix += f"; {self.sink.describe()} still holds rows of this migration"
 
     def close(self) -> None:
-        self.summary.seconds = time.monotonic() - self.began
+        """Closing counts: Milvus Lite finishes its indexes then."""
         self.sink.close()
         self.source.close()
+        self.summary.seconds = time.monotonic() - self.began
         self.summary.peak_rss_mb = round(peak_rss_mb(), 1)
 
 

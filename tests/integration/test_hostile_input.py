@@ -117,3 +117,22 @@ def test_unreachable_before_anything_was_written_does_not_advise_resume(tmp_path
     path = manifest(tmp_path, {"hdf5": {"path": str(good)}}, {"milvus": {"uri": uri, "collection": "c", "timeoutSeconds": 2}})
     result = run_cli("run", "-f", path, "-q", "--state", tmp_path / "state")
     assert result.exit_code == UNAVAILABLE and "--resume" not in result.stderr and "run it again" in result.stderr
+
+
+def test_resume_refuses_a_source_replaced_under_the_same_name(tmp_path, run_cli, lite, rng):
+    from dataclasses import replace
+
+    from milvusdm.checkpoint import Checkpoint
+    from milvusdm.sources.base import content_signature
+
+    file = make_h5(tmp_path / "a.h5", rng.random((100, 4), dtype=np.float32), np.arange(100))
+    path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "c"}})
+    store = FileCheckpoints(tmp_path / "state", "test")
+    saved = Checkpoint(fingerprint(spec.load(path)), position=0, rows=0, created=True, source=content_signature([str(file)]))
+    make_h5(file, rng.random((100, 4), dtype=np.float32), np.arange(100))  # same name, other rows
+    store.save(saved)
+    result = run_cli("run", "-f", path, "-q", "--resume", "--state", tmp_path / "state")
+    assert result.exit_code == INPUT and "changed since the interrupted run" in result.stderr
+    store.save(replace(saved, source=content_signature([str(file)])))
+    result = run_cli("run", "-f", path, "-q", "--resume", "--state", tmp_path / "state")
+    assert "changed since" not in result.stderr

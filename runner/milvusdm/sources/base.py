@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import hashlib
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +47,11 @@ class Source(ABC):
         """What the source physically is (after ``open``): see ``Sink.identities``."""
         return set()
 
+    def signature(self) -> str:
+        """A cheap fingerprint of the source's content (after ``open``), kept in the checkpoint so
+        a resume refuses a source replaced under the same name; "" when there is none to take."""
+        return ""
+
     def close(self) -> None:
         """Release files and connections."""
 
@@ -71,6 +78,23 @@ def refuse_sentinel_key(ids: np.ndarray, origin: str) -> None:
             "(it could not be verified or removed)",
             "renumber that row; every id from -2**63+1 to 2**63-2 works",
         )
+
+
+SIGNATURE_BLOCK = 64 << 10
+
+
+def content_signature(paths: list[str]) -> str:
+    """Size and a hash of the first, middle and last 64 KiB of each local file (not the mtime:
+    a file copied to another volume keeps its content, not its times)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        size = os.path.getsize(path)
+        digest.update(f"{path}:{size}".encode())
+        with open(path, "rb") as file:
+            for offset in sorted({0, max(0, size // 2 - SIGNATURE_BLOCK // 2), max(0, size - SIGNATURE_BLOCK)}):
+                file.seek(offset)
+                digest.update(file.read(SIGNATURE_BLOCK))
+    return digest.hexdigest()[:16]
 
 
 def as_keys(ids: np.ndarray) -> np.ndarray:

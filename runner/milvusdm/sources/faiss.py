@@ -19,7 +19,7 @@ from pymilvus import DataType
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
 from milvusdm.schema import Schema
-from milvusdm.sources.base import Source, check_unique_ids
+from milvusdm.sources.base import Source, check_unique_ids, content_signature
 from milvusdm.spec import FaissSource as FaissSpec
 from milvusdm.spec import S3Settings
 from milvusdm.storage import ObjectStore, is_s3
@@ -52,6 +52,9 @@ class FaissSource(Source):
 
     def describe(self) -> str:
         return f"faiss:{self.spec.path}"
+
+    def signature(self) -> str:
+        return "" if self.store is not None else content_signature([self.spec.path])
 
     def _local_path(self) -> Path:
         """The index file; an s3:// object is downloaded to a temporary file (deleted at close)."""

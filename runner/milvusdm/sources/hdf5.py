@@ -27,7 +27,7 @@ from milvusdm.layout import (
     vector_rows,
 )
 from milvusdm.schema import Column, Schema
-from milvusdm.sources.base import Source, as_keys, check_unique_ids, expand
+from milvusdm.sources.base import Source, as_keys, check_unique_ids, content_signature, expand
 from milvusdm.spec import Hdf5Source as Hdf5Spec
 from milvusdm.spec import S3Settings
 from milvusdm.storage import ObjectStore, is_s3
@@ -208,6 +208,9 @@ class Hdf5Source(Source):
 
     def identities(self) -> set[str]:
         return {f"file:{Path(file.path).resolve()}" for file in self.files if not is_s3(file.path)}
+
+    def signature(self) -> str:
+        return content_signature([file.path for file in self.files if not is_s3(file.path)])
 
     def _ids(self, file: Hdf5File, a: int, b: int) -> np.ndarray:
         if file.stored and file.stored.key:
