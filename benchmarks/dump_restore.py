@@ -32,8 +32,11 @@ from milvusdm.testing import EmbeddedMilvus
 def cli(*arguments: str) -> tuple[float, dict]:
     """(seconds, JSON summary) of a milvusdm command in a child process."""
     began = time.perf_counter()
-    child = subprocess.run([str(Path(sys.executable).with_name("milvusdm")), *arguments, "--json", "-q"],
-                           stdout=subprocess.PIPE, check=True)
+    child = subprocess.run(
+        [str(Path(sys.executable).with_name("milvusdm")), *arguments, "--json", "-q"],
+        stdout=subprocess.PIPE,
+        check=True,
+    )
     return time.perf_counter() - began, json.loads(child.stdout)
 
 
@@ -53,26 +56,41 @@ def main() -> None:
                 name = f"part_{number}"
                 files[name] = work / f"{name}.h5"
                 write_h5(files[name], each, args.dim, seed=number)
-                milvusdm(source.uri, {"hdf5": {"path": str(files[name])}}, name, work,
-                         target={"milvus": {"uri": source.uri, "collection": name, "index": {"type": "FLAT"}}})
+                milvusdm(
+                    source.uri,
+                    {"hdf5": {"path": str(files[name])}},
+                    name,
+                    work,
+                    target={"milvus": {"uri": source.uri, "collection": name, "index": {"type": "FLAT"}}},
+                )
             read = sum(read_ceiling(source.uri, name) for name in files)
             dump, dumped = cli("dump", "--uri", source.uri, "--out", str(work / "dump"), "--state", str(work / "state"))
             insert = sum(ceiling(target.uri, path, f"ceiling_{name}") for name, path in files.items())
-            restore, restored = cli("restore", "--from", str(work / "dump"), "--uri", target.uri,
-                                    "--state", str(work / "state"))
+            restore, restored = cli(
+                "restore", "--from", str(work / "dump"), "--uri", target.uri, "--state", str(work / "state")
+            )
             client = MilvusClient(target.uri)
             counted = sum(client.query(n, filter="", output_fields=["count(*)"])[0]["count(*)"] for n in files)
             client.close()
             rows = each * args.collections
             assert dumped["rows"] == restored["rows"] == counted == rows, (dumped["rows"], restored["rows"], counted)
-            for path, seconds, limit, summary, kind in (("dump", dump, read, dumped, "read"),
-                                                         ("restore", restore, insert, restored, "insert")):
-                results.add({
-                    "rows": rows, "collections": args.collections, "path": path,
-                    f"{kind}_ceiling_rows_per_s": round(rows / limit), "milvusdm_rows_per_s": round(rows / seconds),
-                    "ratio": round(limit / seconds, 3), "milvusdm_peak_rss_mb": round(summary["peak_rss_mb"]),
-                    "milvusdm_seconds": round(seconds, 1), "ceiling_seconds": round(limit, 1),
-                })
+            for path, seconds, limit, summary, kind in (
+                ("dump", dump, read, dumped, "read"),
+                ("restore", restore, insert, restored, "insert"),
+            ):
+                results.add(
+                    {
+                        "rows": rows,
+                        "collections": args.collections,
+                        "path": path,
+                        f"{kind}_ceiling_rows_per_s": round(rows / limit),
+                        "milvusdm_rows_per_s": round(rows / seconds),
+                        "ratio": round(limit / seconds, 3),
+                        "milvusdm_peak_rss_mb": round(summary["peak_rss_mb"]),
+                        "milvusdm_seconds": round(seconds, 1),
+                        "ceiling_seconds": round(limit, 1),
+                    }
+                )
     results.save("dump_restore")
 
 

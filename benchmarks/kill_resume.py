@@ -29,16 +29,24 @@ from milvusdm.testing.interrupt import resume, run_until_killed
 
 
 def write_manifest(path: Path, name: str, source: dict, target: dict) -> Path:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "milvusdm.io/v1alpha1", "kind": "MilvusMigration", "metadata": {"name": name},
-        "spec": {"source": source, "target": target, "batchSize": 2000, "verify": "full"},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "milvusdm.io/v1alpha1",
+                "kind": "MilvusMigration",
+                "metadata": {"name": name},
+                "spec": {"source": source, "target": target, "batchSize": 2000, "verify": "full"},
+            }
+        )
+    )
     return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--path", choices=["hdf5-to-milvus", "faiss-to-milvus", "milvus-to-hdf5"], default="hdf5-to-milvus")
+    parser.add_argument(
+        "--path", choices=["hdf5-to-milvus", "faiss-to-milvus", "milvus-to-hdf5"], default="hdf5-to-milvus"
+    )
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
@@ -59,8 +67,13 @@ def main() -> None:
             faiss.write_index(index, str(work / "data.faiss"))
             source = {"faiss": {"path": str(work / "data.faiss")}}
         if args.path == "milvus-to-hdf5":
-            load = write_manifest(work / "load.yaml", "load", source, {"milvus": {"uri": server.uri, "collection": "source"}})
-            subprocess.run([sys.executable, "-m", "milvusdm", "run", "-f", str(load), "-q", "--state", str(work / "load")], check=True)
+            load = write_manifest(
+                work / "load.yaml", "load", source, {"milvus": {"uri": server.uri, "collection": "source"}}
+            )
+            subprocess.run(
+                [sys.executable, "-m", "milvusdm", "run", "-f", str(load), "-q", "--state", str(work / "load")],
+                check=True,
+            )
             source = {"milvus": {"uri": server.uri, "collection": "source"}}
         order = np.argsort(ids)
         client = MilvusClient(server.uri)
@@ -69,25 +82,35 @@ def main() -> None:
             kill_at = int(rng.integers(0, args.rows + 1))
             name = f"trial-{trial}"
             export = work / f"{name}.h5"
-            target = ({"hdf5": {"path": str(export)}} if args.path == "milvus-to-hdf5"
-                      else {"milvus": {"uri": server.uri, "collection": f"trial_{trial}", "index": {"type": "FLAT"}}})
+            target = (
+                {"hdf5": {"path": str(export)}}
+                if args.path == "milvus-to-hdf5"
+                else {"milvus": {"uri": server.uri, "collection": f"trial_{trial}", "index": {"type": "FLAT"}}}
+            )
             manifest = write_manifest(work / f"{name}.yaml", name, source, target)
             killed = run_until_killed(manifest, work / "state", name, kill_at)
             summary = resume(manifest, work / "state")
             exact = summary["verified"].startswith(f"full ({args.rows} ids present, {args.rows} rows equal")
             if args.path == "milvus-to-hdf5":
                 with h5py.File(export) as f:
-                    exact &= np.array_equal(f["ids"][:], ids[order]) and np.array_equal(f["embeddings"][:], vectors[order])
+                    exact &= np.array_equal(f["ids"][:], ids[order]) and np.array_equal(
+                        f["embeddings"][:], vectors[order]
+                    )
                 export.unlink()
                 detail = "export identical" if exact else "export differs"
             else:
-                count = client.query(f"trial_{trial}", filter="", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
+                count = client.query(
+                    f"trial_{trial}", filter="", output_fields=["count(*)"], consistency_level="Strong"
+                )[0]["count(*)"]
                 exact &= count == args.rows
                 detail = f"count {count}"
                 client.drop_collection(f"trial_{trial}")
             failures += not exact
-            print(f"trial {trial}: killed after row {killed}, resumed {summary['rows']} rows, {detail}: "
-                  f"{'exact' if exact else 'MISMATCH ' + summary['verified']}", flush=True)
+            print(
+                f"trial {trial}: killed after row {killed}, resumed {summary['rows']} rows, {detail}: "
+                f"{'exact' if exact else 'MISMATCH ' + summary['verified']}",
+                flush=True,
+            )
         print(f"{args.path}: {args.trials - failures}/{args.trials} trials exact")
         raise SystemExit(1 if failures else 0)
 

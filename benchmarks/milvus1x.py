@@ -63,8 +63,10 @@ def ceiling(uri: str, rows: int, dim: int) -> float:
     began = time.perf_counter()
     for lo in range(0, rows, BATCH):
         n = min(BATCH, rows - lo)
-        columns = [{"name": "id", "type": DataType.INT64, "values": list(range(lo, lo + n))},
-                   {"name": "vector", "type": DataType.FLOAT_VECTOR, "values": vectors[:n]}]
+        columns = [
+            {"name": "id", "type": DataType.INT64, "values": list(range(lo, lo + n))},
+            {"name": "vector", "type": DataType.FLOAT_VECTOR, "values": vectors[:n]},
+        ]
         connection.batch_insert("ceiling", columns, schema=described)
     client.flush("ceiling")
     index = client.prepare_index_params()
@@ -79,15 +81,26 @@ def ceiling(uri: str, rows: int, dim: int) -> float:
 
 def milvusdm(uri: str, root: Path, workdir: Path) -> tuple[float, dict]:
     manifest = workdir / "milvus1x.yaml"
-    manifest.write_text(yaml.safe_dump({
-        "apiVersion": "milvusdm.io/v1alpha1", "kind": "MilvusMigration", "metadata": {"name": "bench-milvus1x"},
-        "spec": {"source": {"milvus1x": {"path": str(root), "collection": "items"}},
-                 "target": {"milvus": {"uri": uri, "collection": "items"}}},  # every other setting: the default
-    }))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "milvusdm.io/v1alpha1",
+                "kind": "MilvusMigration",
+                "metadata": {"name": "bench-milvus1x"},
+                "spec": {
+                    "source": {"milvus1x": {"path": str(root), "collection": "items"}},
+                    "target": {"milvus": {"uri": uri, "collection": "items"}},
+                },  # every other setting: the default
+            }
+        )
+    )
     cli = Path(sys.executable).with_name("milvusdm")
     began = time.perf_counter()
-    child = subprocess.run([str(cli), "run", "-f", str(manifest), "--json", "-q", "--state", str(workdir / "state")],
-                           stdout=subprocess.PIPE, check=True)
+    child = subprocess.run(
+        [str(cli), "run", "-f", str(manifest), "--json", "-q", "--state", str(workdir / "state")],
+        stdout=subprocess.PIPE,
+        check=True,
+    )
     return time.perf_counter() - began, json.loads(child.stdout)
 
 
@@ -104,10 +117,17 @@ def main() -> None:
         ours, summary = milvusdm(server.uri, work / "legacy", work)
         assert summary["rows"] == args.rows and summary["verified"].startswith("sample"), summary
         result = {
-            "rows": args.rows, "dim": args.dim, "segments": args.segments, "write_directory_s": round(written, 1),
-            "ceiling_s": round(raw, 1), "milvusdm_s": round(ours, 1), "ratio": round(raw / ours, 3),
-            "ceiling_rows_per_s": round(args.rows / raw), "milvusdm_rows_per_s": round(args.rows / ours),
-            "milvusdm_peak_rss_mb": round(summary["peak_rss_mb"]), "milvusdm_phases_s": summary["phases"],
+            "rows": args.rows,
+            "dim": args.dim,
+            "segments": args.segments,
+            "write_directory_s": round(written, 1),
+            "ceiling_s": round(raw, 1),
+            "milvusdm_s": round(ours, 1),
+            "ratio": round(raw / ours, 3),
+            "ceiling_rows_per_s": round(args.rows / raw),
+            "milvusdm_rows_per_s": round(args.rows / ours),
+            "milvusdm_peak_rss_mb": round(summary["peak_rss_mb"]),
+            "milvusdm_phases_s": summary["phases"],
             "verified": summary["verified"],
         }
     print(json.dumps(result), flush=True)

@@ -51,22 +51,40 @@ def main() -> None:
                 h5 = work / f"data-{rows}.h5"
                 write_h5(h5, rows, args.dim, seed=rows)
                 name = f"source_{rows}"
-                milvusdm(source.uri, {"hdf5": {"path": str(h5)}}, name, work,
-                         target={"milvus": {"uri": source.uri, "collection": name, "index": {"type": "FLAT"}}})
+                milvusdm(
+                    source.uri,
+                    {"hdf5": {"path": str(h5)}},
+                    name,
+                    work,
+                    target={"milvus": {"uri": source.uri, "collection": name, "index": {"type": "FLAT"}}},
+                )
                 read = read_ceiling(source.uri, name)
                 insert = ceiling(target.uri, h5, f"ceiling_{rows}")
-                copy, copy_rss, copy_summary = milvusdm(target.uri, {"milvus": {"uri": source.uri, "collection": name}}, f"copy_{rows}", work)
+                copy, copy_rss, copy_summary = milvusdm(
+                    target.uri, {"milvus": {"uri": source.uri, "collection": name}}, f"copy_{rows}", work
+                )
                 export = work / f"export-{rows}.h5"
-                dump, dump_rss, _ = milvusdm(target.uri, {"milvus": {"uri": source.uri, "collection": name}}, f"export_{rows}", work,
-                                             target={"hdf5": {"path": str(export)}})
+                dump, dump_rss, _ = milvusdm(
+                    target.uri,
+                    {"milvus": {"uri": source.uri, "collection": name}},
+                    f"export_{rows}",
+                    work,
+                    target={"hdf5": {"path": str(export)}},
+                )
                 export.unlink()
                 MilvusClient(source.uri).drop_collection(name)
-                for path, seconds, limit, rss in (("milvus-to-milvus", copy, max(read, insert), copy_rss),
-                                                   ("milvus-to-hdf5", dump, read, dump_rss)):
+                for path, seconds, limit, rss in (
+                    ("milvus-to-milvus", copy, max(read, insert), copy_rss),
+                    ("milvus-to-hdf5", dump, read, dump_rss),
+                ):
                     result = {
-                        "rows": rows, "path": path, "read_ceiling_rows_per_s": round(rows / read),
-                        "insert_ceiling_rows_per_s": round(rows / insert), "milvusdm_rows_per_s": round(rows / seconds),
-                        "ratio": round(limit / seconds, 3), "milvusdm_peak_rss_mb": round(rss),
+                        "rows": rows,
+                        "path": path,
+                        "read_ceiling_rows_per_s": round(rows / read),
+                        "insert_ceiling_rows_per_s": round(rows / insert),
+                        "milvusdm_rows_per_s": round(rows / seconds),
+                        "ratio": round(limit / seconds, 3),
+                        "milvusdm_peak_rss_mb": round(rss),
                     }
                     if path == "milvus-to-milvus":
                         result["milvusdm_phases_s"] = copy_summary["phases"]

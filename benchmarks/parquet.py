@@ -33,7 +33,9 @@ def write_parquet(h5: Path, path: Path, row_group: int) -> None:
     with h5py.File(h5) as f:
         vectors, ids = f["embeddings"][:], f["ids"][:]
     rows, dim = vectors.shape
-    emb = pa.ListArray.from_arrays(pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int32)), pa.array(vectors.reshape(-1)))
+    emb = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int32)), pa.array(vectors.reshape(-1))
+    )
     pq.write_table(pa.table({"id": ids, "emb": emb}), path, row_group_size=row_group or None)
 
 
@@ -52,24 +54,44 @@ def main() -> None:
             write_parquet(h5, source, args.row_group)
             groups = pq.ParquetFile(source).metadata.num_row_groups
             insert = ceiling(server.uri, h5, f"ceiling_{rows}")
-            load, load_rss, load_summary = milvusdm(server.uri, {"parquet": {"path": str(source)}}, f"load_{rows}", work)
+            load, load_rss, load_summary = milvusdm(
+                server.uri, {"parquet": {"path": str(source)}}, f"load_{rows}", work
+            )
             name = f"source_{rows}"
-            milvusdm(server.uri, {"hdf5": {"path": str(h5)}}, name, work,
-                     target={"milvus": {"uri": server.uri, "collection": name, "index": {"type": "FLAT"}}})
+            milvusdm(
+                server.uri,
+                {"hdf5": {"path": str(h5)}},
+                name,
+                work,
+                target={"milvus": {"uri": server.uri, "collection": name, "index": {"type": "FLAT"}}},
+            )
             read = read_ceiling(server.uri, name)
             export = work / f"export-{rows}.parquet"
-            dump, dump_rss, dump_summary = milvusdm(server.uri, {"milvus": {"uri": server.uri, "collection": name}},
-                                                    f"export_{rows}", work, target={"parquet": {"path": str(export)}})
+            dump, dump_rss, dump_summary = milvusdm(
+                server.uri,
+                {"milvus": {"uri": server.uri, "collection": name}},
+                f"export_{rows}",
+                work,
+                target={"parquet": {"path": str(export)}},
+            )
             assert pq.ParquetFile(export).metadata.num_rows == rows
             for path, seconds, limit, rss, summary in (
                 ("parquet-to-milvus", load, insert, load_rss, load_summary),
                 ("milvus-to-parquet", dump, read, dump_rss, dump_summary),
             ):
-                results.add({
-                    "rows": rows, "path": path, "source_row_groups": groups, "ceiling": "insert" if limit is insert else "read",
-                    "ceiling_rows_per_s": round(rows / limit), "milvusdm_rows_per_s": round(rows / seconds),
-                    "ratio": round(limit / seconds, 3), "milvusdm_peak_rss_mb": round(rss), "milvusdm_phases_s": summary["phases"],
-                })
+                results.add(
+                    {
+                        "rows": rows,
+                        "path": path,
+                        "source_row_groups": groups,
+                        "ceiling": "insert" if limit is insert else "read",
+                        "ceiling_rows_per_s": round(rows / limit),
+                        "milvusdm_rows_per_s": round(rows / seconds),
+                        "ratio": round(limit / seconds, 3),
+                        "milvusdm_peak_rss_mb": round(rss),
+                        "milvusdm_phases_s": summary["phases"],
+                    }
+                )
             export.unlink()
     results.save("parquet")
 

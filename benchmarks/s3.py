@@ -41,9 +41,13 @@ def main() -> None:
             from_s3, s3_rss, _ = milvusdm(server.uri, remote, f"s3_{rows}", work, s3=settings)
             local, local_rss, _ = milvusdm(server.uri, {"hdf5": {"path": str(h5)}}, f"local_{rows}", work)
             result = {
-                "rows": rows, "block_mb": args.block_mb, "local_rows_per_s": round(rows / local),
-                "s3_rows_per_s": round(rows / from_s3), "ratio": round(local / from_s3, 3),
-                "s3_peak_rss_mb": round(s3_rss), "local_peak_rss_mb": round(local_rss),
+                "rows": rows,
+                "block_mb": args.block_mb,
+                "local_rows_per_s": round(rows / local),
+                "s3_rows_per_s": round(rows / from_s3),
+                "ratio": round(local / from_s3, 3),
+                "s3_peak_rss_mb": round(s3_rss),
+                "local_peak_rss_mb": round(local_rss),
             }
             results.add(result)
     results.save("s3")

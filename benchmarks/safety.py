@@ -37,14 +37,26 @@ def run(uri: str, path: Path, collection: str, work: Path, **target) -> tuple[fl
     """Seconds and JSON summary of `milvusdm run` with the manifest defaults."""
     manifest = work / f"{collection}-{len(list(work.glob('*.yaml')))}.yaml"
     spec = target.pop("spec", {})
-    manifest.write_text(yaml.safe_dump({
-        "apiVersion": "milvusdm.io/v1alpha1", "kind": "MilvusMigration", "metadata": {"name": "bench"},
-        "spec": {"source": {"hdf5": {"path": str(path)}},
-                 "target": {"milvus": {"uri": uri, "collection": collection, **target}}, **spec},
-    }))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "milvusdm.io/v1alpha1",
+                "kind": "MilvusMigration",
+                "metadata": {"name": "bench"},
+                "spec": {
+                    "source": {"hdf5": {"path": str(path)}},
+                    "target": {"milvus": {"uri": uri, "collection": collection, **target}},
+                    **spec,
+                },
+            }
+        )
+    )
     began = time.perf_counter()
-    child = subprocess.run([sys.executable, "-m", "milvusdm", "run", "-f", str(manifest), "--json", "-q",
-                            "--state", str(work / "state")], stdout=subprocess.PIPE, check=True)
+    child = subprocess.run(
+        [sys.executable, "-m", "milvusdm", "run", "-f", str(manifest), "--json", "-q", "--state", str(work / "state")],
+        stdout=subprocess.PIPE,
+        check=True,
+    )
     return time.perf_counter() - began, json.loads(child.stdout)
 
 
@@ -66,24 +78,49 @@ def main() -> None:
         create, summary = run(server.uri, first, "items", work)
         overwrite, again = run(server.uri, first, "items", work, mode="overwrite")
         assert again["rows"] == rows, again
-        results.add({"case": "overwrite vs create", "rows": rows, "create_s": round(create, 2),
-                     "overwrite_s": round(overwrite, 2), "ratio": round(overwrite / create, 3),
-                     "create_phases_s": summary["phases"], "overwrite_phases_s": again["phases"],
-                     "ceiling_s": round(raw, 2)})
+        results.add(
+            {
+                "case": "overwrite vs create",
+                "rows": rows,
+                "create_s": round(create, 2),
+                "overwrite_s": round(overwrite, 2),
+                "ratio": round(overwrite / create, 3),
+                "create_phases_s": summary["phases"],
+                "overwrite_phases_s": again["phases"],
+                "ceiling_s": round(raw, 2),
+            }
+        )
 
         append, added = run(server.uri, second, "items", work, mode="append")
         assert added["verified"].endswith(f"count {2 * rows})"), added
         scan = added["phases"].get("keys", 0.0)
-        results.add({"case": "append key scan", "rows": rows, "target_rows": rows, "append_s": round(append, 2),
-                     "keys_s": scan, "share": round(scan / append, 3), "phases_s": added["phases"]})
+        results.add(
+            {
+                "case": "append key scan",
+                "rows": rows,
+                "target_rows": rows,
+                "append_s": round(append, 2),
+                "keys_s": scan,
+                "share": round(scan / append, 3),
+                "phases_s": added["phases"],
+            }
+        )
 
         wide = work / "wide.h5"
         with h5py.File(wide, "w") as f:
             f["embeddings"] = np.random.default_rng(3).random((600, 32768), dtype=np.float32)
         split, _ = run(server.uri, wide, "wide_split", work)
         small, _ = run(server.uri, wide, "wide_small", work, spec={"batchSize": 200})
-        results.add({"case": "byte-sized requests", "rows": 600, "dim": 32768, "default_batch_split_s": round(split, 2),
-                     "batch_200_s": round(small, 2), "ratio": round(split / small, 3)})
+        results.add(
+            {
+                "case": "byte-sized requests",
+                "rows": 600,
+                "dim": 32768,
+                "default_batch_split_s": round(split, 2),
+                "batch_200_s": round(small, 2),
+                "ratio": round(split / small, 3),
+            }
+        )
     results.save("safety")
 
 

@@ -131,7 +131,12 @@ def measured(command: list[str]) -> tuple[float, float, bytes]:
 
 
 def milvusdm(
-    uri: str, source: dict, collection: str, workdir: Path, target: dict | None = None, s3: dict | None = None,
+    uri: str,
+    source: dict,
+    collection: str,
+    workdir: Path,
+    target: dict | None = None,
+    s3: dict | None = None,
     verify: str | None = None,
 ) -> tuple[float, float, dict]:
     """(seconds, peak process-tree RSS in MB, summary) of `milvusdm run` as a child process, with the
@@ -181,7 +186,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--sources", nargs="+", default=["hdf5", "faiss-flat", "faiss-ivf"])
-    parser.add_argument("--modes", nargs="+", default=["sample", "none", "full"], help="verify modes; sample is the default")
+    parser.add_argument(
+        "--modes", nargs="+", default=["sample", "none", "full"], help="verify modes; sample is the default"
+    )
     args = parser.parse_args()
     results = Results()
     with tempfile.TemporaryDirectory() as scratch, EmbeddedMilvus(Path(scratch) / "milvus") as server:
@@ -199,18 +206,31 @@ def main() -> None:
                     source = {"faiss": {"path": str(path)}}
                 for mode in args.modes:
                     collection = f"{kind.replace('-', '_')}_{rows}_{mode}"
-                    ours, rss, summary = milvusdm(server.uri, source, collection, work, verify=None if mode == "sample" else mode)
+                    ours, rss, summary = milvusdm(
+                        server.uri, source, collection, work, verify=None if mode == "sample" else mode
+                    )
                     assert summary["rows"] == rows and summary["verified"].startswith(mode), summary
                     file_mb = path.stat().st_size / 2**20 if kind != "hdf5" else 0
-                    results.add({
-                        "rows": rows, "source": kind, "verify": mode, "ceiling_rows_per_s": round(rows / raw),
-                        "milvusdm_rows_per_s": round(rows / ours), "ratio": round(raw / ours, 3),
-                        "milvusdm_seconds": round(ours, 2), "peak_rss_mb": round(rss), "own_vmhwm_mb": summary["peak_rss_mb"],
-                        "peak_rss_above_index_mb": round(rss - file_mb), "milvusdm_phases_s": summary["phases"],
-                    })
+                    results.add(
+                        {
+                            "rows": rows,
+                            "source": kind,
+                            "verify": mode,
+                            "ceiling_rows_per_s": round(rows / raw),
+                            "milvusdm_rows_per_s": round(rows / ours),
+                            "ratio": round(raw / ours, 3),
+                            "milvusdm_seconds": round(ours, 2),
+                            "peak_rss_mb": round(rss),
+                            "own_vmhwm_mb": summary["peak_rss_mb"],
+                            "peak_rss_above_index_mb": round(rss - file_mb),
+                            "milvusdm_phases_s": summary["phases"],
+                        }
+                    )
     results.save("throughput")
-    print(f"\n{'rows':>9} {'source':>11} {'verify':>7} {'ceiling rows/s':>15} {'milvusdm rows/s':>16} {'ratio':>6} "
-          f"{'peak RSS MB':>12} {'above index':>12}  phases (s)")
+    print(
+        f"\n{'rows':>9} {'source':>11} {'verify':>7} {'ceiling rows/s':>15} {'milvusdm rows/s':>16} {'ratio':>6} "
+        f"{'peak RSS MB':>12} {'above index':>12}  phases (s)"
+    )
     for r in results:
         print(
             f"{r['rows']:>9} {r['source']:>11} {r['verify']:>7} {r['ceiling_rows_per_s']:>15} {r['milvusdm_rows_per_s']:>16} "

@@ -10,7 +10,9 @@ from tests.conftest import client_for
 ROWS = 3000
 
 
-def make_collection(where: dict, name: str = "items", rows: int = ROWS, dim: int = 16, seed: int = 7, prefix: str = "sku") -> None:
+def make_collection(
+    where: dict, name: str = "items", rows: int = ROWS, dim: int = 16, seed: int = 7, prefix: str = "sku"
+) -> None:
     """Varchar keys, every scalar kind, JSON, arrays, dynamic keys, two partitions, an HNSW index."""
     rng = np.random.default_rng(seed)
     client = client_for(where)
@@ -36,10 +38,20 @@ def make_collection(where: dict, name: str = "items", rows: int = ROWS, dim: int
     vectors = rng.random((rows, dim), dtype=np.float32)
     data = [
         {
-            "sku": f"{prefix}-{i:06d}", "embedding": vectors[i].tolist(), "in_stock": bool(i % 2), "i8": i % 100 - 50,
-            "i16": i % 30000, "i32": i, "i64": 2**60 + i, "price": float(np.float32(i / 7)), "weight": i / 3,
-            "title": f"item «{i}»", "attrs": {"colour": ["red", "blue"][i % 2], "n": i},
-            "sizes": list(range(i % 5)), "tags": ["a", "b"][: i % 3], **({"note": f"dyn {i}"} if i % 4 else {}),
+            "sku": f"{prefix}-{i:06d}",
+            "embedding": vectors[i].tolist(),
+            "in_stock": bool(i % 2),
+            "i8": i % 100 - 50,
+            "i16": i % 30000,
+            "i32": i,
+            "i64": 2**60 + i,
+            "price": float(np.float32(i / 7)),
+            "weight": i / 3,
+            "title": f"item «{i}»",
+            "attrs": {"colour": ["red", "blue"][i % 2], "n": i},
+            "sizes": list(range(i % 5)),
+            "tags": ["a", "b"][: i % 3],
+            **({"note": f"dyn {i}"} if i % 4 else {}),
         }
         for i in range(rows)
     ]
@@ -55,8 +67,9 @@ def make_collection(where: dict, name: str = "items", rows: int = ROWS, dim: int
 def rows_of(where: dict, name: str, partition: str | None = None, filter: str = 'sku >= ""') -> dict:
     client = client_for(where)
     client.load_collection(name)
-    iterator = client.query_iterator(name, batch_size=1000, filter=filter, output_fields=["*"],
-                                     partition_names=[partition] if partition else None)
+    iterator = client.query_iterator(
+        name, batch_size=1000, filter=filter, output_fields=["*"], partition_names=[partition] if partition else None
+    )
     rows = {}
     while page := iterator.next():
         rows.update({row["sku"]: dict(row) for row in page})
@@ -96,8 +109,13 @@ def make_docs(where: dict, name: str = "docs", rows: int = 400, dim: int = 8, se
     client.create_index(name, index)
     vectors = np.random.default_rng(seed).random((rows, dim), dtype=np.float32)
     for lo in range(0, rows, 5000):
-        client.insert(name, [{"id": -i, "vector": vectors[i].tolist(), "meta": {"n": i, "w": [i, "x"]}, "extra": i % 3}
-                             for i in range(lo, min(rows, lo + 5000))])
+        client.insert(
+            name,
+            [
+                {"id": -i, "vector": vectors[i].tolist(), "meta": {"n": i, "w": [i, "x"]}, "extra": i % 3}
+                for i in range(lo, min(rows, lo + 5000))
+            ],
+        )
     client.flush(name)
     client.close()
 
@@ -107,8 +125,9 @@ def all_rows(where: dict, name: str, key: str, partition: str | None = None) -> 
     client = client_for(where)
     client.load_collection(name)
     expr = f'{key} >= ""' if key == "sku" else f"{key} >= {1 - 2**63} || {key} < 0"
-    iterator = client.query_iterator(name, batch_size=1000, filter=expr, output_fields=["*"],
-                                     partition_names=[partition] if partition else None)
+    iterator = client.query_iterator(
+        name, batch_size=1000, filter=expr, output_fields=["*"], partition_names=[partition] if partition else None
+    )
     rows = {}
     while page := iterator.next():
         rows.update({row[key]: dict(row) for row in page})

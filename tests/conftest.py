@@ -60,8 +60,11 @@ def s3(s3_server, monkeypatch, request) -> dict:
     s3_server.client().create_bucket(Bucket=bucket)
     for variable, value in s3_server.environment.items():
         monkeypatch.setenv(variable, value)
-    return {"bucket": bucket, "client": s3_server.client(),
-            "settings": {"endpoint": s3_server.endpoint, "region": "us-east-1", "pathStyle": True}}
+    return {
+        "bucket": bucket,
+        "client": s3_server.client(),
+        "settings": {"endpoint": s3_server.endpoint, "region": "us-east-1", "pathStyle": True},
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,11 @@ BIG = 2**60  # ids beyond float64's exact range, as 1.x generated them
 
 def _rows(rng: np.random.Generator, n: int, dim: int, binary: bool, first: int) -> tuple[np.ndarray, np.ndarray]:
     ids = BIG + first + np.arange(n, dtype=np.int64) * 7
-    vectors = rng.integers(0, 256, (n, dim // 8), dtype=np.uint8) if binary else rng.standard_normal((n, dim), dtype=np.float32)
+    vectors = (
+        rng.integers(0, 256, (n, dim // 8), dtype=np.uint8)
+        if binary
+        else rng.standard_normal((n, dim), dtype=np.float32)
+    )
     return ids, vectors
 
 
@@ -33,7 +37,9 @@ class Expected:
         return np.concatenate([i for i, _ in parts]), np.concatenate([v for _, v in parts])
 
 
-def legacy_directory(root: Path, seed: int = 5, wal: bool = False, meta: bool = True) -> tuple[Milvus1xWriter, Expected]:
+def legacy_directory(
+    root: Path, seed: int = 5, wal: bool = False, meta: bool = True
+) -> tuple[Milvus1xWriter, Expected]:
     """Float L2 and IP and binary collections; several segments, with and without deletions
     (unsorted, repeated); an indexed segment; a BACKUP one; a TO_DELETE leftover; partitions,
     one tag not a valid 2.x name and one reused after its first partition was dropped; a

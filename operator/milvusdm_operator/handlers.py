@@ -95,7 +95,9 @@ def _ensure_runner_identity(namespace: str) -> None:
             create(namespace, body)
         except ApiException as error:
             if error.status != 409:  # 409: set up by an earlier migration in this namespace
-                raise kopf.TemporaryError(f"cannot create the runner's {body['kind']}: {error.reason}", delay=10) from error
+                raise kopf.TemporaryError(
+                    f"cannot create the runner's {body['kind']}: {error.reason}", delay=10
+                ) from error
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, field="spec.suspend")

@@ -79,8 +79,10 @@ def build_job(migration: MilvusMigration, namespace: str, default_image: str) ->
     env = secret_env(migration)
     tls, tls_mounts = tls_volumes(migration)
     if clash := {e["name"] for e in env} & {e.get("name") for e in settings.env}:
-        raise InputError(f"spec.job.env sets {', '.join(sorted(clash))}, which the operator sets from the spec",
-                         "remove them from spec.job.env")
+        raise InputError(
+            f"spec.job.env sets {', '.join(sorted(clash))}, which the operator sets from the spec",
+            "remove them from spec.job.env",
+        )
     container = {
         "name": CONTAINER,
         "image": settings.image or default_image,
@@ -104,8 +106,11 @@ def build_job(migration: MilvusMigration, namespace: str, default_image: str) ->
         "volumes": [{"name": "tmp", "emptyDir": {}}, *tls, *settings.volumes],
     }
     optional = {
-        "nodeSelector": settings.node_selector, "tolerations": settings.tolerations, "affinity": settings.affinity,
-        "imagePullSecrets": settings.image_pull_secrets, "priorityClassName": settings.priority_class_name,
+        "nodeSelector": settings.node_selector,
+        "tolerations": settings.tolerations,
+        "affinity": settings.affinity,
+        "imagePullSecrets": settings.image_pull_secrets,
+        "priorityClassName": settings.priority_class_name,
     }
     pod |= {key: value for key, value in optional.items() if value}
     job_spec: dict[str, Any] = {
@@ -113,10 +118,14 @@ def build_job(migration: MilvusMigration, namespace: str, default_image: str) ->
         "backoffLimit": settings.backoff_limit,
         "completions": shards,
         "parallelism": shards,
-        "podFailurePolicy": {"rules": [{
-            "action": "FailJob",
-            "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": PERMANENT_EXIT_CODES},
-        }]},
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": PERMANENT_EXIT_CODES},
+                }
+            ]
+        },
         "template": {
             "metadata": {"labels": {**settings.pod_labels, **labels(name)}},
             "spec": pod,

@@ -23,10 +23,12 @@ REGISTRY = CollectorRegistry()
 PHASE = Gauge("milvusdm_migration_phase", "1 for the migration's current phase", [*KEY, "phase"], registry=REGISTRY)
 ROWS = Gauge("milvusdm_migration_rows_copied", "Rows copied so far", KEY, registry=REGISTRY)
 TOTAL = Gauge("milvusdm_migration_rows_total", "Rows the migration copies", KEY, registry=REGISTRY)
-RATE = Gauge("milvusdm_migration_rows_per_second", "Rows per second between the last two reports", KEY,
-             registry=REGISTRY)
-LAST_BATCH = Gauge("milvusdm_migration_last_batch_timestamp_seconds", "When the last batch was committed", KEY,
-                   registry=REGISTRY)
+RATE = Gauge(
+    "milvusdm_migration_rows_per_second", "Rows per second between the last two reports", KEY, registry=REGISTRY
+)
+LAST_BATCH = Gauge(
+    "milvusdm_migration_last_batch_timestamp_seconds", "When the last batch was committed", KEY, registry=REGISTRY
+)
 STARTED = Counter("milvusdm_migrations_started", "Migrations that reached Running", registry=REGISTRY)
 SUCCEEDED = Counter("milvusdm_migrations_succeeded", "Migrations that reached Succeeded", registry=REGISTRY)
 FAILED = Counter("milvusdm_migrations_failed", "Migrations that reached Failed", registry=REGISTRY)

@@ -142,8 +142,11 @@ def _create_run(custom: Any, body: dict[str, Any], schedule: MilvusMigrationSche
     run = {
         "apiVersion": API_VERSION,
         "kind": MIGRATION_KIND,
-        "metadata": {"name": run_name(name, at), "namespace": namespace,
-                     "labels": {**schedule.spec.template.labels, LABEL: name}},
+        "metadata": {
+            "name": run_name(name, at),
+            "namespace": namespace,
+            "labels": {**schedule.spec.template.labels, LABEL: name},
+        },
         "spec": run_spec(schedule.spec.template.spec, at).model_dump(mode="json", by_alias=True, exclude_none=True),
     }
     kopf.append_owner_reference(run, owner=body)
@@ -170,22 +173,36 @@ def _completed(run: dict[str, Any]) -> str | None:
 
 
 def _ready(previous: ScheduleStatus, reason: str, body: dict[str, Any], now: datetime.datetime) -> Condition:
-    return _condition(previous, "True", reason, "runs are created on schedule" if reason == "Scheduled"
-                      else "suspended: no new runs", body, now)
+    return _condition(
+        previous,
+        "True",
+        reason,
+        "runs are created on schedule" if reason == "Scheduled" else "suspended: no new runs",
+        body,
+        now,
+    )
 
 
 def _invalid(previous: ScheduleStatus, message: str, body: dict[str, Any], now: datetime.datetime) -> ScheduleStatus:
-    return ScheduleStatus(conditions=[_condition(previous, "False", "InvalidSpec", message, body, now)],
-                          observed_generation=body["metadata"].get("generation"))
+    return ScheduleStatus(
+        conditions=[_condition(previous, "False", "InvalidSpec", message, body, now)],
+        observed_generation=body["metadata"].get("generation"),
+    )
 
 
-def _condition(previous: ScheduleStatus, state: str, reason: str, message: str, body: dict[str, Any],
-               now: datetime.datetime) -> Condition:
+def _condition(
+    previous: ScheduleStatus, state: str, reason: str, message: str, body: dict[str, Any], now: datetime.datetime
+) -> Condition:
     before = next((c for c in previous.conditions if c.type == "Ready"), None)
     kept = before is not None and before.status == state and before.last_transition_time
-    return Condition(type="Ready", status=state, reason=reason, message=message,  # type: ignore[arg-type]
-                     last_transition_time=before.last_transition_time if kept and before else iso(now),
-                     observed_generation=body["metadata"].get("generation"))
+    return Condition(
+        type="Ready",
+        status=state,
+        reason=reason,
+        message=message,  # type: ignore[arg-type]
+        last_transition_time=before.last_transition_time if kept and before else iso(now),
+        observed_generation=body["metadata"].get("generation"),
+    )
 
 
 def _write(custom: Any, body: dict[str, Any], status: ScheduleStatus) -> None:
@@ -194,5 +211,6 @@ def _write(custom: Any, body: dict[str, Any], status: ScheduleStatus) -> None:
     if all(stored.get(key) == value for key, value in patch["status"].items()):
         return
     meta = body["metadata"]
-    custom.patch_namespaced_custom_object_status(GROUP, VERSION, meta["namespace"], SCHEDULE_PLURAL, meta["name"], patch)
-
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, meta["namespace"], SCHEDULE_PLURAL, meta["name"], patch
+    )

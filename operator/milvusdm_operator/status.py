@@ -58,14 +58,16 @@ def conditions(previous: list[Condition], phase: Phase, generation: int | None, 
         status = "True" if wanted[kind] else "False"
         before = old.get(kind)
         kept = before is not None and before.status == status and before.last_transition_time
-        result.append(Condition(
-            type=kind,
-            status=status,
-            reason=phase.reason,
-            message=phase.message,
-            last_transition_time=before.last_transition_time if kept and before else now,
-            observed_generation=generation,
-        ))
+        result.append(
+            Condition(
+                type=kind,
+                status=status,
+                reason=phase.reason,
+                message=phase.message,
+                last_transition_time=before.last_transition_time if kept and before else now,
+                observed_generation=generation,
+            )
+        )
     return result
 
 

@@ -34,8 +34,19 @@ _EXPORTS = {
     "check": "milvusdm.engine",
 }
 __all__ = [
-    "InputError", "Interrupted", "MigrationError", "MilvusMigration", "Observer", "Summary", "TransientError",
-    "VerificationError", "__version__", "check", "load", "parse", "run",
+    "InputError",
+    "Interrupted",
+    "MigrationError",
+    "MilvusMigration",
+    "Observer",
+    "Summary",
+    "TransientError",
+    "VerificationError",
+    "__version__",
+    "check",
+    "load",
+    "parse",
+    "run",
 ]
 
 if TYPE_CHECKING:

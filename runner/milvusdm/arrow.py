@@ -26,14 +26,17 @@ SCHEMA_KEY = b"milvusdm_schema"
 ID, VECTOR = "id", "vector"  # column names when the source named neither
 ARRAY_MAX_CAPACITY = 4096  # Milvus' limit; arrays read from plain files get it
 
+
 def arrow_type(column: Column) -> pa.DataType:
     """The Arrow type of a field's column (the ``arrow`` column of the type table)."""
     if column.dtype == DataType.ARRAY:
         return pa.list_(arrow_type(Column(column.name, column.element_type)))
     name = column.type.arrow
     if name is None:
-        raise InputError(f"field {column.name!r} has type {column.dtype.name}, which Parquet exports cannot hold yet",
-                         "leave it out with source.milvus.fields")
+        raise InputError(
+            f"field {column.name!r} has type {column.dtype.name}, which Parquet exports cannot hold yet",
+            "leave it out with source.milvus.fields",
+        )
     kind = pa.type_for_alias(name)
     return pa.list_(kind) if column.is_vector else kind
 
@@ -66,14 +69,18 @@ def infer(name: str, kind: pa.DataType) -> Column:
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
         element = infer(name, kind.value_type)
         if element.dtype in (DataType.JSON, DataType.ARRAY):
-            raise InputError(f"column {name!r} holds lists of {kind.value_type}, which Milvus arrays cannot hold",
-                             "leave it out with source.parquet.fields")
-        return Column(name, DataType.ARRAY, element.max_length, element_type=element.dtype,
-                      max_capacity=ARRAY_MAX_CAPACITY)
+            raise InputError(
+                f"column {name!r} holds lists of {kind.value_type}, which Milvus arrays cannot hold",
+                "leave it out with source.parquet.fields",
+            )
+        return Column(
+            name, DataType.ARRAY, element.max_length, element_type=element.dtype, max_capacity=ARRAY_MAX_CAPACITY
+        )
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
         return Column.for_numpy(name, np.dtype(kind.to_pandas_dtype()))
-    raise InputError(f"column {name!r} has type {kind}, which Milvus cannot store",
-                     "leave it out with source.parquet.fields")
+    raise InputError(
+        f"column {name!r} has type {kind}, which Milvus cannot store", "leave it out with source.parquet.fields"
+    )
 
 
 def vector_kind(kind: pa.DataType) -> DataType | None:
@@ -103,8 +110,10 @@ def from_arrow(column: Column, array: pa.Array, where: str, first: int = 0) -> n
     """An Arrow column as a batch holds it (see ``batch.Batch``); errors name ``where`` and the
     row (``first`` is the row of the array's first value)."""
     if array.null_count:
-        raise InputError(f"column {column.name!r} of {where} holds {array.null_count} null(s)",
-                         "fill them in or drop those rows; Milvus fields cannot be null")
+        raise InputError(
+            f"column {column.name!r} of {where} holds {array.null_count} null(s)",
+            "fill them in or drop those rows; Milvus fields cannot be null",
+        )
     if column.is_vector:
         return _vectors(column, array, where, first)
     if column.dtype == DataType.JSON:
@@ -143,4 +152,3 @@ def _plain(value):
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
-

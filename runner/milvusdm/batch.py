@@ -46,10 +46,12 @@ class Batch:
 
     def nbytes(self) -> int:
         """An upper bound of the bytes the rows take on the wire (strings at 4 bytes a character)."""
+
         def size(values: np.ndarray) -> int:
             if values.dtype != object:
                 return values.nbytes
             return sum(8 + 4 * len(v) if isinstance(v, str) else 8 + 8 * len(v) for v in values)
+
         return size(self.ids) + size(self.vectors) + sum(size(v) for v in self.scalars.values())
 
     def where(self, keep: np.ndarray) -> Batch:

@@ -128,12 +128,16 @@ class FileCheckpoints:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(where, "a")  # noqa: SIM115 (held for the whole run)
         except OSError as error:
-            raise InputError(f"--state {self.path.parent} cannot hold checkpoints: {error.strerror}",
-                             "pass --state a writable folder") from None
+            raise InputError(
+                f"--state {self.path.parent} cannot hold checkpoints: {error.strerror}",
+                "pass --state a writable folder",
+            ) from None
         with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise InputError(f"another run of this migration is in progress (it holds {where})",
-                                 "wait for it to finish, or stop it") from None
+                raise InputError(
+                    f"another run of this migration is in progress (it holds {where})",
+                    "wait for it to finish, or stop it",
+                ) from None
             yield

@@ -40,18 +40,24 @@ def _check_names(migration: MilvusMigration) -> None:
     target, hdf5 = migration.spec.target.milvus, migration.spec.source.hdf5
     assert target is not None
     if target.id_field == target.vector_field:
-        raise InputError(f"target.milvus.idField and vectorField are both {target.id_field!r}",
-                         "give the key and the vector different names")
+        raise InputError(
+            f"target.milvus.idField and vectorField are both {target.id_field!r}",
+            "give the key and the vector different names",
+        )
     fields = list(hdf5.fields.values()) if hdf5 is not None else []
     reserved = {target.id_field: "idField", target.vector_field: "vectorField"}
     for name in fields:
         if fields.count(name) > 1:
             datasets = [d for d, f in hdf5.fields.items() if f == name]
-            raise InputError(f"source.hdf5.fields maps {', '.join(map(repr, datasets))} to one field {name!r}",
-                             "give every dataset its own field name")
+            raise InputError(
+                f"source.hdf5.fields maps {', '.join(map(repr, datasets))} to one field {name!r}",
+                "give every dataset its own field name",
+            )
         if name in reserved:
-            raise InputError(f"source.hdf5.fields names a field {name!r}, the target's {reserved[name]}",
-                             f"rename that field, or set target.milvus.{reserved[name]}")
+            raise InputError(
+                f"source.hdf5.fields names a field {name!r}, the target's {reserved[name]}",
+                f"rename that field, or set target.milvus.{reserved[name]}",
+            )
 
 
 def check(migration: MilvusMigration) -> None:

@@ -55,11 +55,16 @@ def _fail(error: Exception, json_output: bool = False) -> None:
     if not isinstance(error, MigrationError):  # a bug: still one line, the traceback with --verbose
         logging.getLogger("milvusdm").debug("internal error", exc_info=error)
         first_line = str(error).strip().split("\n")[0]
-        error = MigrationError(f"internal error: {type(error).__name__}: {first_line}", "rerun with --verbose and report it")
+        error = MigrationError(
+            f"internal error: {type(error).__name__}: {first_line}", "rerun with --verbose and report it"
+        )
     print(f"milvusdm: error: {error}", file=sys.stderr)
     if json_output:
-        print(json.dumps({"error": str(error), "exitCode": error.exit_code, "reason": error.reason,
-                          "phase": error.phase or None}))
+        print(
+            json.dumps(
+                {"error": str(error), "exitCode": error.exit_code, "reason": error.reason, "phase": error.phase or None}
+            )
+        )
     raise typer.Exit(error.exit_code)
 
 
@@ -72,8 +77,15 @@ def main_options(
 ) -> None:
     """MilvusDM's command line, ``milvusdm --yaml FILE``: a rerun after an interruption resumes."""
     if milvusdm_yaml is not None and context.invoked_subcommand is None:
-        run(file=milvusdm_yaml, resource=None, resume=None, state=Path(env.get(env.STATE_DIR) or ".milvusdm"),
-            json_output=False, quiet=False, verbose=False)
+        run(
+            file=milvusdm_yaml,
+            resource=None,
+            resume=None,
+            state=Path(env.get(env.STATE_DIR) or ".milvusdm"),
+            json_output=False,
+            quiet=False,
+            verbose=False,
+        )
     elif context.invoked_subcommand is None:
         print(context.get_help())
 
@@ -87,7 +99,9 @@ def run(
         str | None,
         typer.Option("--resource", help="NAMESPACE/NAME of a MilvusMigration to run and report to (in its Job)."),
     ] = None,
-    resume: Annotated[bool | None, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
+    resume: Annotated[
+        bool | None, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")
+    ] = False,
     state: StateOption = Path(".milvusdm"),
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
@@ -109,7 +123,9 @@ def run(
             summary = _run_local(migration, observers, state, resume)
             print(json.dumps(summary.as_dict()) if json_output else summary.line())
     except KeyboardInterrupt:
-        interrupted = Interrupted("interrupted; the rows written so far are checkpointed", "rerun with --resume to continue")
+        interrupted = Interrupted(
+            "interrupted; the rows written so far are checkpointed", "rerun with --resume to continue"
+        )
         _fail(interrupted, json_output)
     except Exception as error:
         _fail(error, json_output)
@@ -136,14 +152,17 @@ def _s3(endpoint: str | None) -> dict:
     return {"s3": {"endpoint": endpoint, "pathStyle": True}} if endpoint else {}
 
 
-def _run_document(document: dict, name: str, resume: bool, state: Path, json_output: bool, quiet: bool,
-                  verbose: bool) -> None:
+def _run_document(
+    document: dict, name: str, resume: bool, state: Path, json_output: bool, quiet: bool, verbose: bool
+) -> None:
     _setup_logging(verbose, quiet)
     observers = [] if quiet else [_progress()]
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        migration = spec.parse({"apiVersion": spec.API_VERSION, "kind": spec.KIND, "metadata": {"name": name},
-                                "spec": document}, origin="command line")
+        migration = spec.parse(
+            {"apiVersion": spec.API_VERSION, "kind": spec.KIND, "metadata": {"name": name}, "spec": document},
+            origin="command line",
+        )
         summary = _run_local(migration, observers, state, resume)
     except KeyboardInterrupt:
         _fail(Interrupted("interrupted; the rows written so far are checkpointed", "rerun with --resume to continue"))
@@ -168,7 +187,9 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs
 def dump(
     uri: UriOption,
     out: Annotated[str, typer.Option("--out", help="Folder or s3://bucket/prefix for the dump.")],
-    databases: Annotated[list[str] | None, typer.Option("--databases", help="Databases to dump (repeatable); default: all.")] = None,
+    databases: Annotated[
+        list[str] | None, typer.Option("--databases", help="Databases to dump (repeatable); default: all.")
+    ] = None,
     collections: Annotated[
         list[str] | None, typer.Option("--collections", help="Collections or patterns ('docs_*', 'db2.*'; repeatable).")
     ] = None,
@@ -189,8 +210,12 @@ def dump(
     plain = [p for p in patterns if "." not in p]
     patterns = qualified + [f"{db}.{p}" for db in (databases or ["*"]) for p in plain]
     source = {"milvus": _endpoint(uri, token, user) | {"collections": patterns}}
-    document = {"source": source, "target": {"dump": {"path": out, "overwrite": overwrite}}, "verify": verify_mode,
-                **_s3(s3_endpoint)}
+    document = {
+        "source": source,
+        "target": {"dump": {"path": out, "overwrite": overwrite}},
+        "verify": verify_mode,
+        **_s3(s3_endpoint),
+    }
     _run_document(document, "dump", resume, state, json_output, quiet, verbose)
 
 
@@ -204,7 +229,9 @@ def restore(
     partitions: Annotated[
         list[str] | None, typer.Option("--partitions", help="COLLECTION:P1,P2 — only these partitions (repeatable).")
     ] = None,
-    rename: Annotated[list[str] | None, typer.Option("--rename", help="OLD=NEW, e.g. items=items2, db1.*=db2.*")] = None,
+    rename: Annotated[
+        list[str] | None, typer.Option("--rename", help="OLD=NEW, e.g. items=items2, db1.*=db2.*")
+    ] = None,
     mode: Annotated[str, typer.Option("--mode", help="create, append, skip or overwrite.")] = "create",
     database: Annotated[str | None, typer.Option("--database", help="Restore into this database.")] = None,
     token: TokenOption = None,
@@ -223,11 +250,18 @@ def restore(
         renames = dict(_pair(r, "=", "--rename OLD=NEW") for r in rename or [])
     except InputError as error:
         _fail(error)
-    source = {"path": from_, "collections": collections or None,
-              "partitions": {c: ps.split(",") for c, ps in chosen.items()} or None}
+    source = {
+        "path": from_,
+        "collections": collections or None,
+        "partitions": {c: ps.split(",") for c, ps in chosen.items()} or None,
+    }
     target = _endpoint(uri, token, user, database) | {"mode": mode, "rename": renames}
-    document = {"source": {"dump": {k: v for k, v in source.items() if v}}, "target": {"milvus": target},
-                "verify": verify_mode, **_s3(s3_endpoint)}
+    document = {
+        "source": {"dump": {k: v for k, v in source.items() if v}},
+        "target": {"milvus": target},
+        "verify": verify_mode,
+        **_s3(s3_endpoint),
+    }
     _run_document(document, "restore", resume, state, json_output, quiet, verbose)
 
 
@@ -236,8 +270,6 @@ def _pair(text: str, separator: str, form: str) -> tuple[str, str]:
     if not found or not left or not right:
         raise InputError(f"{text!r} is not of the form {form}", f"pass {form}")
     return left, right
-
-
 
 
 def _progress():
@@ -294,8 +326,10 @@ def convert(
     try:
         document = spec.read_document(file)
         if not legacy.is_legacy(document):
-            raise InputError(f"{file} is not a MilvusDM YAML (one top-level key: F2M, H2M, M2M or M2H)",
-                             "pass a MilvusDM file; a MilvusMigration needs no conversion")
+            raise InputError(
+                f"{file} is not a MilvusDM YAML (one top-level key: F2M, H2M, M2M or M2H)",
+                "pass a MilvusDM file; a MilvusMigration needs no conversion",
+            )
         manifests = legacy.convert(document, str(file))
         for manifest in manifests:
             spec.parse(manifest, origin=f"{file} (as MilvusMigration)")
@@ -311,9 +345,7 @@ def run_operator(
     ] = None,
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")] = False,
     liveness_port: Annotated[int, typer.Option(help="Port of the /healthz liveness endpoint.")] = 8080,
-    metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus metrics at /metrics on this port.")
-    ] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics at /metrics on this port.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:
     """Run the operator: MilvusMigration resources become runner Jobs, Job state becomes status."""

@@ -16,9 +16,22 @@ from milvusdm.spec import API_VERSION, KIND, MigrationSpec, MigrationStatus
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL, SHORT = "milvusmigrations", "mmig"
 SCHEDULE_PLURAL = "milvusmigrationschedules"
-KEPT = ("type", "description", "enum", "pattern", "minimum", "maximum", "minLength",
-        "maxLength", "minItems", "maxItems", "format", "x-kubernetes-validations", "x-kubernetes-list-type",
-        "x-kubernetes-list-map-keys")
+KEPT = (
+    "type",
+    "description",
+    "enum",
+    "pattern",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "format",
+    "x-kubernetes-validations",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+)
 
 # Everything in spec is fixed once created, except suspend (CEL transition rule on spec).
 IMMUTABLE_RULE = {
@@ -83,8 +96,15 @@ def column(name: str, path: str, kind: str = "string", **extra: Any) -> dict[str
     return {"name": name, "type": kind, "jsonPath": path, **extra}
 
 
-def _crd(kind: str, plural: str, short: str, description: str, spec: dict[str, Any], status: dict[str, Any],
-         columns: list[dict[str, Any]]) -> dict[str, Any]:
+def _crd(
+    kind: str,
+    plural: str,
+    short: str,
+    description: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    columns: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -92,27 +112,36 @@ def _crd(kind: str, plural: str, short: str, description: str, spec: dict[str, A
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "shortNames": [short],
-                      "categories": ["milvusdm"]},
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": [*columns, column("Age", ".metadata.creationTimestamp", "date")],
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "description": description,
-                    "required": ["spec"],
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "metadata": {"type": "object"},
-                        "spec": spec,
-                        "status": status,
+            "names": {
+                "kind": kind,
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short],
+                "categories": ["milvusdm"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [*columns, column("Age", ".metadata.creationTimestamp", "date")],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": description,
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 
@@ -120,30 +149,46 @@ def _crd(kind: str, plural: str, short: str, description: str, spec: dict[str, A
 def definition() -> dict[str, Any]:
     spec = schema_of(MigrationSpec)
     spec.setdefault("x-kubernetes-validations", []).append(IMMUTABLE_RULE)
-    return _crd(KIND, PLURAL, SHORT, "A migration of vectors into, out of or between Milvus collections.",
-                spec, schema_of(MigrationStatus), [
-                    column("Phase", ".status.phase"),
-                    column("Progress", ".status.progress"),
-                    column("Rows", ".status.rowsCopied", "integer"),
-                    column("Source", ".status.source", priority=1),
-                    column("Target", ".status.target", priority=1),
-                ])
+    return _crd(
+        KIND,
+        PLURAL,
+        SHORT,
+        "A migration of vectors into, out of or between Milvus collections.",
+        spec,
+        schema_of(MigrationStatus),
+        [
+            column("Phase", ".status.phase"),
+            column("Progress", ".status.progress"),
+            column("Rows", ".status.rowsCopied", "integer"),
+            column("Source", ".status.source", priority=1),
+            column("Target", ".status.target", priority=1),
+        ],
+    )
 
 
 def schedule_definition() -> dict[str, Any]:
     from milvusdm.schedule import KIND as SCHEDULE_KIND
     from milvusdm.schedule import ScheduleSpec, ScheduleStatus
 
-    return _crd(SCHEDULE_KIND, SCHEDULE_PLURAL, "mmigs", "Recurring MilvusMigrations from a template, on a cron schedule.",
-                schema_of(ScheduleSpec), schema_of(ScheduleStatus), [
-                    column("Schedule", ".spec.schedule"),
-                    column("Suspend", ".spec.suspend", "boolean"),
-                    column("Last", ".status.lastScheduleTime", "date"),
-                    column("Result", ".status.lastRunResult"),
-                    column("Next", ".status.nextScheduleTime", priority=1),
-                ])
+    return _crd(
+        SCHEDULE_KIND,
+        SCHEDULE_PLURAL,
+        "mmigs",
+        "Recurring MilvusMigrations from a template, on a cron schedule.",
+        schema_of(ScheduleSpec),
+        schema_of(ScheduleStatus),
+        [
+            column("Schedule", ".spec.schedule"),
+            column("Suspend", ".spec.suspend", "boolean"),
+            column("Last", ".status.lastScheduleTime", "date"),
+            column("Result", ".status.lastRunResult"),
+            column("Next", ".status.nextScheduleTime", priority=1),
+        ],
+    )
 
 
 def render(schedule: bool = False) -> str:
-    header = f"# Generated from the spec model by `milvusdm crd{' --schedule' if schedule else ''}`; do not edit by hand.\n"
+    header = (
+        f"# Generated from the spec model by `milvusdm crd{' --schedule' if schedule else ''}`; do not edit by hand.\n"
+    )
     return header + yaml.safe_dump(schedule_definition() if schedule else definition(), sort_keys=False, width=120)

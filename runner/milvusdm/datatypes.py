@@ -63,10 +63,14 @@ class TypeInfo:
     from_numpy: tuple[str, ...] = ()  # numpy kind+size of file data that becomes this type
     to_text: Callable[[Any], str] | None = None  # files keep these as UTF-8 text (JSON, arrays)
     from_text: Callable[[str], Any] | None = None
-    arrow: str | None = None  # Arrow type name of its Parquet column in Milvus' import layout (vectors: of the list's values)
+    arrow: str | None = (
+        None  # Arrow type name of its Parquet column in Milvus' import layout (vectors: of the list's values)
+    )
     same: Callable[[Any, Any], bool] = _equal  # equal as Milvus stores the type
     canonical: Callable[[Any], bytes] | None = None  # objects' bytes for row digests, the same from any reader
-    digest: str = "int64"  # how verification digests it (``digest.words``): int64, float32, float64, bytes, text, json, array
+    digest: str = (
+        "int64"  # how verification digests it (``digest.words``): int64, float32, float64, bytes, text, json, array
+    )
 
     @property
     def is_vector(self) -> bool:
@@ -79,20 +83,42 @@ TYPES: dict[DataType, TypeInfo] = {
     DataType.INT16: TypeInfo("int16", "int_data", from_numpy=("i2", "u1"), arrow="int16"),
     DataType.INT32: TypeInfo("int32", "int_data", from_numpy=("i4", "u2"), arrow="int32"),
     DataType.INT64: TypeInfo("int64", "long_data", from_numpy=("i8", "u4"), arrow="int64"),
-    DataType.FLOAT: TypeInfo("float32", "float_data", "<f4", from_numpy=("f2", "f4"), same=_same_float, arrow="float32",
-                             digest="float32"),
-    DataType.DOUBLE: TypeInfo("float64", "double_data", "<f8", from_numpy=("f8",), same=_same_double, arrow="float64",
-                              digest="float64"),
+    DataType.FLOAT: TypeInfo(
+        "float32", "float_data", "<f4", from_numpy=("f2", "f4"), same=_same_float, arrow="float32", digest="float32"
+    ),
+    DataType.DOUBLE: TypeInfo(
+        "float64", "double_data", "<f8", from_numpy=("f8",), same=_same_double, arrow="float64", digest="float64"
+    ),
     DataType.VARCHAR: TypeInfo(None, "string_data", arrow="string", canonical=lambda v: str(v).encode(), digest="text"),
-    DataType.JSON: TypeInfo(None, "json_data", to_text=_json_to_text, from_text=str.encode, same=_same_json, arrow="string",
-                            canonical=_canonical_json, digest="json"),
-    DataType.ARRAY: TypeInfo(None, "array_data", to_text=lambda v: json.dumps(list(v)), from_text=json.loads,
-                             same=_same_list, canonical=lambda v: json.dumps(list(v), ensure_ascii=False).encode(),
-                             digest="array"),
-    DataType.FLOAT_VECTOR: TypeInfo("float32", "float_vector", "<f4", bits=32, same=_same_array, arrow="float32", digest="bytes"),
+    DataType.JSON: TypeInfo(
+        None,
+        "json_data",
+        to_text=_json_to_text,
+        from_text=str.encode,
+        same=_same_json,
+        arrow="string",
+        canonical=_canonical_json,
+        digest="json",
+    ),
+    DataType.ARRAY: TypeInfo(
+        None,
+        "array_data",
+        to_text=lambda v: json.dumps(list(v)),
+        from_text=json.loads,
+        same=_same_list,
+        canonical=lambda v: json.dumps(list(v), ensure_ascii=False).encode(),
+        digest="array",
+    ),
+    DataType.FLOAT_VECTOR: TypeInfo(
+        "float32", "float_vector", "<f4", bits=32, same=_same_array, arrow="float32", digest="bytes"
+    ),
     DataType.BINARY_VECTOR: TypeInfo("uint8", "binary_vector", bits=1, same=_same_array, arrow="uint8", digest="bytes"),
-    DataType.FLOAT16_VECTOR: TypeInfo("uint8", "float16_vector", bits=16, same=_same_array, arrow="uint8", digest="bytes"),
-    DataType.BFLOAT16_VECTOR: TypeInfo("uint8", "bfloat16_vector", bits=16, same=_same_array, arrow="uint8", digest="bytes"),
+    DataType.FLOAT16_VECTOR: TypeInfo(
+        "uint8", "float16_vector", bits=16, same=_same_array, arrow="uint8", digest="bytes"
+    ),
+    DataType.BFLOAT16_VECTOR: TypeInfo(
+        "uint8", "bfloat16_vector", bits=16, same=_same_array, arrow="uint8", digest="bytes"
+    ),
     DataType.SPARSE_FLOAT_VECTOR: TypeInfo(None, None, bits=32),
 }
 TEXT_KINDS = "SUO"  # numpy kinds of file data that becomes VARCHAR

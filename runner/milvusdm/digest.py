@@ -99,7 +99,10 @@ def _json(value: Any) -> bytes:
 def _array(element: DataType | None) -> Callable[[Any], bytes]:
     """Arrays as JSON lists of their elements, each as Milvus stores the element type."""
     casts: dict[DataType | None, Callable[[Any], Any]] = {
-        DataType.FLOAT: lambda v: float(np.float32(v)), DataType.DOUBLE: float, DataType.BOOL: bool, DataType.VARCHAR: str,
+        DataType.FLOAT: lambda v: float(np.float32(v)),
+        DataType.DOUBLE: float,
+        DataType.BOOL: bool,
+        DataType.VARCHAR: str,
     }
     cast = casts.get(element, int)
     return lambda values: json.dumps([cast(v) for v in values], ensure_ascii=False).encode()

@@ -65,7 +65,7 @@ class Folder:
     def sha256(self, relative: str) -> tuple[int, str]:
         """(size, SHA-256) of a file, streamed."""
         url, digest, size = self.url(relative), hashlib.sha256(), 0
-        with (self.store.open(url) if self.store else open(url, "rb")) as file:
+        with self.store.open(url) if self.store else open(url, "rb") as file:
             while chunk := file.read(HASH_BYTES):
                 digest.update(chunk)
                 size += len(chunk)
@@ -83,13 +83,21 @@ def describe_export(folder: Folder, directory: str) -> tuple[dict[str, Any], lis
         files = []
         for file in reader.files:
             relative = file.path[len(folder.root) + 1 :]
-            (partition, rows), = file.partitions
+            ((partition, rows),) = file.partitions
             digest = RowDigest(reader.schema)
             for batch in reader.batches(file.offset, file.offset + rows, DIGEST_BATCH):
                 digest.update(batch.normalized())
             size, sha = folder.sha256(relative)
-            files.append({"path": relative, "partition": partition, "rows": rows, "size": size, "sha256": sha,
-                          "digest": digest.hexdigest()})
+            files.append(
+                {
+                    "path": relative,
+                    "partition": partition,
+                    "rows": rows,
+                    "size": size,
+                    "sha256": sha,
+                    "digest": digest.hexdigest(),
+                }
+            )
         return reader.schema.as_dict(), files
     finally:
         reader.close()

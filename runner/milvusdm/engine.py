@@ -62,7 +62,9 @@ class Summary:
     skipped: bool = False
     verified: str = "none"
     peak_rss_mb: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)  # seconds: prepare, keys (an append's scan), copy, finish, verify
+    phases: dict[str, float] = field(
+        default_factory=dict
+    )  # seconds: prepare, keys (an append's scan), copy, finish, verify
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -265,8 +267,15 @@ def run(
 class _Run:
     """One run's source, sink, checkpoint and summary, phase by phase."""
 
-    def __init__(self, migration: MilvusMigration, observers: Sequence[Observer], checkpoints: CheckpointStore | None,
-                 shard: Shard, inflight: int, seed: str | None) -> None:
+    def __init__(
+        self,
+        migration: MilvusMigration,
+        observers: Sequence[Observer],
+        checkpoints: CheckpointStore | None,
+        shard: Shard,
+        inflight: int,
+        seed: str | None,
+    ) -> None:
         self.spec = spec = migration.spec
         self.observers, self.checkpoints, self.shard, self.inflight = observers, checkpoints, shard, inflight
         self.seed = seed or new_seed()
@@ -349,7 +358,9 @@ class _Run:
         proof = self.proof if mode == self.proof.mode else Proof(mode, self.source.schema, self.proof.seed)
         bounds = (self.start, self.stop)
         try:
-            self.summary.verified = verify(proof, self.source, self.sink, bounds, expected, self.spec.verify_sample, baseline)
+            self.summary.verified = verify(
+                proof, self.source, self.sink, bounds, expected, self.spec.verify_sample, baseline
+            )
         except VerificationError as error:
             if self.sink.staging:
                 self.sink.abandon()
@@ -362,8 +373,7 @@ class _Run:
         schema = self.source.schema
         notes = {
             "vectors are decoded approximations of the originals (lossy index)": schema.lossy,
-            "the source generated its keys (auto_id); the target keeps them, so later inserts into it must give keys":
-                schema.auto_id,
+            "the source generated its keys (auto_id); the target keeps them, so later inserts into it must give keys": schema.auto_id,
             "the source holds no rows: the target is created empty": self.source.total == 0,
         }
         return [note for note, applies in notes.items() if applies]
@@ -383,8 +393,17 @@ class _Run:
             conflicts = self._scan()
             held = f"{proof.kind}/{proof.of_target(self.sink).text()}" if counted and proof.kind else ""
             self.clock.lap("keys")
-        return Checkpoint(key, position=self.start, rows=0, created=self.sink.created, baseline=baseline,
-                          conflicts=conflicts, seed=self.seed, digest_of=proof.kind, baseline_digest=held)
+        return Checkpoint(
+            key,
+            position=self.start,
+            rows=0,
+            created=self.sink.created,
+            baseline=baseline,
+            conflicts=conflicts,
+            seed=self.seed,
+            digest_of=proof.kind,
+            baseline_digest=held,
+        )
 
     def _scan(self) -> tuple[str, ...]:
         """The source keys the target holds already: a key-only lookup, chunk by chunk."""
@@ -404,6 +423,7 @@ class _Run:
                 "use mode overwrite, or remove the overlapping rows from the source or the target",
             )
         return tuple(map(str, keys.tolist()))
+
     def _proof(self) -> Proof:
         """The digest of the rows committed so far: from the checkpoint, or read again from the source
         if it kept another kind (the manifest's verify mode changed between attempts)."""
@@ -415,7 +435,6 @@ class _Run:
             proof.copied = proof.of_source(self.source, self.start, state.position, self.spec.batch_size)
         self.state = replace(state, seed=proof.seed, digest=proof.copied.text(), digest_of=proof.kind)
         return proof
-
 
     def _save(self) -> None:
         if self.checkpoints is not None:
@@ -431,7 +450,9 @@ class _Run:
 
     def _committed(self, batch: Batch) -> None:
         self.proof.fold(batch)
-        self.state = replace(self.state, position=batch.stop, rows=self.state.rows + len(batch), digest=self.proof.copied.text())
+        self.state = replace(
+            self.state, position=batch.stop, rows=self.state.rows + len(batch), digest=self.proof.copied.text()
+        )
         self.summary.rows += len(batch)
         for observer in self.observers:
             observer.committed(self.state.position - self.start)
@@ -440,8 +461,17 @@ class _Run:
     def _copy(self, replay: bool) -> None:
         """Stream the rows after the checkpoint."""
         source, batch_size = self.source, self.spec.batch_size
-        stream(source, self.sink, self.state.position, self.stop, batch_size, self._committed, self.inflight, replay,
-               self.conflicts)
+        stream(
+            source,
+            self.sink,
+            self.state.position,
+            self.stop,
+            batch_size,
+            self._committed,
+            self.inflight,
+            replay,
+            self.conflicts,
+        )
 
     def _undo(self, error: InputError) -> None:
         """Bad data found midway: remove what this run created, or the rows it added, and forget it."""

@@ -38,7 +38,9 @@ INDEX_TYPES: dict[str, IndexType] = {
     "IVF_SQ8": IndexType(FLOAT_METRICS, NLIST, {"nlist": 128}),
     "IVF_PQ": IndexType(FLOAT_METRICS, NLIST | {"m": (1, 65536), "nbits": (1, 16)}, {"nlist": 128, "nbits": 8}),
     "SCANN": IndexType(FLOAT_METRICS, NLIST, {"nlist": 128}),
-    "HNSW": IndexType(FLOAT_METRICS, {"M": (2, 2048), "efConstruction": (1, 2**31 - 1)}, {"M": 16, "efConstruction": 200}),
+    "HNSW": IndexType(
+        FLOAT_METRICS, {"M": (2, 2048), "efConstruction": (1, 2**31 - 1)}, {"M": 16, "efConstruction": 200}
+    ),
     "DISKANN": IndexType(FLOAT_METRICS),
     "GPU_IVF_FLAT": IndexType(FLOAT_METRICS, NLIST, {"nlist": 128}),
     "GPU_IVF_PQ": IndexType(FLOAT_METRICS, NLIST, {"nlist": 128}),
@@ -61,23 +63,29 @@ def check_spec(index_type: str, params: dict[str, Any], metric: str | None, wher
         if value is not None and not lo <= _integer(value) <= hi:
             raise InputError(f"{where}: {index_type} parameter {name} is {value!r}", f"give an integer in {lo}..{hi}")
     if metric is not None and metric.upper() not in known.metrics:
-        raise InputError(f"{where}: a {index_type} index cannot use metric {metric}",
-                         f"use {', '.join(known.metrics)}, or another index type")
+        raise InputError(
+            f"{where}: a {index_type} index cannot use metric {metric}",
+            f"use {', '.join(known.metrics)}, or another index type",
+        )
 
 
-def check_vectors(index_type: str, params: dict[str, Any], metric: str, dtype: DataType, dim: int | None,
-                  field_name: str) -> None:
+def check_vectors(
+    index_type: str, params: dict[str, Any], metric: str, dtype: DataType, dim: int | None, field_name: str
+) -> None:
     """Before creating anything: the index and metric fit the field's kind of vector and dimension."""
     where = f"the index on {field_name!r}"
     check_spec(index_type, params, metric, where)
     fits = METRICS.get(dtype, ())
     if metric.upper() not in fits:
-        raise InputError(f"metric {metric} does not fit {field_name!r}, a {dtype.name} field (it would never be "
-                         "searchable)", f"set target.milvus.metric to one of {', '.join(fits)}")
+        raise InputError(
+            f"metric {metric} does not fit {field_name!r}, a {dtype.name} field (it would never be searchable)",
+            f"set target.milvus.metric to one of {', '.join(fits)}",
+        )
     m = _integer(params.get("m", 1))
     if index_type.upper() == "IVF_PQ" and dim and m > 0 and dim % m:
-        raise InputError(f"{where}: IVF_PQ m={m} does not divide the dimension {dim}",
-                         "choose an m that divides the dimension")
+        raise InputError(
+            f"{where}: IVF_PQ m={m} does not divide the dimension {dim}", "choose an m that divides the dimension"
+        )
 
 
 def _integer(value: Any) -> int:

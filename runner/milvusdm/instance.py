@@ -36,7 +36,9 @@ from milvusdm.spec import (
 
 
 @contextlib.contextmanager
-def _connected(endpoint: MilvusEndpoint, database: str, role: Literal["source", "target"] = "source") -> Iterator[Connection]:
+def _connected(
+    endpoint: MilvusEndpoint, database: str, role: Literal["source", "target"] = "source"
+) -> Iterator[Connection]:
     milvus = Connection(endpoint.model_copy(update={"database": database}), role)
     try:
         yield milvus
@@ -50,17 +52,24 @@ def split(qualified: str, database: str | None) -> tuple[str | None, str]:
     return (db, name) if dot else (database, qualified)
 
 
-def select(patterns: Sequence[str], available: Sequence[tuple[str, str]], database: str | None) -> list[tuple[str, str]]:
+def select(
+    patterns: Sequence[str], available: Sequence[tuple[str, str]], database: str | None
+) -> list[tuple[str, str]]:
     """The (database, collection) pairs matching any pattern, in ``available`` order; an unqualified
     pattern matches in ``database`` (None: in every database). A pattern matching nothing is an error."""
     chosen: set[tuple[str, str]] = set()
     for pattern in patterns:
         db_pattern, name_pattern = split(pattern, database)
-        found = {(db, name) for db, name in available
-                 if (db_pattern is None or fnmatch.fnmatchcase(db, db_pattern)) and fnmatch.fnmatchcase(name, name_pattern)}
+        found = {
+            (db, name)
+            for db, name in available
+            if (db_pattern is None or fnmatch.fnmatchcase(db, db_pattern)) and fnmatch.fnmatchcase(name, name_pattern)
+        }
         if not found:
             listed = ", ".join(f"{db}.{name}" for db, name in available) or "none"
-            raise InputError(f"no collection matches {pattern!r} (collections: {listed})", "check the collection patterns")
+            raise InputError(
+                f"no collection matches {pattern!r} (collections: {listed})", "check the collection patterns"
+            )
         chosen |= found
     return [pair for pair in available if pair in chosen]
 
@@ -114,14 +123,23 @@ class RunSummary:
 
     def line(self) -> str:
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0
-        head = (f"{self.name}: {len(self.collections)} collections, {self.rows} rows from {self.source} to "
-                f"{self.target} in {self.seconds:.1f}s ({rate:,.0f} rows/s)")
+        head = (
+            f"{self.name}: {len(self.collections)} collections, {self.rows} rows from {self.source} to "
+            f"{self.target} in {self.seconds:.1f}s ({rate:,.0f} rows/s)"
+        )
         return "\n".join([head, *(f"  {s.line()}" for s in self.collections)])
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "source": self.source, "target": self.target, "rows": self.rows,
-                "total": self.total, "seconds": round(self.seconds, 2), "peak_rss_mb": self.peak_rss_mb,
-                "collections": [s.as_dict() for s in self.collections]}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "target": self.target,
+            "rows": self.rows,
+            "total": self.total,
+            "seconds": round(self.seconds, 2),
+            "peak_rss_mb": self.peak_rss_mb,
+            "collections": [s.as_dict() for s in self.collections],
+        }
 
 
 class Record(Protocol):
@@ -153,11 +171,15 @@ class Ledger:
             return
         saved = json.loads(self.path.read_text())
         if saved["fingerprint"] != self.fingerprint:
-            raise InputError(f"{self.path} belongs to a run with another source or target",
-                             f"restore the manifest it was made with, or delete {self.path} to start over")
+            raise InputError(
+                f"{self.path} belongs to a run with another source or target",
+                f"restore the manifest it was made with, or delete {self.path} to start over",
+            )
         if not resume:
-            raise InputError(f"an interrupted run of this migration finished {len(saved['done'])} collections ({self.path})",
-                             f"rerun with --resume to continue, or delete {self.path} to start over")
+            raise InputError(
+                f"an interrupted run of this migration finished {len(saved['done'])} collections ({self.path})",
+                f"rerun with --resume to continue, or delete {self.path} to start over",
+            )
         self.done = saved["done"]
 
     def record(self, key: str, summary: engine.Summary, entry: dict[str, Any]) -> None:
@@ -179,7 +201,10 @@ class Plan:
 
     def __init__(self, migration: MilvusMigration) -> None:
         self.migration, self.spec = migration, migration.spec
-        (self.source_kind, self.source), (self.target_kind, self.target) = self.spec.source.one_of(), self.spec.target.one_of()
+        (self.source_kind, self.source), (self.target_kind, self.target) = (
+            self.spec.source.one_of(),
+            self.spec.target.one_of(),
+        )
         dump = self.target if self.target_kind == "dump" else self.source if self.source_kind == "dump" else None
         self._folder = Folder(dump.path, self.spec.s3) if dump is not None else None
         self.header: dict[str, Any] = {}
@@ -203,20 +228,29 @@ class Plan:
             milvus.close()
         for database in databases:
             with _connected(source, database) as milvus:
-                available += [(database, name) for name in sorted(milvus.retry("list collections", milvus.client.list_collections))]
+                available += [
+                    (database, name)
+                    for name in sorted(milvus.retry("list collections", milvus.client.list_collections))
+                ]
         chosen = select(source.collections or [], available, source.database)
         for database in sorted({db for db, _ in chosen}):
             with _connected(source, database) as milvus:
                 for db, name in chosen:
                     if db == database:
-                        aliases[(db, name)] = sorted(milvus.retry("list aliases", milvus.client.list_aliases, name, db_name=db)["aliases"])
+                        aliases[(db, name)] = sorted(
+                            milvus.retry("list aliases", milvus.client.list_aliases, name, db_name=db)["aliases"]
+                        )
         if self.target_kind == "dump" and self.folder.exists(MANIFEST) and not self.target.overwrite:
-            raise InputError(f"{self.folder.url(MANIFEST)} already exists", "set target.dump.overwrite, or choose another path")
+            raise InputError(
+                f"{self.folder.url(MANIFEST)} already exists", "set target.dump.overwrite, or choose another path"
+            )
         items = []
         for database, name in chosen:
             single = source.model_copy(update={"collection": name, "collections": None, "database": database})
             if self.target_kind == "dump":
-                target = Target(hdf5=Hdf5Target(path=self.folder.url(f"{database}/{name}/"), overwrite=self.target.overwrite))
+                target = Target(
+                    hdf5=Hdf5Target(path=self.folder.url(f"{database}/{name}/"), overwrite=self.target.overwrite)
+                )
             else:
                 target = Target(milvus=self._milvus_target(database, name))
             entry = {"database": database, "name": name, "aliases": aliases[(database, name)]}
@@ -225,8 +259,10 @@ class Plan:
 
     def _from_dump(self) -> list[Item]:
         if not self.folder.exists(MANIFEST):
-            raise InputError(f"{self.folder.url(MANIFEST)} does not exist: the dump is incomplete or not a dump",
-                             "finish it with milvusdm dump --resume, or point --from at a dump's folder")
+            raise InputError(
+                f"{self.folder.url(MANIFEST)} does not exist: the dump is incomplete or not a dump",
+                "finish it with milvusdm dump --resume, or point --from at a dump's folder",
+            )
         manifest = self.folder.read_json(MANIFEST)
         entries = {(e["database"], e["name"]): e for e in manifest["collections"]}
         chosen = select(self.source.collections or ["*.*"], list(entries), None)
@@ -240,17 +276,21 @@ class Plan:
                 present = [f["partition"] for f in files]
                 missing = [p for p in parts if p not in present]
                 if missing:
-                    raise InputError(f"collection {database}.{name} of the dump has no partition "
-                                     f"{', '.join(map(repr, missing))} (partitions: {', '.join(present)})",
-                                     "check the partitions to restore")
+                    raise InputError(
+                        f"collection {database}.{name} of the dump has no partition "
+                        f"{', '.join(map(repr, missing))} (partitions: {', '.join(present)})",
+                        "check the partitions to restore",
+                    )
                 files = [f for f in files if f["partition"] in parts]
             entry = entry | {"files": files}
             source = Source(hdf5=Hdf5Source(paths=[self.folder.url(f["path"]) for f in files]))
             target = Target(milvus=self._milvus_target(database, name))
             items.append(Item(f"{database}.{name}", self._single(source, target, database, name), entry))
         if wanted:
-            raise InputError(f"partitions were chosen for {', '.join(wanted)}, which is not restored",
-                             "name a restored collection in --partitions")
+            raise InputError(
+                f"partitions were chosen for {', '.join(wanted)}, which is not restored",
+                "name a restored collection in --partitions",
+            )
         return items
 
     def _milvus_target(self, database: str, name: str) -> MilvusTarget:
@@ -261,7 +301,9 @@ class Plan:
 
     def _single(self, source: Source, target: Target, database: str, name: str) -> MilvusMigration:
         spec = self.spec.model_copy(update={"source": source, "target": target})
-        metadata = self.migration.metadata.model_copy(update={"name": f"{self.migration.metadata.name}.{database}.{name}"})
+        metadata = self.migration.metadata.model_copy(
+            update={"name": f"{self.migration.metadata.name}.{database}.{name}"}
+        )
         return self.migration.model_copy(update={"spec": spec, "metadata": metadata})
 
     def check_unique_targets(self) -> None:
@@ -272,8 +314,10 @@ class Plan:
             target = _milvus_target(item)
             where = (target.database, str(target.collection))
             if where in seen:
-                raise InputError(f"{seen[where]} and {item.key} would both go to {where[0]}.{where[1]}",
-                                 "give them different names with rename")
+                raise InputError(
+                    f"{seen[where]} and {item.key} would both go to {where[0]}.{where[1]}",
+                    "give them different names with rename",
+                )
             seen[where] = item.key
 
     # -- around each copy -------------------------------------------------------------------
@@ -290,8 +334,11 @@ class Plan:
             return item.entry | {"schema": schema, "partitions": schema["partitions"], "rows": rows, "files": files}
         target = _milvus_target(item)
         with _connected(target, target.database, "target") as milvus:
-            present = set(milvus.retry("list aliases", milvus.client.list_aliases, target.collection,
-                                      db_name=target.database)["aliases"])
+            present = set(
+                milvus.retry("list aliases", milvus.client.list_aliases, target.collection, db_name=target.database)[
+                    "aliases"
+                ]
+            )
             for alias in item.entry.get("aliases", []):
                 if alias not in present:
                     milvus.call(f"create the alias {alias}", milvus.client.create_alias, target.collection, alias)
@@ -305,12 +352,16 @@ class Plan:
         from milvusdm.sources.milvus import MilvusSource as Reader
 
         for record in item.entry["files"]:
-            spec = MilvusSource.model_validate(target.model_dump(include=set(MilvusEndpoint.model_fields)) | {
-                "collection": target.collection, "partitions": [record["partition"]]})
+            spec = MilvusSource.model_validate(
+                target.model_dump(include=set(MilvusEndpoint.model_fields))
+                | {"collection": target.collection, "partitions": [record["partition"]]}
+            )
             reader = Reader(spec)
             try:
                 reader.open()
-                digest = RowDigest(reader.schema).update_all(b.normalized() for b in reader.batches(0, reader.total, 10_000))
+                digest = RowDigest(reader.schema).update_all(
+                    b.normalized() for b in reader.batches(0, reader.total, 10_000)
+                )
             finally:
                 reader.close()
             if (digest.rows, digest.hexdigest()) != (record["rows"], record["digest"]):
@@ -325,10 +376,16 @@ class Plan:
         if self.target_kind != "dump":
             return
         collections = [ledger.done[item.key]["entry"] for item in self.items]
-        self.folder.write_json(MANIFEST, {
-            "format": FORMAT, **self.header, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "databases": sorted({c["database"] for c in collections}), "collections": collections,
-        })
+        self.folder.write_json(
+            MANIFEST,
+            {
+                "format": FORMAT,
+                **self.header,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "databases": sorted({c["database"] for c in collections}),
+                "collections": collections,
+            },
+        )
 
 
 def _milvus_target(item: Item) -> MilvusTarget:
@@ -360,8 +417,14 @@ class FileStores:
         return []
 
 
-def run(migration: MilvusMigration, observers: Sequence[engine.Observer] = (), *, state: Path | None = None,
-        stores: Stores | None = None, resume: bool | None = False) -> RunSummary:
+def run(
+    migration: MilvusMigration,
+    observers: Sequence[engine.Observer] = (),
+    *,
+    state: Path | None = None,
+    stores: Stores | None = None,
+    resume: bool | None = False,
+) -> RunSummary:
     """Run every collection of a many-collection manifest, skipping those a resumed run finished."""
     began = time.monotonic()
     plan = Plan(migration)
@@ -370,14 +433,21 @@ def run(migration: MilvusMigration, observers: Sequence[engine.Observer] = (), *
     ledger = stores.ledger
     ledger.open(resume)
     (source_kind, source), (target_kind, target) = migration.spec.source.one_of(), migration.spec.target.one_of()
-    summary = RunSummary(migration.metadata.name, f"{source_kind}:{getattr(source, 'uri', None) or source.path}",
-                         f"{target_kind}:{getattr(target, 'uri', None) or target.path}")
+    summary = RunSummary(
+        migration.metadata.name,
+        f"{source_kind}:{getattr(source, 'uri', None) or source.path}",
+        f"{target_kind}:{getattr(target, 'uri', None) or target.path}",
+    )
     for item in plan.items:
         done = ledger.done.get(item.key)
         if done is None:
             plan.before(item)
-            result = engine.run(item.migration, [*observers, *stores.observers(item)],
-                                checkpoints=stores.checkpoints(item), resume=False if resume is False else None)
+            result = engine.run(
+                item.migration,
+                [*observers, *stores.observers(item)],
+                checkpoints=stores.checkpoints(item),
+                resume=False if resume is False else None,
+            )
             ledger.record(item.key, result, plan.after(item, result))
         else:
             result = engine.Summary(**done["summary"])

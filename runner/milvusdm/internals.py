@@ -29,8 +29,9 @@ def read_varint(buffer: bytes, position: int) -> tuple[int, int]:
     return int(value), int(after)
 
 
-def query_request(collection: str, expr: str, fields: list[str], partitions: list[str], consistency: int,
-                  **paging: Any) -> milvus_pb2.QueryRequest:
+def query_request(
+    collection: str, expr: str, fields: list[str], partitions: list[str], consistency: int, **paging: Any
+) -> milvus_pb2.QueryRequest:
     """pymilvus' own QueryRequest builder, with the iterator-mode paging keys it understands."""
     return Prepare.query_request(
         collection, expr, fields, partitions, use_default_consistency=False, consistency_level=consistency, **paging
@@ -50,8 +51,13 @@ def query(client: MilvusClient, request: milvus_pb2.QueryRequest, timeout: float
     return response
 
 
-def write(client: MilvusClient, collection: str, request: milvus_pb2.InsertRequest | milvus_pb2.UpsertRequest,
-          described: dict[str, Any], timeout: float) -> None:
+def write(
+    client: MilvusClient,
+    collection: str,
+    request: milvus_pb2.InsertRequest | milvus_pb2.UpsertRequest,
+    described: dict[str, Any],
+    timeout: float,
+) -> None:
     """Send a prebuilt insert or upsert request through pymilvus' handler, which still applies
     auth, database and timestamps; its own retries are off (the caller's upsert on retry)."""
     connection = client._get_connection()

@@ -39,7 +39,12 @@ def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Sum
             status.failed(error)
             raise
     summary = engine.run(  # tells the status (one of its observers) of its own failures
-        migration, [*observers, status], checkpoints=status, resume=None, shard=shard, target_prepared=shard.index > 0,
+        migration,
+        [*observers, status],
+        checkpoints=status,
+        resume=None,
+        shard=shard,
+        target_prepared=shard.index > 0,
         seed=resource.seed(),
     )
     if shard.count > 1 and (shards := status.completed_shards(shard.count)):  # the last shard to finish
@@ -52,8 +57,12 @@ def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Sum
     return summary
 
 
-def _run_collections(migration: MilvusMigration, resource: MigrationResource, status: ResourceStatus,
-                     observers: Sequence[engine.Observer]) -> instance.RunSummary:
+def _run_collections(
+    migration: MilvusMigration,
+    resource: MigrationResource,
+    status: ResourceStatus,
+    observers: Sequence[engine.Observer],
+) -> instance.RunSummary:
     """Many collections: one status key per collection (``database.collection``: its checkpoint
     and counts); a restarted pod skips the finished ones and resumes the interrupted one."""
     try:
@@ -66,7 +75,9 @@ def _run_collections(migration: MilvusMigration, resource: MigrationResource, st
 class ResourceStatus:
     """Checkpoint store and observer for one shard (or one collection), backed by the resource's status."""
 
-    def __init__(self, resource: MigrationResource, shard: Shard, interval: float = 1.0, key: str | None = None) -> None:
+    def __init__(
+        self, resource: MigrationResource, shard: Shard, interval: float = 1.0, key: str | None = None
+    ) -> None:
         self.resource, self.key, self.interval = resource, key or str(shard.index), interval
         self.mine = ShardStatus()
         self.last_patch = 0.0
@@ -130,15 +141,17 @@ class ResourceStatus:
             shards = {**self.resource.status().shards, self.key: self.mine}
             copied = sum(s.copied for s in shards.values())
             total = sum(s.total for s in shards.values())
-            self.resource.patch_status(MigrationStatus(
-                shards={self.key: self.mine},
-                rows_copied=copied,
-                total_rows=total,
-                progress=f"{100 * copied // total if total else 100}%",
-                last_batch_time=now(),
-                **self.describe,
-                **result,
-            ))
+            self.resource.patch_status(
+                MigrationStatus(
+                    shards={self.key: self.mine},
+                    rows_copied=copied,
+                    total_rows=total,
+                    progress=f"{100 * copied // total if total else 100}%",
+                    last_batch_time=now(),
+                    **self.describe,
+                    **result,
+                )
+            )
             self.last_patch = time.monotonic()
         except (ApiException, MigrationError, OSError) as error:  # progress reports must not stop the copy
             log.warning("could not update the MilvusMigration status: %s", error)
@@ -154,8 +167,9 @@ class ResourceLedger:
     def open(self, resume: bool | None) -> None:
         for key, saved in self.resource.status().shards.items():
             if saved.completed:
-                self.done[key] = {"summary": {"name": key, "source": "", "target": "", "rows": saved.rows,
-                                              "total": saved.total}}
+                self.done[key] = {
+                    "summary": {"name": key, "source": "", "target": "", "rows": saved.rows, "total": saved.total}
+                }
 
     def record(self, key: str, summary: engine.Summary, entry: dict[str, Any]) -> None:
         self.done[key] = {"summary": asdict(summary), "entry": entry}
@@ -192,4 +206,6 @@ def wait_for_first_shard(resource: MigrationResource, timeout: float = 600, poll
         if first is not None and first.fingerprint:
             return
         time.sleep(poll)
-    raise TransientError("shard 0 has not prepared the target yet", "check the pod of shard 0; this pod will be retried")
+    raise TransientError(
+        "shard 0 has not prepared the target yet", "check the pod of shard 0; this pod will be retried"
+    )

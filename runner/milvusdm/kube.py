@@ -32,8 +32,10 @@ def api_client() -> kubernetes.client.ApiClient:
             try:
                 kubernetes.config.load_kube_config()
             except (kubernetes.config.ConfigException, OSError) as error:
-                raise InputError(f"no Kubernetes credentials: not in a pod, and no usable kubeconfig ({error})",
-                                 "run --resource inside the operator's Job, or set KUBECONFIG") from None
+                raise InputError(
+                    f"no Kubernetes credentials: not in a pod, and no usable kubeconfig ({error})",
+                    "run --resource inside the operator's Job, or set KUBECONFIG",
+                ) from None
         client = kubernetes.client.ApiClient()
     client.user_agent = f"milvusdm/{__version__}"  # audit logs (and tests) can tell our calls apart
     return client
@@ -58,7 +60,9 @@ class MigrationResource:
         except ApiException as error:
             if error.status == 404:
                 raise InputError(f"MilvusMigration {self.namespace}/{self.name} does not exist", "") from None
-            raise TransientError(f"cannot read MilvusMigration {self.namespace}/{self.name}: {error.reason}", "") from None
+            raise TransientError(
+                f"cannot read MilvusMigration {self.namespace}/{self.name}: {error.reason}", ""
+            ) from None
 
     def status(self) -> MigrationStatus:
         """The status, freshly read."""
@@ -75,4 +79,6 @@ class MigrationResource:
 
     def patch_status(self, status: MigrationStatus) -> None:
         """Merge-patch the fields set on ``status`` (and only those)."""
-        self.api.patch_namespaced_custom_object_status(GROUP, VERSION, self.namespace, PLURAL, self.name, status.patch())
+        self.api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, self.namespace, PLURAL, self.name, status.patch()
+        )

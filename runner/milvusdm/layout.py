@@ -23,8 +23,15 @@ DISTANCE_ATTRIBUTE = "distance"  # ann-benchmarks' metric attribute
 TEXT = h5py.string_dtype()
 # ann-benchmarks' distance names (and common spellings) -> Milvus metric; the first name per metric is written
 DISTANCE_METRICS = {
-    "euclidean": "L2", "l2": "L2", "angular": "COSINE", "cosine": "COSINE", "dot": "IP", "ip": "IP",
-    "inner_product": "IP", "hamming": "HAMMING", "jaccard": "JACCARD",
+    "euclidean": "L2",
+    "l2": "L2",
+    "angular": "COSINE",
+    "cosine": "COSINE",
+    "dot": "IP",
+    "ip": "IP",
+    "inner_product": "IP",
+    "hamming": "HAMMING",
+    "jaccard": "JACCARD",
 }
 DISTANCES = {metric: name for name, metric in reversed(DISTANCE_METRICS.items())}
 

@@ -40,13 +40,17 @@ def is_legacy(document: Any) -> bool:
 
 def convert(document: dict[str, Any], origin: str) -> list[dict[str, Any]]:
     """The manifests equivalent to a MilvusDM YAML (one per collection for M2M/M2H)."""
-    (kind, body), = document.items()
+    ((kind, body),) = document.items()
     if not isinstance(body, dict):
-        raise InputError(f"{origin}: {kind} must be a mapping of MilvusDM settings", "see MilvusDM's example YAML files")
+        raise InputError(
+            f"{origin}: {kind} must be a mapping of MilvusDM settings", "see MilvusDM's example YAML files"
+        )
     unknown = sorted(set(body) - KEYS[kind])
     if unknown:
-        raise InputError(f"{origin}: {kind} has unknown key(s) {', '.join(unknown)}",
-                         f"use MilvusDM's keys: {', '.join(sorted(KEYS[kind]))}")
+        raise InputError(
+            f"{origin}: {kind} has unknown key(s) {', '.join(unknown)}",
+            f"use MilvusDM's keys: {', '.join(sorted(KEYS[kind]))}",
+        )
     if kind in ("F2M", "H2M"):
         source = _faiss(body, origin) if kind == "F2M" else _hdf5(body, origin)
         target = _target(body, origin, _required(body, "dest_collection_name", kind, origin))
@@ -57,9 +61,16 @@ def convert(document: dict[str, Any], origin: str) -> list[dict[str, Any]]:
         return [_manifest(kind, target["collection"], source, {"milvus": _drop_none(target)})]
     manifests = []
     for collection, tags in _collections(body, kind, origin).items():
-        source = {"milvus1x": _drop_none({"path": str(_required(body, "source_milvus_path", kind, origin)),
-                                          "meta": _meta(body.get("mysql_parameter")), "collection": collection,
-                                          "partitions": [str(t) if t else "_default" for t in tags] if tags else None})}
+        source = {
+            "milvus1x": _drop_none(
+                {
+                    "path": str(_required(body, "source_milvus_path", kind, origin)),
+                    "meta": _meta(body.get("mysql_parameter")),
+                    "collection": collection,
+                    "partitions": [str(t) if t else "_default" for t in tags] if tags else None,
+                }
+            )
+        }
         if kind == "M2M":
             target = {"milvus": _target(body, origin, collection)}
         else:
@@ -113,8 +124,10 @@ def _metric(name: Any, origin: str) -> str | None:
         return None
     name = str(name).upper()
     if name in DROPPED_METRICS:
-        raise InputError(f"{origin}: metric {name} has no index on Milvus 2.x that milvusdm builds",
-                         "use HAMMING, JACCARD or TANIMOTO for binary vectors")
+        raise InputError(
+            f"{origin}: metric {name} has no index on Milvus 2.x that milvusdm builds",
+            "use HAMMING, JACCARD or TANIMOTO for binary vectors",
+        )
     if name not in METRICS:
         raise InputError(f"{origin}: unknown metric_type {name}", f"use one of {', '.join(METRICS)}")
     return METRICS[name]
@@ -124,8 +137,12 @@ def _meta(mysql: dict[str, Any] | None) -> dict[str, Any] | None:
     """Empty or missing MySQL settings mean the directory's SQLite meta (db/meta.sqlite)."""
     if not mysql or not mysql.get("host"):
         return None
-    settings = {"host": str(mysql["host"]), "port": int(mysql.get("port") or 3306),
-                "user": str(mysql.get("user") or "root"), "database": str(mysql.get("database") or "milvus")}
+    settings = {
+        "host": str(mysql["host"]),
+        "port": int(mysql.get("port") or 3306),
+        "user": str(mysql.get("user") or "root"),
+        "database": str(mysql.get("database") or "milvus"),
+    }
     if mysql.get("password"):
         settings["password"] = str(mysql["password"])
     return {"mysql": settings}
@@ -134,15 +151,21 @@ def _meta(mysql: dict[str, Any] | None) -> dict[str, Any] | None:
 def _collections(body: dict[str, Any], kind: str, origin: str) -> dict[str, list[Any] | None]:
     chosen = _required(body, "source_collection", kind, origin)
     if not isinstance(chosen, dict):
-        raise InputError(f"{origin}: source_collection must map collection names to partition tags (or null)",
-                         "write source_collection: {my_collection: [tag1, tag2]} or {my_collection: null}")
+        raise InputError(
+            f"{origin}: source_collection must map collection names to partition tags (or null)",
+            "write source_collection: {my_collection: [tag1, tag2]} or {my_collection: null}",
+        )
     return {str(name): (list(tags) if tags else None) for name, tags in chosen.items()}
 
 
 def _manifest(kind: str, collection: str, source: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
     name = re.sub(r"[^a-z0-9.-]+", "-", f"{kind}-{collection}".lower()).strip("-.")[:253]
-    return {"apiVersion": spec.API_VERSION, "kind": spec.KIND, "metadata": {"name": name},
-            "spec": {"source": source, "target": target}}
+    return {
+        "apiVersion": spec.API_VERSION,
+        "kind": spec.KIND,
+        "metadata": {"name": name},
+        "spec": {"source": source, "target": target},
+    }
 
 
 def _drop_none(settings: dict[str, Any]) -> dict[str, Any]:

@@ -30,9 +30,17 @@ RETRY_SECONDS = 120  # long enough for a Milvus restart or a leader change
 QUERY_WINDOW = 16_384  # Milvus caps offset + limit of one query
 STRONG, EVENTUALLY = 0, 3  # common_pb2.ConsistencyLevel
 TRANSIENT_WORDS = (
-    "timeout", "unavailable", "deadline", "rate limit",
+    "timeout",
+    "unavailable",
+    "deadline",
+    "rate limit",
     # a restarting server: the proxy answers before its coordinators and nodes are back
-    "node not found", "session not found", "not ready", "empty grpc client", "connection refused", "failed to connect",
+    "node not found",
+    "session not found",
+    "not ready",
+    "empty grpc client",
+    "connection refused",
+    "failed to connect",
 )
 
 
@@ -132,8 +140,13 @@ def connect(endpoint: MilvusEndpoint, role: Literal["source", "target"]) -> Milv
 def _client(endpoint: MilvusEndpoint, role: Literal["source", "target"], database: str) -> MilvusClient:
     # A database is named at connection time: the 2.3 servers lack DescribeDatabase, which use_database calls.
     name = "" if database == "default" else database
-    return MilvusClient(uri=endpoint.uri, timeout=endpoint.timeout_seconds, db_name=name, **endpoint.credentials(role),
-                        **tls.client_options(endpoint, role))
+    return MilvusClient(
+        uri=endpoint.uri,
+        timeout=endpoint.timeout_seconds,
+        db_name=name,
+        **endpoint.credentials(role),
+        **tls.client_options(endpoint, role),
+    )
 
 
 def _ensure_database(client: MilvusClient, endpoint: MilvusEndpoint, role: Literal["source", "target"]) -> None:

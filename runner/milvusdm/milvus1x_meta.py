@@ -26,8 +26,15 @@ DEFAULT_TAG = "_default"  # 1.x's name for the rows of the collection's own tabl
 DROPPED = 1  # Tables.state: TO_DELETE
 RAW_FILE_TYPES = {1: "RAW", 2: "TO_INDEX", 7: "BACKUP"}  # TableFiles.file_type holding a live segment's raw data
 # 1.x MetricType -> (2.x metric, binary vectors)
-METRICS = {1: ("L2", False), 2: ("IP", False), 3: ("HAMMING", True), 4: ("JACCARD", True),
-           5: ("JACCARD", True), 6: ("SUBSTRUCTURE", True), 7: ("SUPERSTRUCTURE", True)}
+METRICS = {
+    1: ("L2", False),
+    2: ("IP", False),
+    3: ("HAMMING", True),
+    4: ("JACCARD", True),
+    5: ("JACCARD", True),
+    6: ("SUBSTRUCTURE", True),
+    7: ("SUPERSTRUCTURE", True),
+}
 TABLE_COLUMNS = "table_id, state, dimension, metric_type, owner_table, partition_tag"
 FILE_COLUMNS = "table_id, segment_id, file_id, file_type, row_count"
 PARTITION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
@@ -79,12 +86,17 @@ def collections(tables: Iterable[tuple[Any, ...]], files: Iterable[tuple[Any, ..
     found = {}
     for table_id, _state, dimension, metric_type, _owner, _tag in owners.values():
         if int(metric_type) not in METRICS:
-            raise InputError(f"collection {table_id!r} has unknown metric type {metric_type}", "check the meta database")
+            raise InputError(
+                f"collection {table_id!r} has unknown metric type {metric_type}", "check the meta database"
+            )
         metric, binary = METRICS[int(metric_type)]
         tags = [(DEFAULT_TAG, table_id)] + [(row[5], row[0]) for row in live if row[4] == table_id]
         partitions = tuple(
-            Partition(tag, DEFAULT_TAG if tag == DEFAULT_TAG else partition_name(tag),
-                      tuple(sorted(segments.get(folder, {}).values(), key=lambda s: s.segment_id)))
+            Partition(
+                tag,
+                DEFAULT_TAG if tag == DEFAULT_TAG else partition_name(tag),
+                tuple(sorted(segments.get(folder, {}).values(), key=lambda s: s.segment_id)),
+            )
             for tag, folder in tags
         )
         _check_names(table_id, partitions)
@@ -108,8 +120,10 @@ def read_sqlite(path: Path, origin: str) -> dict[str, Collection]:
     """Open a copy of the meta file (and its -wal): a WAL database on a read-only volume
     cannot be opened in place, and the copy sees what the WAL holds. ``origin``: its name for users."""
     if not path.is_file():
-        raise InputError(f"meta file {origin} does not exist", "point source.milvus1x.meta.sqlite at db/meta.sqlite, "
-                         "or give source.milvus1x.meta.mysql for a MySQL meta")
+        raise InputError(
+            f"meta file {origin} does not exist",
+            "point source.milvus1x.meta.sqlite at db/meta.sqlite, or give source.milvus1x.meta.mysql for a MySQL meta",
+        )
     with tempfile.TemporaryDirectory(prefix="milvusdm-meta-") as folder:
         copy = Path(folder) / "meta.sqlite"
         shutil.copyfile(path, copy)
@@ -119,13 +133,17 @@ def read_sqlite(path: Path, origin: str) -> dict[str, Collection]:
         try:
             connection = sqlite3.connect(copy)
             try:
-                return collections(connection.execute(f"SELECT {TABLE_COLUMNS} FROM Tables ORDER BY id"),
-                                   connection.execute(f"SELECT {FILE_COLUMNS} FROM TableFiles ORDER BY id"))
+                return collections(
+                    connection.execute(f"SELECT {TABLE_COLUMNS} FROM Tables ORDER BY id"),
+                    connection.execute(f"SELECT {FILE_COLUMNS} FROM TableFiles ORDER BY id"),
+                )
             finally:
                 connection.close()
         except sqlite3.DatabaseError as error:
-            raise InputError(f"{origin} is not a Milvus 1.x meta database ({error})",
-                             "point source.milvus1x.meta.sqlite at the directory's db/meta.sqlite") from None
+            raise InputError(
+                f"{origin} is not a Milvus 1.x meta database ({error})",
+                "point source.milvus1x.meta.sqlite at the directory's db/meta.sqlite",
+            ) from None
 
 
 def read_mysql(host: str, port: int, user: str, password: str | None, database: str) -> dict[str, Collection]:
@@ -133,15 +151,26 @@ def read_mysql(host: str, port: int, user: str, password: str | None, database: 
 
     where = f"MySQL {user}@{host}:{port}/{database}"
     try:
-        connection = pymysql.connect(host=host, port=port, user=user, password=password or "", database=database,
-                                     connect_timeout=10, read_timeout=60)
+        connection = pymysql.connect(
+            host=host,
+            port=port,
+            user=user,
+            password=password or "",
+            database=database,
+            connect_timeout=10,
+            read_timeout=60,
+        )
     except pymysql.err.OperationalError as error:
         code, message = error.args[0], str(error.args[-1])
         if code in (1044, 1045, 1049):
-            raise InputError(f"{where} refused the meta connection: {message}",
-                             "check source.milvus1x.meta.mysql user, password and database") from None
-        raise TransientError(f"cannot reach the meta database {where}: {message}",
-                             "check source.milvus1x.meta.mysql host and port, and the network") from None
+            raise InputError(
+                f"{where} refused the meta connection: {message}",
+                "check source.milvus1x.meta.mysql user, password and database",
+            ) from None
+        raise TransientError(
+            f"cannot reach the meta database {where}: {message}",
+            "check source.milvus1x.meta.mysql host and port, and the network",
+        ) from None
     try:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT {TABLE_COLUMNS} FROM Tables ORDER BY id")
@@ -149,7 +178,8 @@ def read_mysql(host: str, port: int, user: str, password: str | None, database: 
             cursor.execute(f"SELECT {FILE_COLUMNS} FROM TableFiles ORDER BY id")
             return collections(tables, cursor.fetchall())
     except pymysql.err.ProgrammingError as error:
-        raise InputError(f"{where} is not a Milvus 1.x meta database ({error.args[-1]})",
-                         "check source.milvus1x.meta.mysql.database") from None
+        raise InputError(
+            f"{where} is not a Milvus 1.x meta database ({error.args[-1]})", "check source.milvus1x.meta.mysql.database"
+        ) from None
     finally:
         connection.close()

@@ -30,10 +30,14 @@ class ScheduleSpec(Model):
     time_zone: str = Field("Etc/UTC", description="IANA time zone the schedule is read in.")
     suspend: bool = Field(False, description="Create no new runs (running ones go on).")
     concurrency_policy: Literal["Forbid", "Allow", "Replace"] = Field(
-        "Forbid", description="Forbid: skip a run while the previous one is unfinished; Replace: delete it first.")
+        "Forbid", description="Forbid: skip a run while the previous one is unfinished; Replace: delete it first."
+    )
     starting_deadline_seconds: int | None = Field(
-        None, ge=1, description="A run not started this long after its time is skipped (e.g. the operator was down).")
-    keep: int = Field(3, ge=1, le=100, description="Finished runs kept; older runs' CRs (and Jobs) are deleted, not yet their output.")
+        None, ge=1, description="A run not started this long after its time is skipped (e.g. the operator was down)."
+    )
+    keep: int = Field(
+        3, ge=1, le=100, description="Finished runs kept; older runs' CRs (and Jobs) are deleted, not yet their output."
+    )
     template: RunTemplate
 
     @field_validator("schedule")
@@ -88,7 +92,9 @@ def due(spec: ScheduleSpec, since: datetime.datetime, now: datetime.datetime) ->
         latest = candidate
     if latest is None:
         return None, False
-    late = spec.starting_deadline_seconds is not None and (now - latest).total_seconds() > spec.starting_deadline_seconds
+    late = (
+        spec.starting_deadline_seconds is not None and (now - latest).total_seconds() > spec.starting_deadline_seconds
+    )
     return latest, late
 
 

@@ -141,10 +141,13 @@ class Schema:
     def from_dict(cls, data: dict[str, Any]) -> Schema:
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
-        return cls(**data | {
-            "vector_type": DataType[data.get("vector_type", "FLOAT_VECTOR")],
-            "scalars": tuple(Column.from_dict(c) for c in data.get("scalars", ())),
-            "key": Column.from_dict(data["key"]) if data.get("key") else None,
-            "partitions": tuple((name, int(rows)) for name, rows in data.get("partitions", ())),
-            "indexes": tuple(Index(**i) for i in data.get("indexes", ())),
-        })
+        return cls(
+            **data
+            | {
+                "vector_type": DataType[data.get("vector_type", "FLOAT_VECTOR")],
+                "scalars": tuple(Column.from_dict(c) for c in data.get("scalars", ())),
+                "key": Column.from_dict(data["key"]) if data.get("key") else None,
+                "partitions": tuple((name, int(rows)) for name, rows in data.get("partitions", ())),
+                "indexes": tuple(Index(**i) for i in data.get("indexes", ())),
+            }
+        )

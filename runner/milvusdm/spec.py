@@ -69,8 +69,13 @@ class TlsSettings(Model):
     server_name: str | None = Field(None, description="Name to check in the server's certificate; default: the host.")
     secret_name: str | None = Field(None, description="Secret with ca.crt (and tls.crt, tls.key for mutual TLS).")
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [{
-        "rule": "has(self.certFile) == has(self.keyFile)", "message": "set certFile and keyFile together"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "has(self.certFile) == has(self.keyFile)", "message": "set certFile and keyFile together"}
+            ]
+        }
+    )
 
     @model_validator(mode="after")
     def _pair(self) -> TlsSettings:
@@ -114,8 +119,10 @@ class MilvusEndpoint(Model):
 
     def secret_variables(self, role: env.Role) -> list[tuple[SecretKeyRef | None, str]]:
         """The Secret references and the variables the runner reads them from."""
-        return [(self.token_secret_ref, env.credential(role, "TOKEN")),
-                (self.password_secret_ref, env.credential(role, "PASSWORD"))]
+        return [
+            (self.token_secret_ref, env.credential(role, "TOKEN")),
+            (self.password_secret_ref, env.credential(role, "PASSWORD")),
+        ]
 
     def credentials(self, role: env.Role) -> dict[str, str]:
         """Token/user/password for pymilvus: the manifest first, then the environment."""
@@ -149,8 +156,10 @@ class S3Settings(Model):
     )
 
     def secret_variables(self) -> list[tuple[SecretKeyRef | None, str]]:
-        return [(self.access_key_id_secret_ref, env.AWS_ACCESS_KEY_ID),
-                (self.secret_access_key_secret_ref, env.AWS_SECRET_ACCESS_KEY)]
+        return [
+            (self.access_key_id_secret_ref, env.AWS_ACCESS_KEY_ID),
+            (self.secret_access_key_secret_ref, env.AWS_SECRET_ACCESS_KEY),
+        ]
 
     def check_credentials(self) -> None:
         """Secret references are read from the environment; say so when it lacks them."""
@@ -197,8 +206,12 @@ class ParquetSource(Files):
     Pinecone's (``id``, ``values``, ``metadata``) or any table with one vector column. Paths may
     be ``s3://bucket/key``; files there are read row group by row group with ranged reads."""
 
-    vectors: str | None = Field(None, description="Vector column; default: the only list column of floats or fixed-size binary.")
-    ids: str | None = Field(None, description="Id column; default 'id' if present, else 'pk', else 0..N-1 across files.")
+    vectors: str | None = Field(
+        None, description="Vector column; default: the only list column of floats or fixed-size binary."
+    )
+    ids: str | None = Field(
+        None, description="Id column; default 'id' if present, else 'pk', else 0..N-1 across files."
+    )
     fields: list[str] | None = Field(None, description="Columns to copy as fields; default every other column.")
 
 
@@ -215,7 +228,8 @@ class MilvusSource(MilvusEndpoint):
 
     collection: Name | None = None
     collections: list[CollectionPattern] | None = Field(
-        None, min_length=1,
+        None,
+        min_length=1,
         description="Names or patterns: '*', 'docs_*', 'db2.*', 'db.name'; unqualified ones are in `database`.",
     )
     partitions: list[Name] | None = None
@@ -296,7 +310,8 @@ class Milvus1xSource(Model):
         None, min_length=1, description="1.x partition tags to copy ('_default': the default partition); default all."
     )
     duplicates: Literal["refuse", "keepFirst"] = Field(
-        "refuse", description="1.x allowed repeated ids: refuse them, or keep each id's first copy (in partition, "
+        "refuse",
+        description="1.x allowed repeated ids: refuse them, or keep each id's first copy (in partition, "
         "segment and row order) and drop the others.",
     )
 
@@ -304,9 +319,7 @@ class Milvus1xSource(Model):
 class OneOf(Model):
     """A choice between kinds: exactly one field is set, in the model and (CEL) in the CRD."""
 
-    model_config = ConfigDict(
-        json_schema_extra=lambda schema, cls: schema.update(exactly_one(*cls.model_fields))
-    )
+    model_config = ConfigDict(json_schema_extra=lambda schema, cls: schema.update(exactly_one(*cls.model_fields)))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> OneOf:
@@ -352,7 +365,9 @@ class MilvusTarget(MilvusEndpoint):
         description="mode append, source keys the collection holds already: fail (before writing anything), "
         "skip (keep the collection's rows) or upsert (replace them).",
     )
-    metric: Metric | None = Field(None, description="Default: from the source (e.g. ann-benchmarks' distance), else L2.")
+    metric: Metric | None = Field(
+        None, description="Default: from the source (e.g. ann-benchmarks' distance), else L2."
+    )
     index: IndexSpec = Field(default_factory=IndexSpec)
     id_field: Name = "id"
     vector_field: Name = "vector"
@@ -423,12 +438,22 @@ class JobSettings(Model):
     ttl_seconds_after_finished: int | None = Field(None, ge=0)
     active_deadline_seconds: int | None = Field(None, ge=1, description="Fail the Job after this many seconds.")
     service_account_name: str | None = None
-    volumes: list[PodObject] = kube("Volume", "Pod volumes (PVCs, NFS, CSI, ConfigMaps, Secrets).", rule={
-        "rule": "self.all(v, v.name != 'tmp' && !v.name.startsWith('milvusdm-'))",
-        "message": "volume names tmp and milvusdm-* are reserved for the runner: pick another"})
-    volume_mounts: list[PodObject] = kube("VolumeMount", "Mounts of those volumes into the runner.", rule={
-        "rule": "self.all(m, m.mountPath != '/tmp' && m.mountPath != '/tmp/')",
-        "message": "/tmp is the runner's own scratch folder: mount your volume elsewhere"})
+    volumes: list[PodObject] = kube(
+        "Volume",
+        "Pod volumes (PVCs, NFS, CSI, ConfigMaps, Secrets).",
+        rule={
+            "rule": "self.all(v, v.name != 'tmp' && !v.name.startsWith('milvusdm-'))",
+            "message": "volume names tmp and milvusdm-* are reserved for the runner: pick another",
+        },
+    )
+    volume_mounts: list[PodObject] = kube(
+        "VolumeMount",
+        "Mounts of those volumes into the runner.",
+        rule={
+            "rule": "self.all(m, m.mountPath != '/tmp' && m.mountPath != '/tmp/')",
+            "message": "/tmp is the runner's own scratch folder: mount your volume elsewhere",
+        },
+    )
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[PodObject] = kube("Toleration", "Taints the runner pods tolerate.")
     affinity: PodObject | None = kube("Affinity", "Node and pod (anti-)affinity of the runner pods.", many=False)
@@ -454,21 +479,37 @@ MANY = "has(self.source.dump) || (has(self.source.milvus) && has(self.source.mil
 
 
 class MigrationSpec(Model):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "!(has(self.target.hdf5) || has(self.target.parquet) || has(self.target.dump)) "
-                 "|| !has(self.parallelism) || self.parallelism == 1",
-         "message": "a file target is written by one process: set parallelism to 1"},
-        {"rule": f"!has(self.target.milvus) || has(self.target.milvus.collection) || {MANY}",
-         "message": "target.milvus.collection is required"},
-        {"rule": f"!has(self.target.milvus) || !has(self.target.milvus.collection) || !({MANY})",
-         "message": "target.milvus.collection names one collection: with many, use target.milvus.rename"},
-        {"rule": "!has(self.target.dump) || (has(self.source.milvus) && has(self.source.milvus.collections))",
-         "message": "target.dump takes source.milvus.collections (patterns, e.g. ['*'])"},
-        {"rule": f"!(has(self.target.hdf5) || has(self.target.parquet)) || !({MANY})",
-         "message": "many collections go to target.dump or target.milvus, not one file path"},
-        {"rule": f"!({MANY}) || !has(self.parallelism) || self.parallelism == 1",
-         "message": "many collections are copied one after another: set parallelism to 1"},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.target.hdf5) || has(self.target.parquet) || has(self.target.dump)) "
+                    "|| !has(self.parallelism) || self.parallelism == 1",
+                    "message": "a file target is written by one process: set parallelism to 1",
+                },
+                {
+                    "rule": f"!has(self.target.milvus) || has(self.target.milvus.collection) || {MANY}",
+                    "message": "target.milvus.collection is required",
+                },
+                {
+                    "rule": f"!has(self.target.milvus) || !has(self.target.milvus.collection) || !({MANY})",
+                    "message": "target.milvus.collection names one collection: with many, use target.milvus.rename",
+                },
+                {
+                    "rule": "!has(self.target.dump) || (has(self.source.milvus) && has(self.source.milvus.collections))",
+                    "message": "target.dump takes source.milvus.collections (patterns, e.g. ['*'])",
+                },
+                {
+                    "rule": f"!(has(self.target.hdf5) || has(self.target.parquet)) || !({MANY})",
+                    "message": "many collections go to target.dump or target.milvus, not one file path",
+                },
+                {
+                    "rule": f"!({MANY}) || !has(self.parallelism) || self.parallelism == 1",
+                    "message": "many collections are copied one after another: set parallelism to 1",
+                },
+            ]
+        }
+    )
 
     source: Source
     target: Target
@@ -546,7 +587,9 @@ class MigrationStatus(BaseModel):
     last_batch_time: str | None = None
     verified: str | None = None
     message: str | None = Field(None, description="The runner's one-line result or error.")
-    failure_reason: str | None = Field(None, description="Why it failed, e.g. InvalidInput, Unavailable, VerificationFailed.")
+    failure_reason: str | None = Field(
+        None, description="Why it failed, e.g. InvalidInput, Unavailable, VerificationFailed."
+    )
     shards: dict[str, ShardStatus] = Field(
         default_factory=dict, description="Per shard (JOB_COMPLETION_INDEX): its checkpoint and counts."
     )

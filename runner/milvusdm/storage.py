@@ -42,7 +42,7 @@ def is_s3(path: str) -> bool:
 
 
 def split(url: str) -> tuple[str, str]:
-    bucket, _, key = url[len(SCHEME):].partition("/")
+    bucket, _, key = url[len(SCHEME) :].partition("/")
     return bucket, key
 
 
@@ -54,7 +54,9 @@ class ObjectStore:
         self.settings.check_credentials()
         addressing = "path" if self.settings.path_style else "auto"
         self.client = boto3.session.Session().client(
-            "s3", endpoint_url=self.settings.endpoint, region_name=self.settings.region,
+            "s3",
+            endpoint_url=self.settings.endpoint,
+            region_name=self.settings.region,
             verify=self.settings.verify_tls,
             config=Config(s3={"addressing_style": addressing}, retries={"max_attempts": 5, "mode": "standard"}),
         )
@@ -74,8 +76,9 @@ class ObjectStore:
                 "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a shared config profile, or spec.s3 secret references",
             ) from None
         except EndpointConnectionError as error:
-            raise TransientError(f"cannot reach S3 at {self.where} to {what} {url}: {error}",
-                                 "check spec.s3.endpoint and the network") from None
+            raise TransientError(
+                f"cannot reach S3 at {self.where} to {what} {url}: {error}", "check spec.s3.endpoint and the network"
+            ) from None
         except BotoCoreError as error:
             raise InputError(f"S3 failed to {what} {url}: {error}", "check spec.s3 and the path") from None
 
@@ -128,7 +131,9 @@ class ObjectStore:
         prefix = key[: min((key.index(c) for c in "*?[" if c in key), default=len(key))]
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         keys = [o["Key"] for page in self.call("list", pattern, lambda: list(pages)) for o in page.get("Contents", [])]
-        chosen = sorted(k for k in keys if (fnmatch.fnmatchcase(k, key) if glob.has_magic(key) else not k.endswith("/")))
+        chosen = sorted(
+            k for k in keys if (fnmatch.fnmatchcase(k, key) if glob.has_magic(key) else not k.endswith("/"))
+        )
         if not chosen:
             raise InputError(f"no object matches {pattern}", "check the s3:// path or pattern")
         return [f"{SCHEME}{bucket}/{k}" for k in chosen]
@@ -195,14 +200,22 @@ class RangeReader(io.RawIOBase):
             self.blocks.pop(number - 1) if number - 1 in self.blocks else self.blocks.popitem(last=False)
         first = number * self.block
         last = min(first + self.block, self.length) - 1
-        response = self.store.call("read", self.url, self.store.client.get_object,
-                                   Bucket=self.bucket, Key=self.key, Range=f"bytes={first}-{last}")
+        response = self.store.call(
+            "read",
+            self.url,
+            self.store.client.get_object,
+            Bucket=self.bucket,
+            Key=self.key,
+            Range=f"bytes={first}-{last}",
+        )
         data = bytearray(last - first + 1)  # filled in place: no joined copy of the body
         view, filled = memoryview(data), 0
         while filled < len(data):
             count = response["Body"].readinto(view[filled : filled + READ_BYTES])
             if not count:
-                raise InputError(f"{self.url} ended early at byte {first + filled}", "check that the object was uploaded whole")
+                raise InputError(
+                    f"{self.url} ended early at byte {first + filled}", "check that the object was uploaded whole"
+                )
             filled += count
         self.blocks[number] = view
         return view

@@ -55,25 +55,34 @@ def diagnose(endpoint: MilvusEndpoint, role: env.Role, timeout: float = 5.0) -> 
     context.set_alpn_protocols(["h2"])
     name = options.get("server_name") or host
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw, \
-                context.wrap_socket(raw, server_hostname=name) as tls:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=name) as tls,
+        ):
             tls.settimeout(0.5)
             with contextlib.suppress(TimeoutError):
                 tls.recv(1)  # TLS 1.3 servers refuse a client certificate after the handshake
     except ssl.SSLCertVerificationError as error:
-        return InputError(f"{role} Milvus at {endpoint.uri}: its TLS certificate is not trusted: {error.verify_message}",
-                          FIX_CA)
+        return InputError(
+            f"{role} Milvus at {endpoint.uri}: its TLS certificate is not trusted: {error.verify_message}", FIX_CA
+        )
     except ssl.SSLError as error:
         if not options:
             return None
         if "CERTIFICATE" in (error.reason or "").upper():
-            return InputError(f"{role} Milvus at {endpoint.uri} refused the client certificate: {error.reason}",
-                              "set tls.certFile/keyFile (or the Secret's tls.crt/tls.key) to a certificate its CA signed")
-        return InputError(f"{role} Milvus at {endpoint.uri} does not speak TLS ({error.reason})",
-                          "remove tls and use http://, or point at the server's TLS port")
+            return InputError(
+                f"{role} Milvus at {endpoint.uri} refused the client certificate: {error.reason}",
+                "set tls.certFile/keyFile (or the Secret's tls.crt/tls.key) to a certificate its CA signed",
+            )
+        return InputError(
+            f"{role} Milvus at {endpoint.uri} does not speak TLS ({error.reason})",
+            "remove tls and use http://, or point at the server's TLS port",
+        )
     except OSError:
         return None  # unreachable: not a TLS question
     if not options:
-        return InputError(f"{role} Milvus at {endpoint.uri} requires TLS",
-                          "set tls.caFile (and certFile/keyFile for mutual TLS), or use https://")
+        return InputError(
+            f"{role} Milvus at {endpoint.uri} requires TLS",
+            "set tls.caFile (and certFile/keyFile for mutual TLS), or use https://",
+        )
     return None

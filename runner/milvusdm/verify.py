@@ -242,7 +242,9 @@ def _locate(proof: Proof, source: Source, sink: Sink, bounds: tuple[int, int]) -
             findings.note_difference(f"id {key}: stored {len(copies)} times")
         elif copies[0][0] != expected[key][0][0]:
             ours_columns, theirs_columns = expected[key][0][1], copies[0][1]
-            what = next((name for name, x, y in zip(columns, ours_columns, theirs_columns, strict=True) if x != y), "key")
+            what = next(
+                (name for name, x, y in zip(columns, ours_columns, theirs_columns, strict=True) if x != y), "key"
+            )
             findings.note_difference(f"id {key}: {what}")
     if len(differing) > len(chosen):
         findings.note_difference(f"and more in {len(differing) - len(chosen)} other hash buckets")

@@ -34,18 +34,24 @@ def good(tmp_path, rng):
 
 
 def test_missing_file(tmp_path, run_cli, lite):
-    path = manifest(tmp_path, {"hdf5": {"path": str(tmp_path / "nope.h5")}}, {"milvus": {**lite, "collection": "items"}})
+    path = manifest(
+        tmp_path, {"hdf5": {"path": str(tmp_path / "nope.h5")}}, {"milvus": {**lite, "collection": "items"}}
+    )
     assert_fails(run_cli, path, INPUT, "nope.h5", "does not exist", target=lite)
 
 
 def test_glob_matching_nothing(tmp_path, run_cli, lite):
-    path = manifest(tmp_path, {"hdf5": {"paths": [str(tmp_path / "*.h5")]}}, {"milvus": {**lite, "collection": "items"}})
+    path = manifest(
+        tmp_path, {"hdf5": {"paths": [str(tmp_path / "*.h5")]}}, {"milvus": {**lite, "collection": "items"}}
+    )
     assert_fails(run_cli, path, INPUT, "no file matches", target=lite)
 
 
 def test_not_hdf5(tmp_path, run_cli, lite):
     (tmp_path / "text.h5").write_text("id,vector\n1,2\n")
-    path = manifest(tmp_path, {"hdf5": {"path": str(tmp_path / "text.h5")}}, {"milvus": {**lite, "collection": "items"}})
+    path = manifest(
+        tmp_path, {"hdf5": {"path": str(tmp_path / "text.h5")}}, {"milvus": {**lite, "collection": "items"}}
+    )
     assert_fails(run_cli, path, INPUT, "not a readable HDF5 file", target=lite)
 
 
@@ -70,7 +76,9 @@ def test_corrupt_chunk_found_mid_stream_rolls_back(tmp_path, run_cli, lite, rng)
 
 
 def test_missing_dataset_lists_what_is_there(tmp_path, run_cli, lite, good):
-    path = manifest(tmp_path, {"hdf5": {"path": str(good), "vectors": "emb"}}, {"milvus": {**lite, "collection": "items"}})
+    path = manifest(
+        tmp_path, {"hdf5": {"path": str(good), "vectors": "emb"}}, {"milvus": {**lite, "collection": "items"}}
+    )
     assert_fails(run_cli, path, INPUT, "no dataset 'emb'", "datasets: embeddings, ids", target=lite)
 
 
@@ -129,15 +137,27 @@ def test_infinity_in_append_mode_removes_only_this_runs_rows(tmp_path, run_cli, 
 
 def test_dimension_differs_from_existing_collection(tmp_path, run_cli, lite, rng):
     first = make_h5(tmp_path / "d8.h5", rng.random((50, 8), dtype=np.float32))
-    assert run_cli("run", "-f", manifest(tmp_path, {"hdf5": {"path": str(first)}}, {"milvus": {**lite, "collection": "items"}}), "-q").exit_code == 0
+    assert (
+        run_cli(
+            "run",
+            "-f",
+            manifest(tmp_path, {"hdf5": {"path": str(first)}}, {"milvus": {**lite, "collection": "items"}}),
+            "-q",
+        ).exit_code
+        == 0
+    )
     other = make_h5(tmp_path / "d16.h5", rng.random((50, 16), dtype=np.float32))
-    path = manifest(tmp_path, {"hdf5": {"path": str(other)}}, {"milvus": {**lite, "collection": "items", "mode": "append"}})
+    path = manifest(
+        tmp_path, {"hdf5": {"path": str(other)}}, {"milvus": {**lite, "collection": "items", "mode": "append"}}
+    )
     assert_fails(run_cli, path, INPUT, "dimension 8, the source has 16")
 
 
 def test_unreachable_milvus(tmp_path, run_cli, good):
     uri = f"http://127.0.0.1:{free_port_block(size=1)}"
-    path = manifest(tmp_path, {"hdf5": {"path": str(good)}}, {"milvus": {"uri": uri, "collection": "items", "timeoutSeconds": 3}})
+    path = manifest(
+        tmp_path, {"hdf5": {"path": str(good)}}, {"milvus": {"uri": uri, "collection": "items", "timeoutSeconds": 3}}
+    )
     assert_fails(run_cli, path, UNAVAILABLE, uri, "unreachable")
 
 
@@ -146,7 +166,9 @@ def test_unreachable_milvus(tmp_path, run_cli, good):
 def test_bad_credentials(tmp_path, run_cli, good, milvus_server, token):
     target = {"uri": milvus_server.uri, "collection": "items"} | ({"token": token} if token else {})
     path = manifest(tmp_path, {"hdf5": {"path": str(good)}}, {"milvus": target})
-    assert_fails(run_cli, path, INPUT, "refused the credentials", target={"uri": milvus_server.uri, "token": SERVER_TOKEN})
+    assert_fails(
+        run_cli, path, INPUT, "refused the credentials", target={"uri": milvus_server.uri, "token": SERVER_TOKEN}
+    )
 
 
 def test_bad_manifest(tmp_path, run_cli, good, lite):
@@ -157,7 +179,9 @@ def test_bad_manifest(tmp_path, run_cli, good, lite):
 
 
 def test_validate_touches_no_data(tmp_path, run_cli, lite):
-    path = manifest(tmp_path, {"hdf5": {"path": str(tmp_path / "later.h5")}}, {"milvus": {**lite, "collection": "items"}})
+    path = manifest(
+        tmp_path, {"hdf5": {"path": str(tmp_path / "later.h5")}}, {"milvus": {**lite, "collection": "items"}}
+    )
     result = run_cli("validate", "-f", path)
     assert result.exit_code == 0 and "valid MilvusMigration 'test' (hdf5 -> milvus)" in result.stdout
     assert not (tmp_path / "lite.db").exists()

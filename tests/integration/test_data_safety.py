@@ -22,8 +22,12 @@ def rows_in(target: dict, collection: str) -> dict:
 def load_rows(tmp_path, run_cli, target: dict, ids: np.ndarray, vectors: np.ndarray, collection: str = "items") -> None:
     """A collection the user owns, made by an ordinary run."""
     file = make_h5(tmp_path / f"own-{len(list(tmp_path.glob('own-*')))}.h5", vectors, ids)
-    result = run_cli("run", "-f", manifest(tmp_path, {"hdf5": {"path": str(file)}},
-                                           {"milvus": {**target, "collection": collection}}), "-q")
+    result = run_cli(
+        "run",
+        "-f",
+        manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**target, "collection": collection}}),
+        "-q",
+    )
     assert result.exit_code == 0, result.stderr
 
 
@@ -37,14 +41,18 @@ def collections(target: dict) -> list[str]:
 
 # -- 1. source and target the same collection ------------------------------------------------------
 
+
 @pytest.mark.server
 def test_same_collection_spelled_two_ways_is_refused(tmp_path, run_cli, milvus_server, rng):
     server = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
     load_rows(tmp_path, run_cli, server, np.arange(200), rng.random((200, 8), dtype=np.float32))
     other_spelling = {**server, "uri": milvus_server.uri.replace("127.0.0.1", "localhost")}
     assert other_spelling["uri"] != server["uri"]
-    path = manifest(tmp_path, {"milvus": {**server, "collection": "items"}},
-                    {"milvus": {**other_spelling, "collection": "items", "mode": "overwrite"}})
+    path = manifest(
+        tmp_path,
+        {"milvus": {**server, "collection": "items"}},
+        {"milvus": {**other_spelling, "collection": "items", "mode": "overwrite"}},
+    )
     for command in ("validate", "run"):
         result = run_cli(command, "-f", path)
         assert result.exit_code == INPUT and "same collection 'items'" in result.stderr, result.stderr
@@ -55,14 +63,18 @@ def test_same_lite_collection_through_another_path_is_refused(tmp_path, run_cli,
     load_rows(tmp_path, run_cli, lite, np.arange(100), rng.random((100, 8), dtype=np.float32))
     (tmp_path / "sub").mkdir()
     detour = {"uri": str(tmp_path / "sub" / ".." / "lite.db")}
-    path = manifest(tmp_path, {"milvus": {**lite, "collection": "items"}},
-                    {"milvus": {**detour, "collection": "items", "mode": "overwrite"}})
+    path = manifest(
+        tmp_path,
+        {"milvus": {**lite, "collection": "items"}},
+        {"milvus": {**detour, "collection": "items", "mode": "overwrite"}},
+    )
     result = run_cli("validate", "-f", path)
     assert result.exit_code == INPUT and "same collection" in result.stderr
     assert len(rows_in(lite, "items")) == 100
 
 
 # -- 2. append: conflicts found before writing, a rollback removes only this run's rows ----------------
+
 
 @pytest.fixture
 def appended(tmp_path, run_cli, target, rng):
@@ -96,7 +108,9 @@ def test_append_skip_keeps_the_targets_rows(appended, target):
     assert summary["verified"].startswith("ids (1000 ids present, count 1500)")
     rows = rows_in(target, "items")
     assert sorted(rows) == list(range(1500))
-    assert all(not any(rows[k]["vector"]) for k in range(1000)) and all(min(rows[k]["vector"]) >= 1 for k in range(1000, 1500))
+    assert all(not any(rows[k]["vector"]) for k in range(1000)) and all(
+        min(rows[k]["vector"]) >= 1 for k in range(1000, 1500)
+    )
 
 
 @pytest.mark.server
@@ -104,7 +118,9 @@ def test_append_upsert_replaces_the_targets_rows(appended, target):
     assert appended("upsert").exit_code == 0
     rows = rows_in(target, "items")
     assert sorted(rows) == list(range(1500))
-    assert all(not any(rows[k]["vector"]) for k in range(500)) and all(min(rows[k]["vector"]) >= 1 for k in range(500, 1500))
+    assert all(not any(rows[k]["vector"]) for k in range(500)) and all(
+        min(rows[k]["vector"]) >= 1 for k in range(500, 1500)
+    )
 
 
 @pytest.mark.server
@@ -120,6 +136,7 @@ def test_failed_append_removes_only_rows_it_added(tmp_path, appended, target, rn
 
 
 # -- 3. overwrite is blue/green ------------------------------------------------------------------
+
 
 @pytest.fixture
 def owned(tmp_path, run_cli, target):
@@ -184,8 +201,13 @@ def test_interrupted_overwrite_resumes_into_its_copy(tmp_path, owned, target):
     rows = 40_000
     vectors = np.random.default_rng(3).random((rows, 8), dtype=np.float32)
     file = make_h5(tmp_path / "big.h5", vectors, np.arange(rows) + 10_000)
-    path = manifest(tmp_path, {"hdf5": {"path": str(file)}},
-                    {"milvus": {**server, "collection": "items", "mode": "overwrite"}}, batchSize=1000, verify="ids")
+    path = manifest(
+        tmp_path,
+        {"hdf5": {"path": str(file)}},
+        {"milvus": {**server, "collection": "items", "mode": "overwrite"}},
+        batchSize=1000,
+        verify="ids",
+    )
     killed_at = run_until_killed(path, tmp_path / "state", "test", 5_000)
     assert killed_at < rows
     assert collections(server) == ["items", "items" + STAGING]

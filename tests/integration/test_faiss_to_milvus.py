@@ -42,7 +42,12 @@ INDEXES = {
     "IndexIDMap2(FlatIP)": (lambda: faiss.IndexIDMap2(faiss.IndexFlatIP(DIM)), True, False, "IP"),
     "IndexIVFFlat": (lambda: ivf("flat"), True, False, "L2"),
     "IndexHNSWFlat": (lambda: faiss.IndexHNSWFlat(DIM, 8), False, False, "L2"),
-    "IndexScalarQuantizer": (lambda: trained(faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_8bit)), False, True, "L2"),
+    "IndexScalarQuantizer": (
+        lambda: trained(faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_8bit)),
+        False,
+        True,
+        "L2",
+    ),
     "IndexPQ": (lambda: trained(faiss.IndexPQ(DIM, 8, 6)), False, True, "L2"),
     "IndexIVFScalarQuantizer": (lambda: ivf("sq"), True, True, "L2"),
     "IndexIVFPQ": (lambda: ivf("pq"), True, True, "L2"),
@@ -71,7 +76,19 @@ def build(name: str, path):
 
 
 def migrate(run_cli, tmp_path, path, target, collection, **spec):
-    result = run_cli("run", "-f", manifest(tmp_path, {"faiss": {"path": str(path)}}, {"milvus": {**target, "collection": collection}}, verify="full", **spec), "-q", "--json")
+    result = run_cli(
+        "run",
+        "-f",
+        manifest(
+            tmp_path,
+            {"faiss": {"path": str(path)}},
+            {"milvus": {**target, "collection": collection}},
+            verify="full",
+            **spec,
+        ),
+        "-q",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -122,7 +139,13 @@ def test_binary_indexes_into_the_server(tmp_path, run_cli, milvus_server, kind):
     index.add_with_ids(codes, ids) if kind in ("ivf", "idmap") else index.add(codes)
     faiss.write_index_binary(index, str(tmp_path / "bin.faiss"))
     target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
-    summary = migrate(run_cli, tmp_path, tmp_path / "bin.faiss", target, f"bin_{kind}", )
+    summary = migrate(
+        run_cli,
+        tmp_path,
+        tmp_path / "bin.faiss",
+        target,
+        f"bin_{kind}",
+    )
     assert summary["verified"] == "full (2000 ids present, 2000 rows equal, count 2000)"
     found, rows = read_back(target, f"bin_{kind}")
     np.testing.assert_array_equal(found, np.sort(ids))
@@ -151,7 +174,12 @@ def test_empty_index_gives_an_empty_collection(tmp_path, run_cli, lite):
 
 
 def fails(run_cli, tmp_path, path, target, phrase, code=2):
-    result = run_cli("run", "-f", manifest(tmp_path, {"faiss": {"path": str(path)}}, {"milvus": {**target, "collection": "bad"}}), "-q")
+    result = run_cli(
+        "run",
+        "-f",
+        manifest(tmp_path, {"faiss": {"path": str(path)}}, {"milvus": {**target, "collection": "bad"}}),
+        "-q",
+    )
     assert result.exit_code == code, result.stderr
     assert phrase in result.stderr and "fix:" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -184,7 +212,12 @@ def test_duplicate_ids_in_an_idmap_are_refused(tmp_path, run_cli, lite):
 
 def test_dimension_clash_with_an_existing_collection(tmp_path, run_cli, lite, rng):
     make_h5(tmp_path / "d8.h5", rng.random((10, 8), dtype=np.float32))
-    ok = run_cli("run", "-f", manifest(tmp_path, {"hdf5": {"path": str(tmp_path / "d8.h5")}}, {"milvus": {**lite, "collection": "bad"}}), "-q")
+    ok = run_cli(
+        "run",
+        "-f",
+        manifest(tmp_path, {"hdf5": {"path": str(tmp_path / "d8.h5")}}, {"milvus": {**lite, "collection": "bad"}}),
+        "-q",
+    )
     assert ok.exit_code == 0
     index = faiss.IndexFlatL2(DIM)
     index.add(DATA[:10])

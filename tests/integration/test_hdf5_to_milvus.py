@@ -37,7 +37,12 @@ def test_milvusdm_layout_with_fields(tmp_path, run_cli, target, rng):
     }
     file = make_h5(tmp_path / "m.h5", vectors, ids, datasets=datasets)
     fields = {name: name for name in datasets}
-    path = manifest(tmp_path, {"hdf5": {"path": str(file), "fields": fields}}, {"milvus": {**target, "collection": "items"}}, batchSize=1000)
+    path = manifest(
+        tmp_path,
+        {"hdf5": {"path": str(file), "fields": fields}},
+        {"milvus": {**target, "collection": "items"}},
+        batchSize=1000,
+    )
     summary = run_ok(run_cli, path)
     assert (summary["rows"], summary["verified"]) == (2500, "sample (2500 ids present, 1000 rows equal, count 2500)")
     rows = assert_rows(target, "items", ids, vectors)
@@ -49,8 +54,13 @@ def test_milvusdm_layout_with_fields(tmp_path, run_cli, target, rng):
 
 def test_ann_benchmarks_layout_sets_metric_and_numbers_rows(tmp_path, run_cli, target, rng):
     vectors = rng.standard_normal((1200, 16), dtype=np.float32)
-    file = make_h5(tmp_path / "glove.h5", vectors, name="train", distance="angular",
-                   datasets={"test": vectors[:10], "neighbors": np.zeros((10, 5), dtype=np.int32)})
+    file = make_h5(
+        tmp_path / "glove.h5",
+        vectors,
+        name="train",
+        distance="angular",
+        datasets={"test": vectors[:10], "neighbors": np.zeros((10, 5), dtype=np.int32)},
+    )
     path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**target, "collection": "glove"}})
     run_ok(run_cli, path)
     assert_rows(target, "glove", np.arange(1200), vectors)
@@ -63,16 +73,28 @@ def test_several_files_by_glob_number_rows_across_files(tmp_path, run_cli, targe
     parts = [rng.random((n, 8), dtype=np.float32) for n in (700, 1, 1300)]
     for i, part in enumerate(parts):
         make_h5(tmp_path / f"part-{i}.h5", part)
-    path = manifest(tmp_path, {"hdf5": {"paths": [str(tmp_path / "part-*.h5")]}}, {"milvus": {**target, "collection": "parts"}}, batchSize=256)
+    path = manifest(
+        tmp_path,
+        {"hdf5": {"paths": [str(tmp_path / "part-*.h5")]}},
+        {"milvus": {**target, "collection": "parts"}},
+        batchSize=256,
+    )
     assert run_ok(run_cli, path)["rows"] == 2001
     assert_rows(target, "parts", np.arange(2001), np.concatenate(parts))
 
 
 def test_chunked_gzip_float64_with_int32_ids(tmp_path, run_cli, target, rng):
     vectors = rng.standard_normal((3000, 24))  # float64 on disk
-    ids = (np.arange(3000, dtype=np.int32) * 3)
-    file = make_h5(tmp_path / "gz.h5", vectors, ids, dataset_options={"chunks": (128, 24), "compression": "gzip", "shuffle": True})
-    path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**target, "collection": "gz", "index": {"type": "FLAT"}}}, batchSize=1000)
+    ids = np.arange(3000, dtype=np.int32) * 3
+    file = make_h5(
+        tmp_path / "gz.h5", vectors, ids, dataset_options={"chunks": (128, 24), "compression": "gzip", "shuffle": True}
+    )
+    path = manifest(
+        tmp_path,
+        {"hdf5": {"path": str(file)}},
+        {"milvus": {**target, "collection": "gz", "index": {"type": "FLAT"}}},
+        batchSize=1000,
+    )
     run_ok(run_cli, path)
     assert_rows(target, "gz", ids.astype(np.int64), vectors)
 
@@ -82,7 +104,9 @@ def test_partition_target(tmp_path, run_cli, target, rng):
     fa, fb = make_h5(tmp_path / "a.h5", a, np.arange(300)), make_h5(tmp_path / "b.h5", b, np.arange(200) + 1000)
     base = {**target, "collection": "parted", "mode": "append"}
     run_ok(run_cli, manifest(tmp_path, {"hdf5": {"path": str(fa)}}, {"milvus": {**base, "partition": "p2025"}}))
-    summary = run_ok(run_cli, manifest(tmp_path, {"hdf5": {"path": str(fb)}}, {"milvus": {**base, "partition": "p2026"}}))
+    summary = run_ok(
+        run_cli, manifest(tmp_path, {"hdf5": {"path": str(fb)}}, {"milvus": {**base, "partition": "p2026"}})
+    )
     assert summary["verified"] == "sample (200 ids present, 200 rows equal, count 200)"
     assert_rows(target, "parted", np.arange(300), a, partition="p2025")
     assert_rows(target, "parted", np.arange(200) + 1000, b, partition="p2026")
@@ -94,7 +118,15 @@ def test_every_mode(tmp_path, run_cli, target, rng):
     f1, f2 = make_h5(tmp_path / "1.h5", first, np.arange(400)), make_h5(tmp_path / "2.h5", second, np.arange(100) + 400)
 
     def run_mode(file, mode, code=0):
-        result = run_cli("run", "-f", manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**target, "collection": "modes", "mode": mode}}), "-q", "--json")
+        result = run_cli(
+            "run",
+            "-f",
+            manifest(
+                tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**target, "collection": "modes", "mode": mode}}
+            ),
+            "-q",
+            "--json",
+        )
         assert result.exit_code == code, result.stderr
         return json.loads(result.stdout) if code == 0 else result.stderr
 
@@ -116,16 +148,23 @@ def test_custom_field_names_and_append_schema_check(tmp_path, run_cli, lite, rng
     run_ok(run_cli, manifest(tmp_path, {"hdf5": {"path": str(file), "fields": {"tag": "tag"}}}, {"milvus": target}))
     described = client_for(lite).describe_collection("named")
     assert [f["name"] for f in described["fields"]] == ["pk", "emb", "tag"]
-    result = run_cli("run", "-f", manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**target, "mode": "append"}}), "-q")
+    result = run_cli(
+        "run", "-f", manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**target, "mode": "append"}}), "-q"
+    )
     assert result.exit_code == 2 and "requires field 'tag', which the source lacks" in result.stderr
 
 
 def test_progress_lines_when_not_a_terminal(tmp_path, run_cli, lite, rng):
     file = make_h5(tmp_path / "p.h5", rng.random((100, 4), dtype=np.float32))
-    result = run_cli("run", "-f", manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "p"}}))
+    result = run_cli(
+        "run", "-f", manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "p"}})
+    )
     assert result.exit_code == 0
     assert "copied 100/100 rows (100%)" in result.stderr
-    assert result.stdout.startswith("test: copied 100 rows from hdf5:") and "rows/s); verified: sample (100 ids present, 100 rows equal, count 100)" in result.stdout
+    assert (
+        result.stdout.startswith("test: copied 100 rows from hdf5:")
+        and "rows/s); verified: sample (100 ids present, 100 rows equal, count 100)" in result.stdout
+    )
 
 
 def test_shipped_sample_matches_its_generator(tmp_path):

@@ -29,13 +29,18 @@ def nothing_in(target: dict) -> bool:
         client.close()
 
 
-@pytest.mark.parametrize(("source", "target", "words"), [
-    ({"fields": {"score": "a", "flag": "a"}}, {}, "maps 'flag', 'score' to one field 'a'"),
-    ({"fields": {"score": "id"}}, {}, "names a field 'id', the target's idField"),
-    ({}, {"idField": "x", "vectorField": "x"}, "idField and vectorField are both 'x'"),
-])
+@pytest.mark.parametrize(
+    ("source", "target", "words"),
+    [
+        ({"fields": {"score": "a", "flag": "a"}}, {}, "maps 'flag', 'score' to one field 'a'"),
+        ({"fields": {"score": "id"}}, {}, "names a field 'id', the target's idField"),
+        ({}, {"idField": "x", "vectorField": "x"}, "idField and vectorField are both 'x'"),
+    ],
+)
 def test_names_that_would_collide_are_refused_by_validate(tmp_path, run_cli, lite, good, source, target, words):
-    path = manifest(tmp_path, {"hdf5": {"path": str(good), **source}}, {"milvus": {**lite, "collection": "c", **target}})
+    path = manifest(
+        tmp_path, {"hdf5": {"path": str(good), **source}}, {"milvus": {**lite, "collection": "c", **target}}
+    )
     result = run_cli("validate", "-f", path)
     assert result.exit_code == INPUT and words in result.stderr
 
@@ -43,15 +48,24 @@ def test_names_that_would_collide_are_refused_by_validate(tmp_path, run_cli, lit
 def test_utf8_in_fixed_length_strings_is_decoded_and_bad_bytes_named(tmp_path, run_cli, lite, rng):
     titles = np.array(["café".encode(), b"plain", "naïve".encode()], dtype="S8")
     file = make_h5(tmp_path / "s.h5", rng.random((3, 4), dtype=np.float32), np.arange(3), datasets={"title": titles})
-    path = manifest(tmp_path, {"hdf5": {"path": str(file), "fields": {"title": "title"}}},
-                    {"milvus": {**lite, "collection": "c"}}, verify="full")
+    path = manifest(
+        tmp_path,
+        {"hdf5": {"path": str(file), "fields": {"title": "title"}}},
+        {"milvus": {**lite, "collection": "c"}},
+        verify="full",
+    )
     assert run_cli("run", "-f", path, "-q", "--state", tmp_path / "state").exit_code == 0
     assert read_back(lite, "c")[1][0]["title"] == "café"
 
-    bad = make_h5(tmp_path / "bad.h5", rng.random((3, 4), dtype=np.float32), np.arange(3),
-                  datasets={"title": np.array([b"ok", b"\xff\xfe", b"ok"], dtype="S4")})
-    path = manifest(tmp_path, {"hdf5": {"path": str(bad), "fields": {"title": "title"}}},
-                    {"milvus": {**lite, "collection": "d"}})
+    bad = make_h5(
+        tmp_path / "bad.h5",
+        rng.random((3, 4), dtype=np.float32),
+        np.arange(3),
+        datasets={"title": np.array([b"ok", b"\xff\xfe", b"ok"], dtype="S4")},
+    )
+    path = manifest(
+        tmp_path, {"hdf5": {"path": str(bad), "fields": {"title": "title"}}}, {"milvus": {**lite, "collection": "d"}}
+    )
     result = run_cli("run", "-f", path, "-q", "--state", tmp_path / "state")
     assert result.exit_code == INPUT and "dataset '/title'" in result.stderr and "row 1, is not UTF-8" in result.stderr
     assert not list((tmp_path / "state").glob("*.json"))
@@ -114,7 +128,9 @@ def test_json_on_failure_names_the_error_code_and_phase(tmp_path, run_cli, lite,
 
 def test_unreachable_before_anything_was_written_does_not_advise_resume(tmp_path, run_cli, good):
     uri = f"http://127.0.0.1:{free_port_block(size=1)}"
-    path = manifest(tmp_path, {"hdf5": {"path": str(good)}}, {"milvus": {"uri": uri, "collection": "c", "timeoutSeconds": 2}})
+    path = manifest(
+        tmp_path, {"hdf5": {"path": str(good)}}, {"milvus": {"uri": uri, "collection": "c", "timeoutSeconds": 2}}
+    )
     result = run_cli("run", "-f", path, "-q", "--state", tmp_path / "state")
     assert result.exit_code == UNAVAILABLE and "--resume" not in result.stderr and "run it again" in result.stderr
 
@@ -128,7 +144,9 @@ def test_resume_refuses_a_source_replaced_under_the_same_name(tmp_path, run_cli,
     file = make_h5(tmp_path / "a.h5", rng.random((100, 4), dtype=np.float32), np.arange(100))
     path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "c"}})
     store = FileCheckpoints(tmp_path / "state", "test")
-    saved = Checkpoint(fingerprint(spec.load(path)), position=0, rows=0, created=True, source=content_signature([str(file)]))
+    saved = Checkpoint(
+        fingerprint(spec.load(path)), position=0, rows=0, created=True, source=content_signature([str(file)])
+    )
     make_h5(file, rng.random((100, 4), dtype=np.float32), np.arange(100))  # same name, other rows
     store.save(saved)
     result = run_cli("run", "-f", path, "-q", "--resume", "--state", tmp_path / "state")

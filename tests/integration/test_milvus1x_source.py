@@ -97,16 +97,21 @@ def test_bad_directories_one_line_each(tmp_path, run_cli):
     root = str(writer.root)
     run_fails(tmp_path, run_cli, {"path": str(tmp_path), "collection": "floats"}, "not a Milvus 1.x data directory")
     (tmp_path / "empty" / "db").mkdir(parents=True)
-    run_fails(tmp_path, run_cli, {"path": str(tmp_path / "empty"), "collection": "floats"}, "meta file", "does not exist")
+    run_fails(
+        tmp_path, run_cli, {"path": str(tmp_path / "empty"), "collection": "floats"}, "meta file", "does not exist"
+    )
     run_fails(tmp_path, run_cli, {"path": root, "collection": "gone"}, "'gone' is not in", "bins, floats, ips")
     run_fails(tmp_path, run_cli, {"path": root, "collection": "floats", "partitions": ["nope"]}, "no partition 'nope'")
 
 
-@pytest.mark.parametrize("damage,phrases", [
-    ("missing", ("is missing", ".uid")),
-    ("truncated", ("truncated", ".rv")),
-    ("meta rows", ("metadata says segment", "live rows")),
-])
+@pytest.mark.parametrize(
+    "damage,phrases",
+    [
+        ("missing", ("is missing", ".uid")),
+        ("truncated", ("truncated", ".rv")),
+        ("meta rows", ("metadata says segment", "live rows")),
+    ],
+)
 def test_damaged_segments_name_the_file(tmp_path, run_cli, damage, phrases):
     writer, _ = legacy_directory(tmp_path / "d")
     folder, segment_id = segment_folder(writer, "ips")
@@ -122,10 +127,13 @@ def test_damaged_segments_name_the_file(tmp_path, run_cli, damage, phrases):
     run_fails(tmp_path, run_cli, {"path": str(writer.root), "collection": "ips"}, *phrases)
 
 
-@pytest.mark.parametrize("ids,phrase", [
-    (np.array([5, 9, 5], dtype=np.int64), "duplicate id"),
-    (np.array([1, 2**63 - 1, 3], dtype=np.int64), "2**63-1"),
-])
+@pytest.mark.parametrize(
+    "ids,phrase",
+    [
+        (np.array([5, 9, 5], dtype=np.int64), "duplicate id"),
+        (np.array([1, 2**63 - 1, 3], dtype=np.int64), "2**63-1"),
+    ],
+)
 def test_duplicate_and_sentinel_ids_are_refused_up_front(tmp_path, run_cli, ids, phrase):
     writer = Milvus1xWriter(tmp_path / "d")
     writer.segment(writer.collection("c", 4), ids, np.ones((3, 4), dtype=np.float32))
@@ -146,8 +154,16 @@ def mariadb(tmp_path_factory):
 
 
 def mysql_meta(server, **changes) -> dict:
-    return {"mysql": {"host": "127.0.0.1", "port": server.port, "user": USER, "passwordSecretRef":
-                      {"name": "meta", "key": "password"}, "database": DATABASE} | changes}
+    return {
+        "mysql": {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "user": USER,
+            "passwordSecretRef": {"name": "meta", "key": "password"},
+            "database": DATABASE,
+        }
+        | changes
+    }
 
 
 def test_mysql_meta_reads_the_same_rows(mariadb, monkeypatch):
@@ -166,15 +182,23 @@ def test_mysql_meta_reads_the_same_rows(mariadb, monkeypatch):
 def test_mysql_meta_errors_are_one_line(mariadb, tmp_path, run_cli, monkeypatch):
     server, root, _ = mariadb
     monkeypatch.delenv(META_PASSWORD, raising=False)
-    run_fails(tmp_path, run_cli, {"path": str(root), "collection": "ips", "meta": mysql_meta(server)},
-              META_PASSWORD, "is not set")
+    run_fails(
+        tmp_path,
+        run_cli,
+        {"path": str(root), "collection": "ips", "meta": mysql_meta(server)},
+        META_PASSWORD,
+        "is not set",
+    )
     wrong = mysql_meta(server, password="wrong", passwordSecretRef=None)
     wrong["mysql"].pop("passwordSecretRef")
     run_fails(tmp_path, run_cli, {"path": str(root), "collection": "ips", "meta": wrong}, "refused", "Access denied")
     closed = mysql_meta(server, port=free_port_block(size=1), password="x")
     closed["mysql"].pop("passwordSecretRef")
-    path = manifest(tmp_path, {"milvus1x": {"path": str(root), "collection": "ips", "meta": closed}},
-                    {"milvus": {"uri": str(tmp_path / "lite.db"), "collection": "c"}})
+    path = manifest(
+        tmp_path,
+        {"milvus1x": {"path": str(root), "collection": "ips", "meta": closed}},
+        {"milvus": {"uri": str(tmp_path / "lite.db"), "collection": "c"}},
+    )
     assert_fails(run_cli, path, UNAVAILABLE, "cannot reach the meta database")
 
 

@@ -55,9 +55,13 @@ def assert_copied(target, collection, ids, vectors, partition=None):
 @pytest.mark.server
 def test_m2m_copies_every_listed_collection_partitions_and_deletions(tmp_path, run_cli, milvus_server):
     _, expected = legacy_directory(tmp_path / "milvus")
-    body = {"milvus_version": "2.0.0", "source_milvus_path": str(tmp_path / "milvus"),
-            "mysql_parameter": {"host": "", "user": "", "port": None, "password": "", "database": ""},
-            "source_collection": {"floats": None, "bins": None}, **destination(milvus_server, mode="skip")}
+    body = {
+        "milvus_version": "2.0.0",
+        "source_milvus_path": str(tmp_path / "milvus"),
+        "mysql_parameter": {"host": "", "user": "", "port": None, "password": "", "database": ""},
+        "source_collection": {"floats": None, "bins": None},
+        **destination(milvus_server, mode="skip"),
+    }
     lines = run_yaml(run_cli, tmp_path, write_yaml(tmp_path, "M2M", body))
     assert len(lines) == 2 and all("verified: sample" in line for line in lines)
     target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
@@ -74,12 +78,20 @@ def test_m2m_copies_every_listed_collection_partitions_and_deletions(tmp_path, r
 
 def test_m2h_writes_a_file_per_partition_in_milvusdm_layout(tmp_path, run_cli):
     _, expected = legacy_directory(tmp_path / "milvus")
-    body = {"milvus_version": "2.0.0", "source_milvus_path": str(tmp_path / "milvus"), "mysql_parameter": None,
-            "source_collection": {"floats": ["tag-a", ""], "bins": None}, "data_dir": str(tmp_path / "out")}
+    body = {
+        "milvus_version": "2.0.0",
+        "source_milvus_path": str(tmp_path / "milvus"),
+        "mysql_parameter": None,
+        "source_collection": {"floats": ["tag-a", ""], "bins": None},
+        "data_dir": str(tmp_path / "out"),
+    }
     run_yaml(run_cli, tmp_path, write_yaml(tmp_path, "M2H", body))
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["bins__default.h5", "floats__default.h5", "floats_tag_a.h5"]
-    for name, collection, partition in [("floats_tag_a.h5", "floats", "tag_a"), ("bins__default.h5", "bins", "_default")]:
+    for name, collection, partition in [
+        ("floats_tag_a.h5", "floats", "tag_a"),
+        ("bins__default.h5", "bins", "_default"),
+    ]:
         ids, vectors = expected.of(collection, partition)
         with h5py.File(tmp_path / "out" / name) as file:
             np.testing.assert_array_equal(file["ids"][:], ids)
@@ -98,9 +110,15 @@ def test_h2m_numbers_rows_takes_hdf5_files_and_overwrites_once(tmp_path, run_cli
     target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
     client_for(target).create_collection("h2m", dimension=8)
     client_for(target).insert("h2m", [{"id": 10**9, "vector": [0.0] * 8}])
-    body = {"milvus-version": "2.0.0", "data_path": None, "data_dir": str(folder), "dest_collection_name": "h2m",
-            "dest_partition_name": "", "collection_parameter": {"dimension": 8, "index_file_size": 1024,
-                                                                "metric_type": "IP"}, **destination(milvus_server, mode="overwrite")}
+    body = {
+        "milvus-version": "2.0.0",
+        "data_path": None,
+        "data_dir": str(folder),
+        "dest_collection_name": "h2m",
+        "dest_partition_name": "",
+        "collection_parameter": {"dimension": 8, "index_file_size": 1024, "metric_type": "IP"},
+        **destination(milvus_server, mode="overwrite"),
+    }
     run_yaml(run_cli, tmp_path, write_yaml(tmp_path, "H2M", body))
     assert_copied(target, "h2m", np.arange(500), np.concatenate([first, second]))
     client = client_for(target)
@@ -114,9 +132,14 @@ def test_f2m_into_a_named_partition(tmp_path, run_cli, milvus_server, rng):
     index = faiss.IndexIDMap(faiss.IndexFlatL2(16))
     index.add_with_ids(vectors, ids)
     faiss.write_index(index, str(tmp_path / "f.index"))
-    body = {"milvus_version": "2.0.0", "data_path": str(tmp_path / "f.index"), "dest_collection_name": "f2m",
-            "dest_partition_name": "part_1", "collection_parameter": {"dimension": 16, "index_file_size": 1024,
-                                                                      "metric_type": "L2"}, **destination(milvus_server, mode="append")}
+    body = {
+        "milvus_version": "2.0.0",
+        "data_path": str(tmp_path / "f.index"),
+        "dest_collection_name": "f2m",
+        "dest_partition_name": "part_1",
+        "collection_parameter": {"dimension": 16, "index_file_size": 1024, "metric_type": "L2"},
+        **destination(milvus_server, mode="append"),
+    }
     run_yaml(run_cli, tmp_path, write_yaml(tmp_path, "F2M", body))
     assert_copied({"uri": milvus_server.uri, "token": SERVER_TOKEN}, "f2m", ids, vectors, partition="part_1")
 
@@ -129,8 +152,12 @@ def test_binary_hdf5_layouts_round_trip(tmp_path, run_cli, milvus_server, rng, l
     data = codes.view("S8").ravel() if layout == "bytes" else codes  # MilvusDM's |S8, or rows x bytes
     make_h5(tmp_path / "bin.h5", data, ids)
     target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
-    path = manifest(tmp_path, {"hdf5": {"path": str(tmp_path / "bin.h5")}},
-                    {"milvus": {**target, "collection": "bins", "index": {"type": "BIN_FLAT"}}}, verify="full")
+    path = manifest(
+        tmp_path,
+        {"hdf5": {"path": str(tmp_path / "bin.h5")}},
+        {"milvus": {**target, "collection": "bins", "index": {"type": "BIN_FLAT"}}},
+        verify="full",
+    )
     result = run_cli("run", "-f", path, "-q", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["verified"] == "full (300 ids present, 300 rows equal, count 300)"
@@ -138,7 +165,9 @@ def test_binary_hdf5_layouts_round_trip(tmp_path, run_cli, milvus_server, rng, l
     client = client_for(target)
     field = next(f for f in client.describe_collection("bins")["fields"] if f["name"] == "vector")
     assert field["params"]["dim"] == 64
-    export = manifest(tmp_path, {"milvus": {**target, "collection": "bins"}}, {"hdf5": {"path": str(tmp_path / "x.h5")}})
+    export = manifest(
+        tmp_path, {"milvus": {**target, "collection": "bins"}}, {"hdf5": {"path": str(tmp_path / "x.h5")}}
+    )
     assert run_cli("run", "-f", export, "-q").exit_code == 0
     with h5py.File(tmp_path / "x.h5") as file:
         order = np.argsort(file["ids"][:])
@@ -152,15 +181,50 @@ def legacy_files(tmp_path) -> list:
     common = {"dest_host": "milvus.example", "dest_port": 19530, "mode": "append"}
     params = {"dimension": 4, "index_file_size": 1024, "metric_type": "TANIMOTO"}
     return [
-        write_yaml(tmp_path, "F2M", {"milvus_version": "2.0.0", "data_path": "/data/f.index", "dest_collection_name": "f",
-                                     "dest_partition_name": "p", "collection_parameter": params, **common}),
-        write_yaml(tmp_path, "H2M", {"milvus-version": "2.0.0", "data_dir": str(tmp_path / "h"),
-                                     "dest_collection_name": "h", "collection_parameter": params, **common}),
-        write_yaml(tmp_path, "M2M", {"source_milvus_path": "/milvus", "source_collection": {"a": None, "b": ["t-1"]},
-                                     "mysql_parameter": {"host": "mysql", "user": "root", "port": 3306,
-                                                         "password": "pw", "database": "milvus"}, **common}),
-        write_yaml(tmp_path, "M2H", {"source_milvus_path": "s3://bucket/milvus", "source_collection": {"a": None},
-                                     "data_dir": "/out"}),
+        write_yaml(
+            tmp_path,
+            "F2M",
+            {
+                "milvus_version": "2.0.0",
+                "data_path": "/data/f.index",
+                "dest_collection_name": "f",
+                "dest_partition_name": "p",
+                "collection_parameter": params,
+                **common,
+            },
+        ),
+        write_yaml(
+            tmp_path,
+            "H2M",
+            {
+                "milvus-version": "2.0.0",
+                "data_dir": str(tmp_path / "h"),
+                "dest_collection_name": "h",
+                "collection_parameter": params,
+                **common,
+            },
+        ),
+        write_yaml(
+            tmp_path,
+            "M2M",
+            {
+                "source_milvus_path": "/milvus",
+                "source_collection": {"a": None, "b": ["t-1"]},
+                "mysql_parameter": {
+                    "host": "mysql",
+                    "user": "root",
+                    "port": 3306,
+                    "password": "pw",
+                    "database": "milvus",
+                },
+                **common,
+            },
+        ),
+        write_yaml(
+            tmp_path,
+            "M2H",
+            {"source_milvus_path": "s3://bucket/milvus", "source_collection": {"a": None}, "data_dir": "/out"},
+        ),
     ]
 
 
@@ -175,8 +239,13 @@ def test_convert_prints_manifests_valid_for_the_crd(tmp_path, run_cli):
             assert validate(definition, document) == []
             spec.parse(document)
     f2m = documents["F2M"][0]["spec"]
-    assert f2m["target"]["milvus"] == {"uri": "http://milvus.example:19530", "collection": "f", "mode": "append",
-                                       "partition": "p", "metric": "JACCARD"}
+    assert f2m["target"]["milvus"] == {
+        "uri": "http://milvus.example:19530",
+        "collection": "f",
+        "mode": "append",
+        "partition": "p",
+        "metric": "JACCARD",
+    }
     assert documents["H2M"][0]["spec"]["source"]["hdf5"]["paths"] == [str(tmp_path / "h" / "x.hdf5")]
     m2m = [d["spec"]["source"]["milvus1x"] for d in documents["M2M"]]
     assert [(s["collection"], s.get("partitions")) for s in m2m] == [("a", None), ("b", ["t-1"])]
@@ -185,13 +254,24 @@ def test_convert_prints_manifests_valid_for_the_crd(tmp_path, run_cli):
     assert (m2h["source"]["milvus1x"].get("meta"), m2h["target"]["hdf5"]["path"]) == (None, "/out/")
 
 
-@pytest.mark.parametrize("body,phrase", [
-    ({"F2M": {"data_path": "/f", "dest_collection_name": "c", "colection_parameter": {}}}, "unknown key"),
-    ({"F2M": {"data_path": "/f", "dest_collection_name": "c", "collection_parameter": {"metric_type": "SUBSTRUCTURE"}}},
-     "SUBSTRUCTURE"),
-    ({"H2M": {"dest_collection_name": "c"}}, "needs data_dir"),
-    ({"M2M": {"source_milvus_path": "/m", "source_collection": ["a"]}}, "source_collection must map"),
-])
+@pytest.mark.parametrize(
+    "body,phrase",
+    [
+        ({"F2M": {"data_path": "/f", "dest_collection_name": "c", "colection_parameter": {}}}, "unknown key"),
+        (
+            {
+                "F2M": {
+                    "data_path": "/f",
+                    "dest_collection_name": "c",
+                    "collection_parameter": {"metric_type": "SUBSTRUCTURE"},
+                }
+            },
+            "SUBSTRUCTURE",
+        ),
+        ({"H2M": {"dest_collection_name": "c"}}, "needs data_dir"),
+        ({"M2M": {"source_milvus_path": "/m", "source_collection": ["a"]}}, "source_collection must map"),
+    ],
+)
 def test_bad_milvusdm_files_one_line(tmp_path, run_cli, body, phrase):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(body))

@@ -29,7 +29,9 @@ def run(run_cli, path, code=0):
 
 def vectors_column(vectors: np.ndarray) -> pa.ListArray:
     rows, dim = vectors.shape
-    return pa.ListArray.from_arrays(pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int32)), pa.array(vectors.reshape(-1)))
+    return pa.ListArray.from_arrays(
+        pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int32)), pa.array(vectors.reshape(-1))
+    )
 
 
 def endpoint(server) -> dict:
@@ -41,19 +43,37 @@ def test_milvus_to_parquet_folder_and_back_reproduces_the_collection(tmp_path, r
     server = endpoint(milvus_server)
     make_collection(server)
     folder = tmp_path / "export"
-    run(run_cli, manifest(tmp_path, {"milvus": {**server, "collection": "items"}}, {"parquet": {"path": f"{folder}/"}},
-                          verify="full", batchSize=700))
+    run(
+        run_cli,
+        manifest(
+            tmp_path,
+            {"milvus": {**server, "collection": "items"}},
+            {"parquet": {"path": f"{folder}/"}},
+            verify="full",
+            batchSize=700,
+        ),
+    )
     assert sorted(p.name for p in folder.iterdir()) == ["items__default.parquet", "items_archive.parquet"]
     archive = pq.ParquetFile(folder / "items_archive.parquet")
     assert archive.metadata.num_rows == ROWS - ROWS * 2 // 3
     assert archive.schema_arrow.field("embedding").type == pa.list_(pa.float32())
     assert archive.schema_arrow.names[:2] == ["sku", "embedding"] and "$meta" in archive.schema_arrow.names
     first = archive.read_row_group(0).slice(0, 1).to_pylist()[0]
-    assert json.loads(first["attrs"]) == {"colour": "red", "n": ROWS * 2 // 3} and first["sizes"] == [0, 1, 2, 3, 4][: (ROWS * 2 // 3) % 5]
+    assert (
+        json.loads(first["attrs"]) == {"colour": "red", "n": ROWS * 2 // 3}
+        and first["sizes"] == [0, 1, 2, 3, 4][: (ROWS * 2 // 3) % 5]
+    )
     assert json.loads(archive.schema_arrow.metadata[SCHEMA_KEY])["partitions"] == [["archive", ROWS - ROWS * 2 // 3]]
 
-    run(run_cli, manifest(tmp_path, {"parquet": {"paths": [f"{folder}/"]}}, {"milvus": {**server, "collection": "copy"}},
-                          verify="full"))
+    run(
+        run_cli,
+        manifest(
+            tmp_path,
+            {"parquet": {"paths": [f"{folder}/"]}},
+            {"milvus": {**server, "collection": "copy"}},
+            verify="full",
+        ),
+    )
     assert shape_of(server, "copy") == shape_of(server, "items")
     for partition in ("_default", "archive"):
         assert rows_of(server, "copy", partition) == rows_of(server, "items", partition)
@@ -71,8 +91,12 @@ def test_export_imported_by_milvus_bulk_insert(tmp_path, run_cli, milvus_server)
     run(run_cli, manifest(tmp_path, {"milvus": {**server, "collection": "items"}}, {"parquet": {"path": f"{folder}/"}}))
     connections.connect("bulk", uri=milvus_server.uri, token=SERVER_TOKEN)
     try:
-        tasks = [utility.do_bulk_insert("bulk", files=[str(folder / f"items_{partition}.parquet")],
-                                        partition_name=partition, using="bulk") for partition in ("_default", "archive")]
+        tasks = [
+            utility.do_bulk_insert(
+                "bulk", files=[str(folder / f"items_{partition}.parquet")], partition_name=partition, using="bulk"
+            )
+            for partition in ("_default", "archive")
+        ]
         deadline = time.monotonic() + 120
         states = [utility.get_bulk_insert_state(t, using="bulk") for t in tasks]
         while not all(s.state_name in ("Completed", "Failed") for s in states) and time.monotonic() < deadline:
@@ -91,17 +115,37 @@ def test_export_imported_by_milvus_bulk_insert(tmp_path, run_cli, milvus_server)
 def test_vectordbbench_train_file(tmp_path, run_cli, lite, rng):
     vectors = rng.random((3000, 24), dtype=np.float32)
     ids = rng.choice(2**40, size=3000, replace=False)
-    pq.write_table(pa.table({"id": ids, "emb": vectors_column(vectors)}), tmp_path / "train.parquet", row_group_size=700)
-    summary = run(run_cli, manifest(tmp_path, {"parquet": {"path": str(tmp_path / "train.parquet")}},
-                                    {"milvus": {**lite, "collection": "vdb"}}, verify="full", batchSize=1000))
+    pq.write_table(
+        pa.table({"id": ids, "emb": vectors_column(vectors)}), tmp_path / "train.parquet", row_group_size=700
+    )
+    summary = run(
+        run_cli,
+        manifest(
+            tmp_path,
+            {"parquet": {"path": str(tmp_path / "train.parquet")}},
+            {"milvus": {**lite, "collection": "vdb"}},
+            verify="full",
+            batchSize=1000,
+        ),
+    )
     assert summary["verified"] == "full (3000 ids present, 3000 rows equal, count 3000)"
     found, rows = read_back(lite, "vdb")
     np.testing.assert_array_equal(found, np.sort(ids))
     np.testing.assert_array_equal(rows[int(ids[2100])]["vector"], vectors[2100])
 
     export = tmp_path / "vdb.parquet"  # an int64-keyed collection out and in again
-    run(run_cli, manifest(tmp_path, {"milvus": {**lite, "collection": "vdb"}}, {"parquet": {"path": str(export)}}, verify="full"))
-    run(run_cli, manifest(tmp_path, {"parquet": {"path": str(export)}}, {"milvus": {**lite, "collection": "again"}}, verify="full"))
+    run(
+        run_cli,
+        manifest(
+            tmp_path, {"milvus": {**lite, "collection": "vdb"}}, {"parquet": {"path": str(export)}}, verify="full"
+        ),
+    )
+    run(
+        run_cli,
+        manifest(
+            tmp_path, {"parquet": {"path": str(export)}}, {"milvus": {**lite, "collection": "again"}}, verify="full"
+        ),
+    )
     assert read_back(lite, "again")[1] == rows
 
 
@@ -110,11 +154,21 @@ def test_pinecone_file_keys_strings_and_metadata_as_dynamic_fields(tmp_path, run
     metadata = [json.dumps({"genre": ["drama", "comedy"][i % 2], "year": 2000 + i % 20}) for i in range(500)]
     table = pa.table({"id": [f"doc-{i}" for i in range(500)], "values": list(vectors), "metadata": metadata})
     pq.write_table(table.replace_schema_metadata({"metric": "cosine"}), tmp_path / "pinecone.parquet")
-    run(run_cli, manifest(tmp_path, {"parquet": {"path": str(tmp_path / "pinecone.parquet")}},
-                          {"milvus": {**lite, "collection": "pc"}}, verify="full"))
+    run(
+        run_cli,
+        manifest(
+            tmp_path,
+            {"parquet": {"path": str(tmp_path / "pinecone.parquet")}},
+            {"milvus": {**lite, "collection": "pc"}},
+            verify="full",
+        ),
+    )
     client = client_for(lite)
     info = client.describe_collection("pc")
-    assert info["enable_dynamic_field"] and (info["fields"][0]["name"], info["fields"][0]["type"]) == ("id", DataType.VARCHAR)
+    assert info["enable_dynamic_field"] and (info["fields"][0]["name"], info["fields"][0]["type"]) == (
+        "id",
+        DataType.VARCHAR,
+    )
     assert client.describe_index("pc", "vector")["metric_type"] == "COSINE"
     dramas = client.query("pc", filter='genre == "drama" and year == 2004', output_fields=["vector"])
     assert sorted(r["id"] for r in dramas) == sorted(f"doc-{i}" for i in range(500) if i % 2 == 0 and i % 20 == 4)
@@ -126,15 +180,17 @@ def test_types_read_without_a_schema(tmp_path):
     """Binary vectors as fixed-size binary, float16 lists, structs and maps as JSON, lists as arrays."""
     rows = 50
     bits = np.random.default_rng(3).integers(0, 256, (rows, 4), dtype=np.uint8)
-    table = pa.table({
-        "pk": pa.array(np.arange(rows, dtype=np.uint32)),
-        "code": pa.array([b.tobytes() for b in bits], pa.binary(4)),
-        "flag": [i % 2 == 0 for i in range(rows)],
-        "score": pa.array(np.arange(rows, dtype=np.float32)),
-        "info": [{"a": i, "b": "x"} for i in range(rows)],
-        "props": pa.array([[("k", i)] for i in range(rows)], pa.map_(pa.string(), pa.int64())),
-        "tags": [["t"] * (i % 3) for i in range(rows)],
-    })
+    table = pa.table(
+        {
+            "pk": pa.array(np.arange(rows, dtype=np.uint32)),
+            "code": pa.array([b.tobytes() for b in bits], pa.binary(4)),
+            "flag": [i % 2 == 0 for i in range(rows)],
+            "score": pa.array(np.arange(rows, dtype=np.float32)),
+            "info": [{"a": i, "b": "x"} for i in range(rows)],
+            "props": pa.array([[("k", i)] for i in range(rows)], pa.map_(pa.string(), pa.int64())),
+            "tags": [["t"] * (i % 3) for i in range(rows)],
+        }
+    )
     pq.write_table(table, tmp_path / "types.parquet", row_group_size=20)
     half = pa.table({"emb": pa.array([np.full(4, i, np.float16) for i in range(rows)], pa.list_(pa.float16()))})
     pq.write_table(half, tmp_path / "half.parquet")
@@ -143,8 +199,13 @@ def test_types_read_without_a_schema(tmp_path):
     try:
         assert (source.schema.vector_type, source.schema.dim) == (DataType.BINARY_VECTOR, 32)
         kinds = {c.name: (c.dtype, c.element_type) for c in source.schema.scalars}
-        assert kinds == {"flag": (DataType.BOOL, None), "score": (DataType.FLOAT, None), "info": (DataType.JSON, None),
-                         "props": (DataType.JSON, None), "tags": (DataType.ARRAY, DataType.VARCHAR)}
+        assert kinds == {
+            "flag": (DataType.BOOL, None),
+            "score": (DataType.FLOAT, None),
+            "info": (DataType.JSON, None),
+            "props": (DataType.JSON, None),
+            "tags": (DataType.ARRAY, DataType.VARCHAR),
+        }
         batches = list(source.batches(15, 45, 8))
         assert [b.start for b in batches[1:]] == [b.stop for b in batches[:-1]] and all(len(b) <= 8 for b in batches)
         assert (batches[0].start, batches[-1].stop) == (15, 45)
@@ -186,19 +247,32 @@ def bad_file(path, problem: str) -> None:
     pq.write_table(pa.table(columns), path, row_group_size=30)
 
 
-@pytest.mark.parametrize(("problem", "message"), [
-    ("not Parquet", "is not a readable Parquet file"),
-    ("no vector column", "no column (list of floats or fixed-size binary) holds the vectors"),
-    ("ragged vectors", "the vector at row 90 of"),
-    ("null vector", "holds null vectors"),
-    ("null id", "id column 'id' of source parquet:"),
-    ("duplicate ids", "has 1 duplicate id(s), e.g. 7"),
-])
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("not Parquet", "is not a readable Parquet file"),
+        ("no vector column", "no column (list of floats or fixed-size binary) holds the vectors"),
+        ("ragged vectors", "the vector at row 90 of"),
+        ("null vector", "holds null vectors"),
+        ("null id", "id column 'id' of source parquet:"),
+        ("duplicate ids", "has 1 duplicate id(s), e.g. 7"),
+    ],
+)
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, run_cli, lite, problem, message):
     bad_file(tmp_path / "bad.parquet", problem)
-    error = run(run_cli, manifest(tmp_path, {"parquet": {"path": str(tmp_path / "bad.parquet")}},
-                                  {"milvus": {**lite, "collection": "bad"}}, batchSize=40), code=2)
-    assert message in error and [line for line in error.splitlines() if "error" in line] == [error.splitlines()[-1]], error
+    error = run(
+        run_cli,
+        manifest(
+            tmp_path,
+            {"parquet": {"path": str(tmp_path / "bad.parquet")}},
+            {"milvus": {**lite, "collection": "bad"}},
+            batchSize=40,
+        ),
+        code=2,
+    )
+    assert message in error and [line for line in error.splitlines() if "error" in line] == [error.splitlines()[-1]], (
+        error
+    )
     client = client_for(lite)
     assert not client.has_collection("bad")
     client.close()
@@ -208,10 +282,17 @@ def test_killed_export_resumes_to_the_same_data(tmp_path, rng):
     rows = 120_000
     vectors = rng.random((rows, 32), dtype=np.float32)
     ids = rng.choice(2**62, size=rows, replace=False).astype(np.int64)
-    pq.write_table(pa.table({"id": ids, "emb": vectors_column(vectors)}), tmp_path / "in.parquet", row_group_size=25_000)
+    pq.write_table(
+        pa.table({"id": ids, "emb": vectors_column(vectors)}), tmp_path / "in.parquet", row_group_size=25_000
+    )
     export = tmp_path / "out.parquet"
-    path = manifest(tmp_path, {"parquet": {"path": str(tmp_path / "in.parquet")}}, {"parquet": {"path": str(export)}},
-                    batchSize=500, verify="ids")
+    path = manifest(
+        tmp_path,
+        {"parquet": {"path": str(tmp_path / "in.parquet")}},
+        {"parquet": {"path": str(export)}},
+        batchSize=500,
+        verify="ids",
+    )
     killed_at = run_until_killed(path, tmp_path / "state", "test", 40_000)
     assert killed_at < rows and not export.exists() and (tmp_path / "out.parquet.partial").is_dir()
     summary = resume(path, tmp_path / "state")
@@ -224,16 +305,34 @@ def test_killed_export_resumes_to_the_same_data(tmp_path, rng):
 
 def test_export_to_s3_folder_and_back(tmp_path, run_cli, lite, s3, rng):
     vectors = rng.random((2500, 8), dtype=np.float32)
-    pq.write_table(pa.table({"id": np.arange(2500) + 7, "emb": vectors_column(vectors), "price": rng.random(2500)}),
-                   tmp_path / "in.parquet")
+    pq.write_table(
+        pa.table({"id": np.arange(2500) + 7, "emb": vectors_column(vectors), "price": rng.random(2500)}),
+        tmp_path / "in.parquet",
+    )
     folder = f"s3://{s3['bucket']}/exports/"
-    summary = run(run_cli, manifest(tmp_path, {"parquet": {"path": str(tmp_path / "in.parquet")}},
-                                    {"parquet": {"path": folder}}, verify="full", s3=s3["settings"]))
+    summary = run(
+        run_cli,
+        manifest(
+            tmp_path,
+            {"parquet": {"path": str(tmp_path / "in.parquet")}},
+            {"parquet": {"path": folder}},
+            verify="full",
+            s3=s3["settings"],
+        ),
+    )
     assert summary["verified"] == "full (2500 ids present, 2500 rows equal, count 2500)"
     keys = [o["Key"] for o in s3["client"].list_objects_v2(Bucket=s3["bucket"])["Contents"]]
     assert keys == ["exports/export.parquet"]
-    run(run_cli, manifest(tmp_path, {"parquet": {"paths": [folder]}}, {"milvus": {**lite, "collection": "back"}},
-                          verify="full", s3=s3["settings"]))
+    run(
+        run_cli,
+        manifest(
+            tmp_path,
+            {"parquet": {"paths": [folder]}},
+            {"milvus": {**lite, "collection": "back"}},
+            verify="full",
+            s3=s3["settings"],
+        ),
+    )
     found, rows = read_back(lite, "back")
     np.testing.assert_array_equal(found, np.arange(2500) + 7)
     assert rows[1007]["price"] == pytest.approx(pq.read_table(tmp_path / "in.parquet").column("price")[1000].as_py())

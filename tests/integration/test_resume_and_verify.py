@@ -53,8 +53,18 @@ def write_source(kind: str, tmp_path, ids: np.ndarray, vectors: np.ndarray) -> d
 
 
 @pytest.mark.server
-@pytest.mark.parametrize(("kind", "kill_after"), [("hdf5", 0), ("hdf5", 17_000), ("hdf5", 46_000), ("hdf5", 60_000),
-                                                  ("faiss", 5_000), ("faiss", 33_000), ("milvus1x", 21_000)])
+@pytest.mark.parametrize(
+    ("kind", "kill_after"),
+    [
+        ("hdf5", 0),
+        ("hdf5", 17_000),
+        ("hdf5", 46_000),
+        ("hdf5", 60_000),
+        ("faiss", 5_000),
+        ("faiss", 33_000),
+        ("milvus1x", 21_000),
+    ],
+)
 def test_sigkill_then_resume_is_exact(tmp_path, milvus_server, kind, kill_after):
     rows = 60_000
     rng = np.random.default_rng(kill_after)
@@ -67,7 +77,9 @@ def test_sigkill_then_resume_is_exact(tmp_path, milvus_server, kind, kill_after)
     killed_at = run_until_killed(path, tmp_path / "state", "test", kill_after)
     assert kill_after <= killed_at <= rows
 
-    again = subprocess.run([*CLI, "run", "-f", path, "--state", tmp_path / "state", "-q"], capture_output=True, text=True)
+    again = subprocess.run(
+        [*CLI, "run", "-f", path, "--state", tmp_path / "state", "-q"], capture_output=True, text=True
+    )
     assert again.returncode == 2 and "rerun with --resume" in again.stderr
 
     summary = resume(path, tmp_path / "state")
@@ -101,12 +113,19 @@ def test_server_restart_mid_run_is_survived(tmp_path, rng):
     vectors = rng.random((rows, 16), dtype=np.float32)
     file = make_h5(tmp_path / "data.h5", vectors, np.arange(rows))
     with EmbeddedMilvus(tmp_path / "milvus") as server:
-        migration = spec.parse({
-            "apiVersion": "milvusdm.io/v1alpha1", "kind": "MilvusMigration", "metadata": {"name": "restart"},
-            "spec": {"source": {"hdf5": {"path": str(file)}},
-                     "target": {"milvus": {"uri": server.uri, "collection": "c", "timeoutSeconds": 5}},
-                     "batchSize": 1000, "verify": "ids"},
-        })
+        migration = spec.parse(
+            {
+                "apiVersion": "milvusdm.io/v1alpha1",
+                "kind": "MilvusMigration",
+                "metadata": {"name": "restart"},
+                "spec": {
+                    "source": {"hdf5": {"path": str(file)}},
+                    "target": {"milvus": {"uri": server.uri, "collection": "c", "timeoutSeconds": 5}},
+                    "batchSize": 1000,
+                    "verify": "ids",
+                },
+            }
+        )
         restarted = threading.Event()
 
         class RestartServer:
@@ -139,7 +158,11 @@ def copied(tmp_path, target, rng, run_cli):
     vectors = rng.random((3000, 8), dtype=np.float32)
     file = make_h5(tmp_path / "v.h5", vectors, np.arange(3000) * 7, datasets={"tag": np.arange(3000) % 5})
     collection = f"v_{tmp_path.name[-12:].replace('-', '_')}"
-    path = manifest(tmp_path, {"hdf5": {"path": str(file), "fields": {"tag": "tag"}}}, {"milvus": {**target, "collection": collection}})
+    path = manifest(
+        tmp_path,
+        {"hdf5": {"path": str(file), "fields": {"tag": "tag"}}},
+        {"milvus": {**target, "collection": collection}},
+    )
     assert run_cli("run", "-f", path, "-q").exit_code == 0
     result = run_cli("verify", "-f", path, "--mode", "full")
     assert result.exit_code == 0 and "full (3000 ids present, 3000 rows equal, count 3000)" in result.stdout
@@ -181,10 +204,17 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path, milvus_server):
     ids = rng.choice(2**62, size=rows, replace=False).astype(np.int64)
     file = make_h5(tmp_path / "data.h5", rng.random((rows, 16), dtype=np.float32), ids)
     target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
-    path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**target, "collection": "terminated"}},
-                    batchSize=1000, verify="ids")
+    path = manifest(
+        tmp_path,
+        {"hdf5": {"path": str(file)}},
+        {"milvus": {**target, "collection": "terminated"}},
+        batchSize=1000,
+        verify="ids",
+    )
     state = tmp_path / "state"
-    child = subprocess.Popen([*CLI, "run", "-f", str(path), "--state", str(state), "-q"], stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [*CLI, "run", "-f", str(path), "--state", str(state), "-q"], stderr=subprocess.PIPE, text=True
+    )
     checkpoint = state / "test.json"
     while child.poll() is None and not (checkpoint.exists() and '"position": 0' not in checkpoint.read_text()):
         time.sleep(0.01)
@@ -192,7 +222,8 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path, milvus_server):
     _, err = child.communicate(timeout=120)
     assert child.returncode == 130, err
     assert err.strip().splitlines()[-1] == (
-        "milvusdm: error: interrupted; the rows written so far are checkpointed; fix: rerun with --resume to continue")
+        "milvusdm: error: interrupted; the rows written so far are checkpointed; fix: rerun with --resume to continue"
+    )
     summary = resume(path, state)
     assert summary["verified"] == f"ids ({rows} ids present, count {rows})"
     assert count_all(target, "terminated") == rows
@@ -251,8 +282,11 @@ def test_tampering_during_a_fresh_run_fails_it(tmp_path, milvus_server, case, mo
     source, ids, vectors, tags = tamper_source(tmp_path)
     target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
     collection = "tampered_" + case.replace(" ", "_")
-    migration = spec.load(manifest(tmp_path, source, {"milvus": {**target, "collection": collection}},
-                                   batchSize=TAMPER_BATCH, verify=mode))
+    migration = spec.load(
+        manifest(
+            tmp_path, source, {"milvus": {**target, "collection": collection}}, batchSize=TAMPER_BATCH, verify=mode
+        )
+    )
     client = client_for(target)
 
     class Tamper:
@@ -290,7 +324,9 @@ def test_tampering_before_a_resume_fails_it(tmp_path, milvus_server, case, mode,
     source, ids, vectors, tags = tamper_source(tmp_path)
     target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
     collection = "resumed_" + case.replace(" ", "_")
-    path = manifest(tmp_path, source, {"milvus": {**target, "collection": collection}}, batchSize=TAMPER_BATCH, verify=mode)
+    path = manifest(
+        tmp_path, source, {"milvus": {**target, "collection": collection}}, batchSize=TAMPER_BATCH, verify=mode
+    )
     state = tmp_path / "state"
     killed_at = run_until_killed(path, state, "test", 2000)
     if killed_at >= TAMPER_ROWS:

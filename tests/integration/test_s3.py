@@ -33,13 +33,24 @@ def test_hdf5_files_streamed_by_key_and_glob(tmp_path, run_cli, lite, s3, rng):
     price = rng.random(6000)
     for part, rows in enumerate((slice(0, 4000), slice(4000, 6000))):
         ids = np.arange(6000)[rows] * 3
-        make_h5(tmp_path / f"{part}.h5", vectors[rows], ids, datasets={"price": price[rows]},
-                dataset_options={"chunks": (500, 32), "compression": "gzip"})
+        make_h5(
+            tmp_path / f"{part}.h5",
+            vectors[rows],
+            ids,
+            datasets={"price": price[rows]},
+            dataset_options={"chunks": (500, 32), "compression": "gzip"},
+        )
         put(s3, f"parts/{part}.h5", tmp_path / f"{part}.h5")
     settings = {**s3["settings"], "blockSizeMb": 1}  # many blocks: reads cross block edges
-    source = {"hdf5": {"paths": [f"s3://{s3['bucket']}/parts/0.h5", f"s3://{s3['bucket']}/parts/[1-9].h5"],
-                       "fields": {"price": "price"}}}
-    summary = run(run_cli, manifest(tmp_path, source, {"milvus": {**lite, "collection": "items"}}, verify="full", s3=settings))
+    source = {
+        "hdf5": {
+            "paths": [f"s3://{s3['bucket']}/parts/0.h5", f"s3://{s3['bucket']}/parts/[1-9].h5"],
+            "fields": {"price": "price"},
+        }
+    }
+    summary = run(
+        run_cli, manifest(tmp_path, source, {"milvus": {**lite, "collection": "items"}}, verify="full", s3=settings)
+    )
     assert summary["verified"] == "full (6000 ids present, 6000 rows equal, count 6000)"
     found, rows = read_back(lite, "items")
     np.testing.assert_array_equal(found, np.arange(6000) * 3)
@@ -48,9 +59,20 @@ def test_hdf5_files_streamed_by_key_and_glob(tmp_path, run_cli, lite, s3, rng):
 
 def test_prefix_lists_every_object_under_it(tmp_path, run_cli, lite, s3, rng):
     for part in range(3):
-        put(s3, f"many/{part}.h5", make_h5(tmp_path / f"{part}.h5", rng.random((10, 4), dtype=np.float32), np.arange(10) + 10 * part))
-    summary = run(run_cli, manifest(tmp_path, {"hdf5": {"paths": [f"s3://{s3['bucket']}/many/"]}},
-                                    {"milvus": {**lite, "collection": "items"}}, s3=s3["settings"]))
+        put(
+            s3,
+            f"many/{part}.h5",
+            make_h5(tmp_path / f"{part}.h5", rng.random((10, 4), dtype=np.float32), np.arange(10) + 10 * part),
+        )
+    summary = run(
+        run_cli,
+        manifest(
+            tmp_path,
+            {"hdf5": {"paths": [f"s3://{s3['bucket']}/many/"]}},
+            {"milvus": {**lite, "collection": "items"}},
+            s3=s3["settings"],
+        ),
+    )
     assert summary["rows"] == 30
 
 
@@ -62,8 +84,16 @@ def test_faiss_index_from_s3(tmp_path, run_cli, lite, s3, rng):
     index.add_with_ids(vectors, ids)
     faiss.write_index(index, str(tmp_path / "ivf.faiss"))
     url = put(s3, "indexes/ivf.faiss", tmp_path / "ivf.faiss")
-    summary = run(run_cli, manifest(tmp_path, {"faiss": {"path": url}}, {"milvus": {**lite, "collection": "items"}},
-                                    verify="full", s3=s3["settings"]))
+    summary = run(
+        run_cli,
+        manifest(
+            tmp_path,
+            {"faiss": {"path": url}},
+            {"milvus": {**lite, "collection": "items"}},
+            verify="full",
+            s3=s3["settings"],
+        ),
+    )
     assert summary["verified"] == "full (3000 ids present, 3000 rows equal, count 3000)"
     np.testing.assert_array_equal(read_back(lite, "items")[0], np.sort(ids))
 
@@ -72,8 +102,10 @@ def test_export_to_s3_and_back(tmp_path, run_cli, lite, s3, rng):
     vectors = rng.random((2500, 8), dtype=np.float32)
     source = make_h5(tmp_path / "in.h5", vectors, np.arange(2500) + 7)
     url = f"s3://{s3['bucket']}/exports/items.h5"
-    summary = run(run_cli, manifest(tmp_path, {"hdf5": {"path": str(source)}}, {"hdf5": {"path": url}},
-                                    verify="full", s3=s3["settings"]))
+    summary = run(
+        run_cli,
+        manifest(tmp_path, {"hdf5": {"path": str(source)}}, {"hdf5": {"path": url}}, verify="full", s3=s3["settings"]),
+    )
     assert summary["verified"] == "full (2500 ids present, 2500 rows equal, count 2500)"
     body = s3["client"].get_object(Bucket=s3["bucket"], Key="exports/items.h5")["Body"].read()
     with h5py.File(io.BytesIO(body)) as f:
@@ -81,10 +113,15 @@ def test_export_to_s3_and_back(tmp_path, run_cli, lite, s3, rng):
     listed = s3["client"].list_objects_v2(Bucket=s3["bucket"])["Contents"]
     assert [o["Key"] for o in listed] == ["exports/items.h5"]  # nothing partial beside it
 
-    stderr = run(run_cli, manifest(tmp_path, {"hdf5": {"path": str(source)}}, {"hdf5": {"path": url}}, s3=s3["settings"]), 2)
+    stderr = run(
+        run_cli, manifest(tmp_path, {"hdf5": {"path": str(source)}}, {"hdf5": {"path": url}}, s3=s3["settings"]), 2
+    )
     assert f"{url} already exists" in stderr
 
-    run(run_cli, manifest(tmp_path, {"hdf5": {"path": url}}, {"milvus": {**lite, "collection": "back"}}, s3=s3["settings"]))
+    run(
+        run_cli,
+        manifest(tmp_path, {"hdf5": {"path": url}}, {"milvus": {**lite, "collection": "back"}}, s3=s3["settings"]),
+    )
     np.testing.assert_array_equal(read_back(lite, "back")[0], np.arange(2500) + 7)
 
 
@@ -92,34 +129,53 @@ def test_collection_exported_to_an_s3_folder_in_parts(tmp_path, run_cli, lite, s
     monkeypatch.setattr(storage, "UPLOAD", TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20))
     make_collection(lite, rows=6000, dim=512)  # ~8 MB per file: two parts each
     prefix = f"s3://{s3['bucket']}/backup/"
-    run(run_cli, manifest(tmp_path, {"milvus": {**lite, "collection": "items"}}, {"hdf5": {"path": prefix}}, s3=s3["settings"]))
+    run(
+        run_cli,
+        manifest(tmp_path, {"milvus": {**lite, "collection": "items"}}, {"hdf5": {"path": prefix}}, s3=s3["settings"]),
+    )
     keys = sorted(o["Key"] for o in s3["client"].list_objects_v2(Bucket=s3["bucket"])["Contents"])
     assert keys == ["backup/items__default.h5", "backup/items_archive.h5"]
-    run(run_cli, manifest(tmp_path, {"hdf5": {"paths": [prefix]}}, {"milvus": {**lite, "collection": "back"}},
-                          verify="full", s3=s3["settings"]))
+    run(
+        run_cli,
+        manifest(
+            tmp_path,
+            {"hdf5": {"paths": [prefix]}},
+            {"milvus": {**lite, "collection": "back"}},
+            verify="full",
+            s3=s3["settings"],
+        ),
+    )
     assert rows_of(lite, "back") == rows_of(lite, "items")
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ("wrong-secret", "refused to let us read"),
-    ("no-such-key", "does not exist at http"),
-    ("no-such-bucket", "bucket 'nowhere' does not exist"),
-    ("not-hdf5", "is not a readable HDF5 file"),
-    ("wrong-endpoint", "cannot reach S3 at http://127.0.0.1:9"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("wrong-secret", "refused to let us read"),
+        ("no-such-key", "does not exist at http"),
+        ("no-such-bucket", "bucket 'nowhere' does not exist"),
+        ("not-hdf5", "is not a readable HDF5 file"),
+        ("wrong-endpoint", "cannot reach S3 at http://127.0.0.1:9"),
+    ],
+)
 def test_bad_s3_input(tmp_path, run_cli, lite, s3, rng, monkeypatch, change, message):
     good = make_h5(tmp_path / "good.h5", rng.random((100, 4), dtype=np.float32))
     url = put(s3, "good.h5", good)
     (tmp_path / "junk").write_bytes(b"not an hdf5 file" * 100)
     junk = put(s3, "junk.h5", tmp_path / "junk")
     settings = dict(s3["settings"])
-    path = {"no-such-key": url + ".missing", "no-such-bucket": "s3://nowhere/good.h5", "not-hdf5": junk}.get(change, url)
+    path = {"no-such-key": url + ".missing", "no-such-bucket": "s3://nowhere/good.h5", "not-hdf5": junk}.get(
+        change, url
+    )
     if change == "wrong-secret":
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     if change == "wrong-endpoint":
         settings["endpoint"] = "http://127.0.0.1:9"
-    stderr = run(run_cli, manifest(tmp_path, {"hdf5": {"path": path}}, {"milvus": {**lite, "collection": "items"}},
-                                   s3=settings), 3 if change == "wrong-endpoint" else 2)
+    stderr = run(
+        run_cli,
+        manifest(tmp_path, {"hdf5": {"path": path}}, {"milvus": {**lite, "collection": "items"}}, s3=settings),
+        3 if change == "wrong-endpoint" else 2,
+    )
     assert message in stderr and len(stderr.splitlines()) == 1
     assert not client_for(lite).has_collection("items")
 
@@ -128,6 +184,8 @@ def test_export_with_wrong_credentials_leaves_nothing(tmp_path, run_cli, lite, s
     source = make_h5(tmp_path / "in.h5", rng.random((100, 4), dtype=np.float32))
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     url = f"s3://{s3['bucket']}/out.h5"
-    stderr = run(run_cli, manifest(tmp_path, {"hdf5": {"path": str(source)}}, {"hdf5": {"path": url}}, s3=s3["settings"]), 2)
+    stderr = run(
+        run_cli, manifest(tmp_path, {"hdf5": {"path": str(source)}}, {"hdf5": {"path": url}}, s3=s3["settings"]), 2
+    )
     assert "refused" in stderr
     assert "Contents" not in s3["client"].list_objects_v2(Bucket=s3["bucket"])

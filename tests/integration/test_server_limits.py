@@ -24,8 +24,12 @@ def test_rows_over_grpcs_message_cap_in_one_batch_are_written(tmp_path, run_cli,
     target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
     vectors = np.random.default_rng(4).random((600, 32768), dtype=np.float32)  # 78 MB in the default batch
     file = make_h5(tmp_path / "wide.h5", vectors)
-    path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**target, "collection": "wide",
-                                                                       "index": {"type": "FLAT"}}}, verify="full")
+    path = manifest(
+        tmp_path,
+        {"hdf5": {"path": str(file)}},
+        {"milvus": {**target, "collection": "wide", "index": {"type": "FLAT"}}},
+        verify="full",
+    )
     result = run_cli("run", "-f", path, "--json", "-q")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["verified"] == "full (600 ids present, 600 rows equal, count 600)"
@@ -38,7 +42,9 @@ def test_rows_over_grpcs_message_cap_in_one_batch_are_written(tmp_path, run_cli,
 
 def test_a_metric_the_vectors_cannot_take_is_refused_before_creating(tmp_path, run_cli, lite, rng):
     file = make_h5(tmp_path / "f.h5", rng.random((50, 8), dtype=np.float32))
-    path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "c", "metric": "HAMMING"}})
+    path = manifest(
+        tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "c", "metric": "HAMMING"}}
+    )
     result = run_cli("run", "-f", path, "-q")
     assert result.exit_code == 2 and "metric HAMMING does not fit 'vector', a FLOAT_VECTOR field" in result.stderr
     client = client_for(lite)
@@ -46,8 +52,13 @@ def test_a_metric_the_vectors_cannot_take_is_refused_before_creating(tmp_path, r
     client.close()
 
 
-@pytest.mark.parametrize(("index", "words"), [({"type": "NOPE"}, "unknown index type 'NOPE'"),
-                                              ({"type": "HNSW", "params": {"M": -1}}, "HNSW parameter M is -1")])
+@pytest.mark.parametrize(
+    ("index", "words"),
+    [
+        ({"type": "NOPE"}, "unknown index type 'NOPE'"),
+        ({"type": "HNSW", "params": {"M": -1}}, "HNSW parameter M is -1"),
+    ],
+)
 def test_validate_refuses_an_index_the_server_would(tmp_path, run_cli, lite, index, words):
     path = manifest(tmp_path, {"hdf5": {"path": "x.h5"}}, {"milvus": {**lite, "collection": "c", "index": index}})
     result = run_cli("validate", "-f", path)
@@ -76,13 +87,17 @@ def test_lite_ivf_index_without_nlist_copies_to_a_server(tmp_path, run_cli, lite
     target = client_for(server)
     described = target.describe_index("ivf", target.list_indexes("ivf")[0])
     target.close()
-    assert described["index_type"] == "IVF_FLAT" and described["metric_type"] == "IP" and str(described["nlist"]) == "128"
+    assert (
+        described["index_type"] == "IVF_FLAT" and described["metric_type"] == "IP" and str(described["nlist"]) == "128"
+    )
 
 
 def test_the_lowest_int64_key_is_refused_before_writing(tmp_path, run_cli, lite, rng):
     ids = np.array([-(2**63), 1, 2], dtype=np.int64)
     file = make_h5(tmp_path / "low.h5", rng.random((3, 4), dtype=np.float32), ids)
-    result = run_cli("run", "-f", manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "c"}}), "-q")
+    result = run_cli(
+        "run", "-f", manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "c"}}), "-q"
+    )
     assert result.exit_code == 2 and "-2**63" in result.stderr
     client = client_for(lite)
     assert client.list_collections() == []

@@ -27,8 +27,9 @@ def _name(text: str) -> x509.Name:
 
 def _write(folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
     (folder / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / f"{stem}.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (folder / f"{stem}.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
 
 
 def make_pki(folder: Path, ca_name: str) -> Path:
@@ -40,7 +41,9 @@ def make_pki(folder: Path, ca_name: str) -> Path:
     def issue(subject, key, extensions, issuer=None, signer=None):
         builder = x509.CertificateBuilder().subject_name(subject).issuer_name(issuer or subject)
         builder = builder.public_key(key.public_key()).serial_number(x509.random_serial_number())
-        builder = builder.not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        builder = builder.not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(
+            now + datetime.timedelta(days=1)
+        )
         for extension, critical in extensions:
             builder = builder.add_extension(extension, critical=critical)
         return builder.sign(signer or key, hashes.SHA256())
@@ -48,8 +51,11 @@ def make_pki(folder: Path, ca_name: str) -> Path:
     ca = issue(_name(ca_name), ca_key, [(x509.BasicConstraints(ca=True, path_length=None), True)])
     _write(folder, "ca", ca, ca_key)
     for stem, usage, names in (
-        ("server", ExtendedKeyUsageOID.SERVER_AUTH,
-         [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+        (
+            "server",
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        ),
         ("client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("milvusdm")]),
     ):
         key = ec.generate_private_key(ec.SECP256R1())
@@ -64,7 +70,11 @@ def pki(tmp_path_factory) -> Path:
 
 
 def _server(folder: Path, pki: Path, mode: int) -> EmbeddedMilvus:
-    files = {"server_pem_path": pki / "server.crt", "server_key_path": pki / "server.key", "ca_pem_path": pki / "ca.crt"}
+    files = {
+        "server_pem_path": pki / "server.crt",
+        "server_key_path": pki / "server.key",
+        "ca_pem_path": pki / "ca.crt",
+    }
     return EmbeddedMilvus(folder, tls_mode=mode, tls_files=files)
 
 
@@ -83,11 +93,22 @@ def mtls_server(tmp_path_factory, pki):
 def copy(tmp_path, server, tls, name, rows=3000) -> subprocess.CompletedProcess:
     """``milvusdm run`` in its own process (pymilvus reuses an open connection to the same uri)."""
     data = make_h5(tmp_path / f"{name}.h5", np.random.default_rng(7).random((rows, 8), dtype=np.float32))
-    target = {"milvus": {"uri": server.uri, "collection": name, "index": {"type": "FLAT"}, "timeoutSeconds": 10,
-                         **({"tls": tls} if tls is not None else {})}}
+    target = {
+        "milvus": {
+            "uri": server.uri,
+            "collection": name,
+            "index": {"type": "FLAT"},
+            "timeoutSeconds": 10,
+            **({"tls": tls} if tls is not None else {}),
+        }
+    }
     path = manifest(tmp_path, {"hdf5": {"path": str(data)}}, target, verify="ids")
-    return subprocess.run([sys.executable, "-m", "milvusdm", "run", "-f", str(path), "-q", "--state", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "milvusdm", "run", "-f", str(path), "-q", "--state", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_copy_over_tls(tmp_path, tls_server, pki):

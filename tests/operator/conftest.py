@@ -17,11 +17,17 @@ from tests.operator.test_operator import MIGRATIONS, NS, SCHEDULES, assert_kept
 async def cluster(kmock, monkeypatch):
     """kmock serving MilvusMigrations and the built-in resources; kopf watching one namespace."""
     kmock.resources[MIGRATIONS] = kmocklib.ResourceInfo(
-        kind="MilvusMigration", singular="milvusmigration", namespaced=True, subresources={"status"},
+        kind="MilvusMigration",
+        singular="milvusmigration",
+        namespaced=True,
+        subresources={"status"},
         verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
     )
     kmock.resources[SCHEDULES] = kmocklib.ResourceInfo(
-        kind="MilvusMigrationSchedule", singular="milvusmigrationschedule", namespaced=True, subresources={"status"},
+        kind="MilvusMigrationSchedule",
+        singular="milvusmigrationschedule",
+        namespaced=True,
+        subresources={"status"},
         verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
     )
     kmock.resources.load_bundled()

@@ -45,7 +45,9 @@ async def create(kmock, document: dict) -> dict:
     body = copy.deepcopy(document)
     body["metadata"].update(namespace=NS, uid=str(uuid.uuid4()), resourceVersion=str(next(versions)), generation=1)
     custom = kubernetes.client.CustomObjectsApi(api(kmock))
-    await asyncio.to_thread(custom.create_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations", body)
+    await asyncio.to_thread(
+        custom.create_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations", body
+    )
     return body
 
 
@@ -85,14 +87,26 @@ async def test_creates_an_owned_job_with_secrets_as_references(cluster):
     job = await eventually(lambda: stored(cluster, JOBS, "mmig-faiss-catalog"))
     owner = job["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
-        "MilvusMigration", "faiss-catalog", migration["metadata"]["uid"], True)
+        "MilvusMigration",
+        "faiss-catalog",
+        migration["metadata"]["uid"],
+        True,
+    )
     assert job["metadata"]["labels"]["milvusdm.io/migration"] == "faiss-catalog"
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.example/milvusdm:test"
     assert container["args"] == ["run", "--resource", f"{NS}/faiss-catalog"]
-    assert {"name": "MILVUSDM_TARGET_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "milvus-credentials", "key": "password"}}} in container["env"]
+    assert {
+        "name": "MILVUSDM_TARGET_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "milvus-credentials", "key": "password"}},
+    } in container["env"]
     assert "completionMode" not in job["spec"]
-    resource = await eventually(lambda: stored(cluster, MIGRATIONS, "faiss-catalog").get("status", {}).get("jobName") and stored(cluster, MIGRATIONS, "faiss-catalog"))
+    resource = await eventually(
+        lambda: (
+            stored(cluster, MIGRATIONS, "faiss-catalog").get("status", {}).get("jobName")
+            and stored(cluster, MIGRATIONS, "faiss-catalog")
+        )
+    )
     assert resource["status"]["phase"] == "Pending"
     assert condition(resource, "Progressing")["status"] == "True"
     assert not resource["metadata"].get("finalizers"), "no finalizer: deletion never waits for the operator"
@@ -114,14 +128,34 @@ async def test_status_follows_the_job(cluster):
     await eventually(lambda: stored(cluster, JOBS, "mmig-glove-to-milvus"))
     name = "glove-to-milvus"
     await set_job_status(cluster, "mmig-glove-to-milvus", active=1, startTime="2026-11-28T10:00:00Z")
-    running = await eventually(lambda: stored(cluster, MIGRATIONS, name)["status"].get("phase") == "Running" and stored(cluster, MIGRATIONS, name))
+    running = await eventually(
+        lambda: (
+            stored(cluster, MIGRATIONS, name)["status"].get("phase") == "Running" and stored(cluster, MIGRATIONS, name)
+        )
+    )
     assert running["status"]["startTime"] == "2026-11-28T10:00:00Z" and running["status"]["observedGeneration"] == 1
-    await set_job_status(cluster, "mmig-glove-to-milvus", active=0, succeeded=1, completionTime="2026-11-28T10:09:00Z",
-                         conditions=[{"type": "Complete", "status": "True"}])
-    done = await eventually(lambda: stored(cluster, MIGRATIONS, name)["status"].get("phase") == "Succeeded" and stored(cluster, MIGRATIONS, name))
+    await set_job_status(
+        cluster,
+        "mmig-glove-to-milvus",
+        active=0,
+        succeeded=1,
+        completionTime="2026-11-28T10:09:00Z",
+        conditions=[{"type": "Complete", "status": "True"}],
+    )
+    done = await eventually(
+        lambda: (
+            stored(cluster, MIGRATIONS, name)["status"].get("phase") == "Succeeded"
+            and stored(cluster, MIGRATIONS, name)
+        )
+    )
     assert condition(done, "Ready")["status"] == "True" and condition(done, "Progressing")["status"] == "False"
     assert done["status"]["completionTime"] == "2026-11-28T10:09:00Z"
-    reasons = await eventually(lambda: {e.get("reason") for e in events(cluster)} >= {"JobCreated", "Started", "Completed"} and {e.get("reason") for e in events(cluster)})
+    reasons = await eventually(
+        lambda: (
+            {e.get("reason") for e in events(cluster)} >= {"JobCreated", "Started", "Completed"}
+            and {e.get("reason") for e in events(cluster)}
+        )
+    )
     assert "Failed" not in reasons
 
 
@@ -134,12 +168,31 @@ async def test_failed_job_fails_the_migration_with_the_runners_message(cluster):
     await eventually(lambda: stored(cluster, JOBS, "mmig-glove-to-milvus"))
     custom = kubernetes.client.CustomObjectsApi(api(cluster))
     message = "Milvus at http://milvus.milvus.svc:19530 refused the credentials"
-    await asyncio.to_thread(custom.patch_namespaced_custom_object_status, "milvusdm.io", "v1alpha1", NS, "milvusmigrations",
-                            "glove-to-milvus", {"status": {"message": message, "failureReason": "InvalidInput"}})
-    await set_job_status(cluster, "mmig-glove-to-milvus", failed=1,
-                         conditions=[{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}])
-    failed = await eventually(lambda: stored(cluster, MIGRATIONS, "glove-to-milvus")["status"].get("phase") == "Failed" and stored(cluster, MIGRATIONS, "glove-to-milvus"))
-    assert (condition(failed, "Failed")["status"], condition(failed, "Failed")["reason"]) == ("True", "PodFailurePolicy")
+    await asyncio.to_thread(
+        custom.patch_namespaced_custom_object_status,
+        "milvusdm.io",
+        "v1alpha1",
+        NS,
+        "milvusmigrations",
+        "glove-to-milvus",
+        {"status": {"message": message, "failureReason": "InvalidInput"}},
+    )
+    await set_job_status(
+        cluster,
+        "mmig-glove-to-milvus",
+        failed=1,
+        conditions=[{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}],
+    )
+    failed = await eventually(
+        lambda: (
+            stored(cluster, MIGRATIONS, "glove-to-milvus")["status"].get("phase") == "Failed"
+            and stored(cluster, MIGRATIONS, "glove-to-milvus")
+        )
+    )
+    assert (condition(failed, "Failed")["status"], condition(failed, "Failed")["reason"]) == (
+        "True",
+        "PodFailurePolicy",
+    )
     assert condition(failed, "Failed")["message"] == message
     await eventually(lambda: any(e.get("reason") == "Failed" and e.get("type") == "Warning" for e in events(cluster)))
 
@@ -149,8 +202,16 @@ async def test_bad_spec_fails_without_a_job(cluster):
     bad["metadata"]["name"] = "bad"
     bad["spec"]["job"]["env"] = [{"name": "MILVUSDM_TARGET_TOKEN", "value": "plain"}]
     await create(cluster, bad)
-    resource = await eventually(lambda: stored(cluster, MIGRATIONS, "bad").get("status", {}).get("phase") == "Failed" and stored(cluster, MIGRATIONS, "bad"))
-    assert condition(resource, "Failed")["reason"] == "InvalidSpec" and resource["status"]["failureReason"] == "InvalidSpec"
+    resource = await eventually(
+        lambda: (
+            stored(cluster, MIGRATIONS, "bad").get("status", {}).get("phase") == "Failed"
+            and stored(cluster, MIGRATIONS, "bad")
+        )
+    )
+    assert (
+        condition(resource, "Failed")["reason"] == "InvalidSpec"
+        and resource["status"]["failureReason"] == "InvalidSpec"
+    )
     assert "spec.job.env sets MILVUSDM_TARGET_TOKEN" in condition(resource, "Failed")["message"]
     await eventually(lambda: any(e.get("reason") == "InvalidSpec" for e in events(cluster)))
     assert not any(key[0].plural == "jobs" for key in cluster.objects)
@@ -166,8 +227,14 @@ async def test_the_api_server_keeps_only_what_the_crd_declares(cluster):
     assert "colection" not in stored(cluster, MIGRATIONS, "glove-to-milvus")["spec"]["target"]["milvus"]
     custom = kubernetes.client.CustomObjectsApi(api(cluster))
     write = lambda status: asyncio.to_thread(  # noqa: E731
-        custom.patch_namespaced_custom_object_status, "milvusdm.io", "v1alpha1", NS, "milvusmigrations",
-        "glove-to-milvus", {"status": status, "spec": {"batchSize": 1}})
+        custom.patch_namespaced_custom_object_status,
+        "milvusdm.io",
+        "v1alpha1",
+        NS,
+        "milvusmigrations",
+        "glove-to-milvus",
+        {"status": status, "spec": {"batchSize": 1}},
+    )
     await write({"rowsCopied": 5, "undeclared": "x", "shards": {"0": {"copied": 5, "cursor": 1}}})
     status = stored(cluster, MIGRATIONS, "glove-to-milvus")["status"]
     assert (status["rowsCopied"], status["shards"]["0"]["copied"]) == (5, 5)
@@ -187,11 +254,22 @@ async def test_suspend_and_resume(cluster):
     await eventually(lambda: stored(cluster, JOBS, job))
     custom = kubernetes.client.CustomObjectsApi(api(cluster))
     patch = lambda value: asyncio.to_thread(  # noqa: E731  (each spec change bumps the generation)
-        custom.patch_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations", name,
-        {"spec": {"suspend": value}})
+        custom.patch_namespaced_custom_object,
+        "milvusdm.io",
+        "v1alpha1",
+        NS,
+        "milvusmigrations",
+        name,
+        {"spec": {"suspend": value}},
+    )
     await patch(True)
     await eventually(lambda: stored(cluster, JOBS, job)["spec"]["suspend"] is True)
-    suspended = await eventually(lambda: stored(cluster, MIGRATIONS, name)["status"].get("phase") == "Suspended" and stored(cluster, MIGRATIONS, name))
+    suspended = await eventually(
+        lambda: (
+            stored(cluster, MIGRATIONS, name)["status"].get("phase") == "Suspended"
+            and stored(cluster, MIGRATIONS, name)
+        )
+    )
     assert suspended["status"]["observedGeneration"] == 2
     await patch(False)
     await eventually(lambda: stored(cluster, JOBS, job)["spec"]["suspend"] is False)
@@ -208,8 +286,15 @@ async def test_operator_rbac_is_exactly_what_it_uses(cluster):
     await set_job_status(cluster, "mmig-glove-to-milvus", active=1)
     await eventually(lambda: stored(cluster, MIGRATIONS, "glove-to-milvus")["status"].get("phase") == "Running")
     custom = kubernetes.client.CustomObjectsApi(api(cluster))
-    await asyncio.to_thread(custom.patch_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations",
-                            "glove-to-milvus", {"spec": {"suspend": True}})
+    await asyncio.to_thread(
+        custom.patch_namespaced_custom_object,
+        "milvusdm.io",
+        "v1alpha1",
+        NS,
+        "milvusmigrations",
+        "glove-to-milvus",
+        {"spec": {"suspend": True}},
+    )
     await eventually(lambda: stored(cluster, JOBS, "mmig-glove-to-milvus")["spec"]["suspend"] is True)
     await eventually(lambda: {"Started", "Suspended"} <= {e.get("reason") for e in events(cluster)})
     calls = used(cluster, "kopf/", "milvusdm/")
@@ -234,7 +319,9 @@ async def test_deleting_a_migration_never_hangs(cluster):
     await create(cluster, example("hdf5-to-milvus.yaml"))
     job = await eventually(lambda: stored(cluster, JOBS, "mmig-glove-to-milvus"))
     custom = kubernetes.client.CustomObjectsApi(api(cluster))
-    await asyncio.to_thread(custom.delete_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations", "glove-to-milvus")
+    await asyncio.to_thread(
+        custom.delete_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations", "glove-to-milvus"
+    )
     await eventually(lambda: cluster.objects[MIGRATIONS, NS, "glove-to-milvus"].deleted)
     # The Job goes with it through the garbage collector, which follows this reference:
     (owner,) = job["metadata"]["ownerReferences"]
@@ -249,8 +336,11 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 async def test_metrics_follow_the_migrations(cluster):
@@ -268,9 +358,15 @@ async def test_metrics_follow_the_migrations(cluster):
     custom = kubernetes.client.CustomObjectsApi(api(cluster))
     key = (("name", "glove-to-milvus"), ("namespace", NS))
     for rows, at in ((10_000, "2026-11-28T10:00:10Z"), (30_000, "2026-11-28T10:00:20Z")):  # as the runner reports
-        await asyncio.to_thread(custom.patch_namespaced_custom_object_status, "milvusdm.io", "v1alpha1", NS,
-                                "milvusmigrations", "glove-to-milvus",
-                                {"status": {"rowsCopied": rows, "totalRows": 100_000, "lastBatchTime": at}})
+        await asyncio.to_thread(
+            custom.patch_namespaced_custom_object_status,
+            "milvusdm.io",
+            "v1alpha1",
+            NS,
+            "milvusmigrations",
+            "glove-to-milvus",
+            {"status": {"rowsCopied": rows, "totalRows": 100_000, "lastBatchTime": at}},
+        )
         await eventually(lambda rows=rows: scrape(port).get(("milvusdm_migration_rows_copied", key)) == rows)
     values = scrape(port)
     assert values["milvusdm_migration_rows_total", key] == 100_000
@@ -279,13 +375,19 @@ async def test_metrics_follow_the_migrations(cluster):
     assert values["milvusdm_migration_phase", (*key, ("phase", "Running"))] == 1
     assert values["milvusdm_migration_phase", (*key, ("phase", "Succeeded"))] == 0
     assert count(values, "milvusdm_migrations_started_total") == count(before, "milvusdm_migrations_started_total") + 1
-    await set_job_status(cluster, "mmig-glove-to-milvus", active=0, failed=1,
-                         conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}])
+    await set_job_status(
+        cluster,
+        "mmig-glove-to-milvus",
+        active=0,
+        failed=1,
+        conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}],
+    )
     await eventually(lambda: scrape(port).get(("milvusdm_migration_phase", (*key, ("phase", "Failed")))) == 1)
     values = scrape(port)
     assert count(values, "milvusdm_migrations_failed_total") == count(before, "milvusdm_migrations_failed_total") + 1
     assert count(values, "milvusdm_migrations_succeeded_total") == count(before, "milvusdm_migrations_succeeded_total")
     assert values["milvusdm_migration_rows_per_second", key] == 0
-    await asyncio.to_thread(custom.delete_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations",
-                            "glove-to-milvus")
+    await asyncio.to_thread(
+        custom.delete_namespaced_custom_object, "milvusdm.io", "v1alpha1", NS, "milvusmigrations", "glove-to-milvus"
+    )
     await eventually(lambda: ("milvusdm_migration_rows_copied", key) not in scrape(port))

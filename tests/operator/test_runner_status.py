@@ -34,7 +34,10 @@ pytestmark = [pytest.mark.kmock(cls=Emulator), pytest.mark.server]
 @pytest.fixture
 def api_server(kmock):
     kmock.resources[MIGRATIONS] = kmocklib.ResourceInfo(
-        kind="MilvusMigration", singular="milvusmigration", namespaced=True, subresources={"status"},
+        kind="MilvusMigration",
+        singular="milvusmigration",
+        namespaced=True,
+        subresources={"status"},
         verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
     )
     yield kmock
@@ -43,7 +46,8 @@ def api_server(kmock):
 
 def seed(kmock, name: str, source: dict, target: dict, **spec) -> None:
     kmock.objects[MIGRATIONS, NS, name] = {
-        "apiVersion": "milvusdm.io/v1alpha1", "kind": "MilvusMigration",
+        "apiVersion": "milvusdm.io/v1alpha1",
+        "kind": "MilvusMigration",
         "metadata": {"name": name, "namespace": NS, "uid": str(uuid.uuid4()), "generation": 1},
         "spec": {"source": source, "target": target, **spec},
     }
@@ -52,12 +56,23 @@ def seed(kmock, name: str, source: dict, target: dict, **spec) -> None:
 async def runner(kmock, name: str, index: int = 0, **env) -> asyncio.subprocess.Process:
     """`milvusdm run --resource` as the Job's container runs it (credentials from secretKeyRef env)."""
     environment = {
-        **os.environ, "MILVUSDM_KUBE_API": str(kmock.url), "JOB_COMPLETION_INDEX": str(index),
-        "MILVUSDM_TARGET_TOKEN": SERVER_TOKEN, **env,
+        **os.environ,
+        "MILVUSDM_KUBE_API": str(kmock.url),
+        "JOB_COMPLETION_INDEX": str(index),
+        "MILVUSDM_TARGET_TOKEN": SERVER_TOKEN,
+        **env,
     }
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "milvusdm", "run", "--resource", f"{NS}/{name}", "-q",
-        env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "milvusdm",
+        "run",
+        "--resource",
+        f"{NS}/{name}",
+        "-q",
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -68,8 +83,15 @@ async def finish(process) -> str:
 
 
 def target_for(server, collection, **extra):
-    return {"milvus": {"uri": server.uri, "tokenSecretRef": {"name": "milvus", "key": "token"},
-                       "collection": collection, "index": {"type": "FLAT"}, **extra}}
+    return {
+        "milvus": {
+            "uri": server.uri,
+            "tokenSecretRef": {"name": "milvus", "key": "token"},
+            "collection": collection,
+            "index": {"type": "FLAT"},
+            **extra,
+        }
+    }
 
 
 async def test_runner_reports_exact_counts(api_server, milvus_server, tmp_path, rng):
@@ -91,13 +113,22 @@ async def test_runner_reports_exact_counts(api_server, milvus_server, tmp_path, 
 async def test_indexed_shards_split_the_source(api_server, milvus_server, tmp_path, rng):
     rows = 30_001
     file = make_h5(tmp_path / "d.h5", rng.random((rows, 8), dtype=np.float32))
-    seed(api_server, "sharded", {"hdf5": {"path": str(file)}}, target_for(milvus_server, "sharded"),
-         batchSize=1000, parallelism=2, verify="ids")
+    seed(
+        api_server,
+        "sharded",
+        {"hdf5": {"path": str(file)}},
+        target_for(milvus_server, "sharded"),
+        batchSize=1000,
+        parallelism=2,
+        verify="ids",
+    )
     first, second = await asyncio.gather(runner(api_server, "sharded", 1), runner(api_server, "sharded", 0))
     await asyncio.gather(finish(first), finish(second))
     status = stored(api_server, MIGRATIONS, "sharded")["status"]
     assert {k: (s["copied"], s["total"], s["completed"]) for k, s in status["shards"].items()} == {
-        "0": (15_000, 15_000, True), "1": (15_001, 15_001, True)}
+        "0": (15_000, 15_000, True),
+        "1": (15_001, 15_001, True),
+    }
     assert (status["rowsCopied"], status["totalRows"]) == (rows, rows)
     client = client_for({"uri": milvus_server.uri, "token": SERVER_TOKEN})
     client.load_collection("sharded")
@@ -108,12 +139,29 @@ async def test_indexed_shards_split_the_source(api_server, milvus_server, tmp_pa
 async def test_restarted_pod_resumes_from_the_status(api_server, milvus_server, tmp_path, rng):
     rows = 200_000  # several seconds of copying: the kill lands mid-stream
     file = make_h5(tmp_path / "d.h5", rng.random((rows, 16), dtype=np.float32), rng.choice(2**40, rows, replace=False))
-    seed(api_server, "restarted", {"hdf5": {"path": str(file)}}, target_for(milvus_server, "restarted"),
-         batchSize=1000, verify="full")
+    seed(
+        api_server,
+        "restarted",
+        {"hdf5": {"path": str(file)}},
+        target_for(milvus_server, "restarted"),
+        batchSize=1000,
+        verify="full",
+    )
     first = await runner(api_server, "restarted", MILVUSDM_STATUS_INTERVAL="0.1")  # several reports mid-copy
     killed_at = await eventually(
-        lambda: (stored(api_server, MIGRATIONS, "restarted").get("status", {}).get("shards", {}).get("0", {}).get("position", 0) >= 15_000)
-        and stored(api_server, MIGRATIONS, "restarted")["status"]["shards"]["0"]["position"], timeout=120)
+        lambda: (
+            (
+                stored(api_server, MIGRATIONS, "restarted")
+                .get("status", {})
+                .get("shards", {})
+                .get("0", {})
+                .get("position", 0)
+                >= 15_000
+            )
+            and stored(api_server, MIGRATIONS, "restarted")["status"]["shards"]["0"]["position"]
+        ),
+        timeout=120,
+    )
     first.send_signal(signal.SIGKILL)
     await first.wait()
     assert killed_at < rows
@@ -124,13 +172,21 @@ async def test_restarted_pod_resumes_from_the_status(api_server, milvus_server, 
 
 
 async def test_runner_failure_lands_in_the_status(api_server, tmp_path):
-    seed(api_server, "broken", {"hdf5": {"path": str(tmp_path / "missing.h5")}},
-         {"milvus": {"uri": str(tmp_path / "x.db"), "collection": "c"}})
+    seed(
+        api_server,
+        "broken",
+        {"hdf5": {"path": str(tmp_path / "missing.h5")}},
+        {"milvus": {"uri": str(tmp_path / "x.db"), "collection": "c"}},
+    )
     process = await runner(api_server, "broken")
     _, err = await process.communicate()
     assert process.returncode == 2
     status = stored(api_server, MIGRATIONS, "broken")["status"]
-    assert status["failureReason"] == "InvalidInput" and "missing.h5" in status["message"] and "does not exist" in status["message"]
+    assert (
+        status["failureReason"] == "InvalidInput"
+        and "missing.h5" in status["message"]
+        and "does not exist" in status["message"]
+    )
     assert err.decode().count("milvusdm: error:") == 1
 
 
@@ -138,18 +194,34 @@ async def test_operator_and_runner_take_a_migration_to_succeeded(cluster, milvus
     rows = 12_345
     file = make_h5(tmp_path / "d.h5", rng.random((rows, 8), dtype=np.float32))
     document = {
-        "apiVersion": "milvusdm.io/v1alpha1", "kind": "MilvusMigration", "metadata": {"name": "whole"},
-        "spec": {"source": {"hdf5": {"path": str(file)}}, "target": target_for(milvus_server, "whole"), "verify": "ids"},
+        "apiVersion": "milvusdm.io/v1alpha1",
+        "kind": "MilvusMigration",
+        "metadata": {"name": "whole"},
+        "spec": {
+            "source": {"hdf5": {"path": str(file)}},
+            "target": target_for(milvus_server, "whole"),
+            "verify": "ids",
+        },
     }
     await create(cluster, document)
     job = await eventually(lambda: stored(cluster, JOBS, "mmig-whole"))
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["run", "--resource", f"{NS}/whole"]
     await set_job_status(cluster, "mmig-whole", active=1, startTime="2026-11-28T10:00:00Z")
     await finish(await runner(cluster, "whole"))  # what the Job's pod runs
-    await set_job_status(cluster, "mmig-whole", active=0, succeeded=1, completionTime="2026-11-28T10:01:00Z",
-                         conditions=[{"type": "Complete", "status": "True"}])
-    done = await eventually(lambda: stored(cluster, MIGRATIONS, "whole")["status"].get("phase") == "Succeeded"
-                            and stored(cluster, MIGRATIONS, "whole"))
+    await set_job_status(
+        cluster,
+        "mmig-whole",
+        active=0,
+        succeeded=1,
+        completionTime="2026-11-28T10:01:00Z",
+        conditions=[{"type": "Complete", "status": "True"}],
+    )
+    done = await eventually(
+        lambda: (
+            stored(cluster, MIGRATIONS, "whole")["status"].get("phase") == "Succeeded"
+            and stored(cluster, MIGRATIONS, "whole")
+        )
+    )
     status = done["status"]
     assert (status["rowsCopied"], status["totalRows"], status["progress"]) == (rows, rows, "100%")
     assert status["verified"] == f"ids ({rows} ids present, count {rows})"
@@ -164,13 +236,16 @@ async def test_runner_dumps_many_collections_with_a_status_key_each(api_server, 
     make_docs(where, rows=700)
     make_hashes(where, rows=300)
     out = tmp_path / "dump"
-    source = {"milvus": {"uri": milvus_server.uri, "tokenSecretRef": {"name": "milvus", "key": "token"},
-                         "collections": ["*"]}}
+    source = {
+        "milvus": {"uri": milvus_server.uri, "tokenSecretRef": {"name": "milvus", "key": "token"}, "collections": ["*"]}
+    }
     seed(api_server, "dump", source, {"dump": {"path": str(out)}}, batchSize=200)
     await finish(await runner(api_server, "dump", MILVUSDM_SOURCE_TOKEN=SERVER_TOKEN))
     status = stored(api_server, MIGRATIONS, "dump")["status"]
     assert {k: (v["completed"], v["copied"]) for k, v in status["shards"].items()} == {
-        "default.docs": (True, 700), "default.hashes": (True, 300)}
+        "default.docs": (True, 700),
+        "default.hashes": (True, 300),
+    }
     assert (status["rowsCopied"], status["totalRows"]) == (1000, 1000)
     listed = json.loads((out / "dump.json").read_text())["collections"]
     assert sorted((c["name"], c["rows"]) for c in listed) == [("docs", 700), ("hashes", 300)]

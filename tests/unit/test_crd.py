@@ -26,19 +26,35 @@ def test_committed_crd_is_generated_from_the_model():
 def test_crd_names_and_columns(definition):
     names = definition["spec"]["names"]
     assert (names["kind"], names["plural"], names["shortNames"], names["categories"]) == (
-        "MilvusMigration", "milvusmigrations", ["mmig"], ["milvusdm"])
+        "MilvusMigration",
+        "milvusmigrations",
+        ["mmig"],
+        ["milvusdm"],
+    )
     version = definition["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Progress", "Rows", "Source", "Target", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Phase",
+        "Progress",
+        "Rows",
+        "Source",
+        "Target",
+        "Age",
+    ]
     conditions = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"]
     assert (conditions["x-kubernetes-list-type"], conditions["x-kubernetes-list-map-keys"]) == ("map", ["type"])
 
 
 def test_examples_exist_for_every_path():
     assert {p.name for p in EXAMPLES} >= {
-        "faiss-pvc-to-milvus.yaml", "milvus-to-hdf5-pvc.yaml",
-        "hdf5-to-milvus-lite.yaml", "hdf5-to-milvus.yaml", "faiss-to-milvus.yaml",
-        "milvus-to-milvus.yaml", "milvus-to-hdf5.yaml", "parallel-hdf5-to-milvus.yaml",
+        "faiss-pvc-to-milvus.yaml",
+        "milvus-to-hdf5-pvc.yaml",
+        "hdf5-to-milvus-lite.yaml",
+        "hdf5-to-milvus.yaml",
+        "faiss-to-milvus.yaml",
+        "milvus-to-milvus.yaml",
+        "milvus-to-hdf5.yaml",
+        "parallel-hdf5-to-milvus.yaml",
     }
 
 
@@ -69,21 +85,27 @@ INVALID = {
     "bad verify": lambda d: d["spec"].update(verify="all"),
     "parallel hdf5 export": lambda d: d["spec"].update(target={"hdf5": {"path": "/x.h5"}}, parallelism=2),
     "reserved volume name": lambda d: d["spec"]["job"]["volumes"][0].update(name="tmp"),
-    "collection and collections": lambda d: d["spec"].update(source={"milvus": {"collection": "a", "collections": ["*"]}}),
+    "collection and collections": lambda d: d["spec"].update(
+        source={"milvus": {"collection": "a", "collections": ["*"]}}
+    ),
     "bad collection pattern": lambda d: d["spec"].update(source={"milvus": {"collections": ["a-b"]}}),
     "one target collection for many": lambda d: d["spec"].update(source={"milvus": {"collections": ["*"]}}),
-    "dump without collections": lambda d: d["spec"].update(source={"milvus": {"collection": "a"}},
-                                                           target={"dump": {"path": "/d"}}),
+    "dump without collections": lambda d: d["spec"].update(
+        source={"milvus": {"collection": "a"}}, target={"dump": {"path": "/d"}}
+    ),
     "many to one file": lambda d: d["spec"].update(source={"dump": {"path": "/d"}}, target={"hdf5": {"path": "/x.h5"}}),
-    "many in parallel": lambda d: d["spec"].update(source={"dump": {"path": "/d"}}, parallelism=2,
-                                                   target={"milvus": {"uri": "http://m:19530"}}),
+    "many in parallel": lambda d: d["spec"].update(
+        source={"dump": {"path": "/d"}}, parallelism=2, target={"milvus": {"uri": "http://m:19530"}}
+    ),
 }
 # Pod settings are checked by the API server with Kubernetes' own schemas (the model passes them on).
 INVALID_FOR_THE_API_SERVER = {
     "volume without a name": lambda d: d["spec"]["job"]["volumes"][0].pop("name"),
     "claim name as a number": lambda d: d["spec"]["job"]["volumes"][0]["persistentVolumeClaim"].update(claimName=7),
     "mount without a path": lambda d: d["spec"]["job"]["volumeMounts"][0].pop("mountPath"),
-    "toleration seconds as text": lambda d: d["spec"]["job"].update(tolerations=[{"key": "a", "tolerationSeconds": "x"}]),
+    "toleration seconds as text": lambda d: d["spec"]["job"].update(
+        tolerations=[{"key": "a", "tolerationSeconds": "x"}]
+    ),
     "unknown volume field": lambda d: d["spec"]["job"]["volumes"][0].update(hostpath={"path": "/"}),
     "node selector value as a list": lambda d: d["spec"]["job"].update(nodeSelector={"a": ["b"]}),
 }
@@ -123,7 +145,8 @@ SCHEDULE_CRD = REPO / "crds" / "milvusmigrationschedules.milvusdm.io.yaml"
 
 def test_committed_schedule_crd_is_generated_from_the_model():
     assert SCHEDULE_CRD.read_text() == crd.render(schedule=True), (
-        "run: milvusdm crd --schedule > crds/milvusmigrationschedules.milvusdm.io.yaml")
+        "run: milvusdm crd --schedule > crds/milvusmigrationschedules.milvusdm.io.yaml"
+    )
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "examples" / "schedules").glob("*.yaml")), ids=lambda p: p.name)
@@ -141,8 +164,10 @@ def test_bad_schedules_are_refused():
     from milvusdm.schedule import MilvusMigrationSchedule
 
     document = yaml.safe_load((REPO / "examples" / "schedules" / "nightly-export.yaml").read_text())
-    for field, value, message in (("schedule", "every night", "not a cron expression"),
-                                  ("timeZone", "Mars/Olympus", "unknown time zone")):
+    for field, value, message in (
+        ("schedule", "every night", "not a cron expression"),
+        ("timeZone", "Mars/Olympus", "unknown time zone"),
+    ):
         with pytest.raises(ValidationError, match=message):
             MilvusMigrationSchedule.model_validate({**document, "spec": {**document["spec"], field: value}})
 
@@ -155,8 +180,11 @@ def test_each_run_writes_under_its_own_time():
     at = datetime.datetime(2026, 11, 28, 3, 0, tzinfo=datetime.UTC)
     template = spec.parse(base()).spec
     assert run_spec(template, at).target.milvus.collection == "glove_20261128T030000Z"
-    for path, expected in (("/exports/", "/exports/20261128T030000Z/"), ("/exports/p.h5", "/exports/20261128T030000Z/p.h5"),
-                           ("s3://b/x/", "s3://b/x/20261128T030000Z/")):
+    for path, expected in (
+        ("/exports/", "/exports/20261128T030000Z/"),
+        ("/exports/p.h5", "/exports/20261128T030000Z/p.h5"),
+        ("s3://b/x/", "s3://b/x/20261128T030000Z/"),
+    ):
         export = template.model_copy(update={"target": spec.Target(hdf5=spec.Hdf5Target(path=path))})
         assert run_spec(export, at).target.hdf5.path == expected
     assert to_prune(["n-3", "n-1", "n-2"], keep=2) == ["n-1"] and to_prune(["n-1"], keep=2) == []

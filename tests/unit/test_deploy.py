@@ -34,7 +34,14 @@ def kustomize(folder: Path) -> list[dict]:
             key, _, name = item.rpartition("=")
             data[key or name] = (folder / name).read_text()
         labels = spec.get("generatorOptions", {}).get("labels", {})
-        objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"], "labels": labels}, "data": data})
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": generator["name"], "labels": labels},
+                "data": data,
+            }
+        )
     objects = copy.deepcopy(objects)
     for obj in objects:
         if spec.get("namespace") and obj["kind"] not in CLUSTER_SCOPED:
@@ -91,9 +98,14 @@ def test_operator_deployment(rendered):
     assert container["args"][:2] == ["operator", "--all-namespaces"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"name": "health", "containerPort": 8080} in container["ports"]
-    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"] == {
+        "type": "RuntimeDefault"
+    }
     assert container["securityContext"] == {
-        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
 
@@ -163,10 +175,18 @@ def cr(status=None, generation=1):
 def test_argocd_health_for_each_phase(health):
     progressing = [{"type": "Progressing", "status": "True", "message": "the runner is copying rows"}]
     assert health(cr()) == ("Progressing", "Waiting for the milvusdm operator")
-    assert health(cr({"phase": "Pending", "conditions": progressing})) == ("Progressing", "Pending: the runner is copying rows")
-    assert health(cr({"phase": "Running", "progress": "42%", "rowsCopied": 420})) == ("Progressing", "Running: 42% (420 rows)")
+    assert health(cr({"phase": "Pending", "conditions": progressing})) == (
+        "Progressing",
+        "Pending: the runner is copying rows",
+    )
+    assert health(cr({"phase": "Running", "progress": "42%", "rowsCopied": 420})) == (
+        "Progressing",
+        "Running: 42% (420 rows)",
+    )
     assert health(cr({"phase": "Succeeded", "verified": "ids (10 ids present, count 10)"})) == (
-        "Healthy", "Copied and verified: ids (10 ids present, count 10)")
+        "Healthy",
+        "Copied and verified: ids (10 ids present, count 10)",
+    )
     assert health(cr({"phase": "Failed", "message": "bad credentials"})) == ("Degraded", "bad credentials")
     assert health(cr({"phase": "Failed"}))[0] == "Degraded"  # no message: no nil concatenation
     assert health(cr({"phase": "Suspended", "conditions": progressing}))[0] == "Suspended"
@@ -177,10 +197,14 @@ def test_argocd_health_for_each_phase(health):
 def test_argocd_configmap_carries_the_health_check():
     (configmap,) = kustomize(REPO / "deploy" / "argocd")
     assert configmap["metadata"]["name"] == "argocd-cm" and configmap["metadata"]["namespace"] == "argocd"
-    assert configmap["data"]["resource.customizations.health.milvusdm.io_MilvusMigration"] == (
-        REPO / "deploy" / "argocd" / "health.lua").read_text()
-    assert configmap["data"]["resource.customizations.health.milvusdm.io_MilvusMigrationSchedule"] == (
-        REPO / "deploy" / "argocd" / "schedule-health.lua").read_text()
+    assert (
+        configmap["data"]["resource.customizations.health.milvusdm.io_MilvusMigration"]
+        == (REPO / "deploy" / "argocd" / "health.lua").read_text()
+    )
+    assert (
+        configmap["data"]["resource.customizations.health.milvusdm.io_MilvusMigrationSchedule"]
+        == (REPO / "deploy" / "argocd" / "schedule-health.lua").read_text()
+    )
 
 
 def test_dockerfile_references_exist():
@@ -213,8 +237,11 @@ def test_metrics_component(rendered):
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][-2:] == ["--metrics-port", "9090"]
     assert {"name": "metrics", "containerPort": 9090} in container["ports"]
-    objects = {d["kind"]: d for name in component["resources"]
-               for d in [yaml.safe_load((REPO / "deploy" / "metrics" / name).read_text())]}
+    objects = {
+        d["kind"]: d
+        for name in component["resources"]
+        for d in [yaml.safe_load((REPO / "deploy" / "metrics" / name).read_text())]
+    }
     kubernetes_validate.validate(objects["Service"], K8S_VERSION, strict=True)
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert objects["Service"]["spec"]["selector"].items() <= pod_labels.items()

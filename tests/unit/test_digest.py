@@ -10,18 +10,30 @@ from milvusdm.batch import Batch, objects
 from milvusdm.digest import Digest, Hasher, new_seed
 from milvusdm.schema import Column, Schema
 
-SCHEMA = Schema(dim=8, scalars=(Column("tag", DataType.INT32), Column("name", DataType.VARCHAR, 64),
-                                Column("meta", DataType.JSON), Column("score", DataType.FLOAT)))
+SCHEMA = Schema(
+    dim=8,
+    scalars=(
+        Column("tag", DataType.INT32),
+        Column("name", DataType.VARCHAR, 64),
+        Column("meta", DataType.JSON),
+        Column("score", DataType.FLOAT),
+    ),
+)
 
 
 def rows(n: int, seed: int = 0) -> Batch:
     rng = np.random.default_rng(seed)
-    return Batch(0, rng.choice(2**62, n, replace=False).astype(np.int64), rng.random((n, 8), dtype=np.float32), {
-        "tag": rng.integers(0, 100, n).astype(np.int32),
-        "name": objects([f"n{i}" for i in range(n)]),
-        "meta": objects([f'{{"a": {i}, "b": [1, 2]}}' for i in range(n)]),
-        "score": rng.random(n).astype(np.float32),
-    })
+    return Batch(
+        0,
+        rng.choice(2**62, n, replace=False).astype(np.int64),
+        rng.random((n, 8), dtype=np.float32),
+        {
+            "tag": rng.integers(0, 100, n).astype(np.int32),
+            "name": objects([f"n{i}" for i in range(n)]),
+            "meta": objects([f'{{"a": {i}, "b": [1, 2]}}' for i in range(n)]),
+            "score": rng.random(n).astype(np.float32),
+        },
+    )
 
 
 def part(batch: Batch, rows: np.ndarray | slice) -> Batch:
@@ -45,9 +57,11 @@ def test_order_and_batching_do_not_matter(hasher):
 def test_a_missing_extra_or_duplicated_row_changes_both_lanes(hasher):
     batch = rows(500)
     whole = hasher.digest(batch)
-    changed = [part(batch, slice(1, None)),  # one missing
-               part(batch, np.r_[np.arange(500), 7]),  # one twice
-               Batch(0, np.r_[batch.ids[:499], 12345], batch.vectors, batch.scalars)]  # one key replaced
+    changed = [
+        part(batch, slice(1, None)),  # one missing
+        part(batch, np.r_[np.arange(500), 7]),  # one twice
+        Batch(0, np.r_[batch.ids[:499], 12345], batch.vectors, batch.scalars),
+    ]  # one key replaced
     for other in changed:
         digest = hasher.digest(other)
         assert digest.a != whole.a and digest.b != whole.b
@@ -88,9 +102,12 @@ def test_values_compare_as_milvus_stores_them():
     """JSON by value, integers whatever width they came in, FLOAT as float32."""
     hasher = Hasher(new_seed(), SCHEMA, whole=True)
     batch = rows(20)
-    stored = dict(batch.scalars, tag=batch.scalars["tag"].astype(np.int64),
-                  meta=objects([f'{{"b":[1,2],"a":{i}}}'.encode() for i in range(20)]),
-                  score=batch.scalars["score"].astype(np.float64))
+    stored = dict(
+        batch.scalars,
+        tag=batch.scalars["tag"].astype(np.int64),
+        meta=objects([f'{{"b":[1,2],"a":{i}}}'.encode() for i in range(20)]),
+        score=batch.scalars["score"].astype(np.float64),
+    )
     assert hasher.digest(Batch(0, batch.ids, batch.vectors, stored)) == hasher.digest(batch)
 
 

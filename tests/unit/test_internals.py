@@ -31,17 +31,21 @@ def test_packed_fields_parse_from_a_length_prefixed_buffer():
 
 
 def test_query_request_takes_iterator_paging():
-    request = internals.query_request("c", "id > 0", ["id"], ["p"], 3, limit=10, iterator="True",
-                                      reduce_stop_for_best="True")
+    request = internals.query_request(
+        "c", "id > 0", ["id"], ["p"], 3, limit=10, iterator="True", reduce_stop_for_best="True"
+    )
     assert isinstance(request, milvus_pb2.QueryRequest), BROKEN + "Prepare.query_request"
     params = {p.key: p.value for p in request.query_params}
     assert params.get("limit") == "10" and params.get("iterator") == "True", BROKEN + "query paging parameters"
 
 
-@pytest.mark.parametrize("method, request_type, keyword", [
-    ("_prepare_batch_insert_request", milvus_pb2.InsertRequest, "insert_param"),
-    ("_prepare_batch_upsert_request", milvus_pb2.UpsertRequest, "upsert_param"),
-])
+@pytest.mark.parametrize(
+    "method, request_type, keyword",
+    [
+        ("_prepare_batch_insert_request", milvus_pb2.InsertRequest, "insert_param"),
+        ("_prepare_batch_upsert_request", milvus_pb2.UpsertRequest, "upsert_param"),
+    ],
+)
 def test_handler_sends_a_prebuilt_request_as_it_is(method, request_type, keyword):
     """batch_insert/upsert hand ``insert_param``/``upsert_param`` through their preparation step."""
     prebuilt = request_type(collection_name="c", num_rows=1)

@@ -11,8 +11,9 @@ from milvusdm_operator.jobs import secret_env
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("tag,name", [("2021-q4", "_2021_q4"), ("tag a", "tag_a"), ("ok_1", "ok_1"), ("", "_"),
-                                      ("商品", "__")])
+@pytest.mark.parametrize(
+    "tag,name", [("2021-q4", "_2021_q4"), ("tag a", "tag_a"), ("ok_1", "ok_1"), ("", "_"), ("商品", "__")]
+)
 def test_tags_map_to_valid_partition_names(tag, name):
     assert partition_name(tag) == name
 

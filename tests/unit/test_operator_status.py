@@ -41,7 +41,11 @@ def test_conditions_keep_transition_times_until_status_flips():
     running = status_patch(resource, job(active=1, startTime=T0), T0).patch()["status"]
     assert running["phase"] == "Running" and running["startTime"] == T0 and running["observedGeneration"] == 3
     by_type = {c["type"]: c for c in running["conditions"]}
-    assert (by_type["Progressing"]["status"], by_type["Ready"]["status"], by_type["Failed"]["status"]) == ("True", "False", "False")
+    assert (by_type["Progressing"]["status"], by_type["Ready"]["status"], by_type["Failed"]["status"]) == (
+        "True",
+        "False",
+        "False",
+    )
     resource["status"] = running
     still = status_patch(resource, job(active=1, startTime=T0), T1).patch()["status"]
     assert [c["lastTransitionTime"] for c in still["conditions"]] == [T0, T0, T0]
@@ -75,8 +79,14 @@ def test_job_for_a_single_run():
     pod = built["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["args"] == ["run", "--resource", "vectors/faiss-catalog"]
-    assert {"name": "MILVUSDM_TARGET_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "milvus-credentials", "key": "password"}}} in container["env"]
-    assert {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "minio-credentials", "key": "secretAccessKey"}}} in container["env"]
+    assert {
+        "name": "MILVUSDM_TARGET_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "milvus-credentials", "key": "password"}},
+    } in container["env"]
+    assert {
+        "name": "AWS_SECRET_ACCESS_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "minio-credentials", "key": "secretAccessKey"}},
+    } in container["env"]
     assert container["resources"] == {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"memory": "4Gi"}}
     assert container["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
     assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "milvusdm-runner"
@@ -87,25 +97,35 @@ def test_job_for_a_single_run():
 
 def test_parallel_run_is_an_indexed_job():
     built = build_job(load("parallel-hdf5-to-milvus.yaml"), "vectors", "milvusdm:1")
-    assert (built["spec"]["completionMode"], built["spec"]["completions"], built["spec"]["parallelism"]) == ("Indexed", 4, 4)
+    assert (built["spec"]["completionMode"], built["spec"]["completions"], built["spec"]["parallelism"]) == (
+        "Indexed",
+        4,
+        4,
+    )
 
 
 def test_pod_settings_reach_the_pod():
     built = build_job(load("faiss-pvc-to-milvus.yaml"), "vectors", "milvusdm:1")
     template = built["spec"]["template"]
     pod, container = template["spec"], template["spec"]["containers"][0]
-    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}},
-                              {"name": "indexes", "persistentVolumeClaim": {"claimName": "faiss-indexes", "readOnly": True}}]
+    assert pod["volumes"] == [
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "indexes", "persistentVolumeClaim": {"claimName": "faiss-indexes", "readOnly": True}},
+    ]
     assert container["volumeMounts"][1] == {"name": "indexes", "mountPath": "/indexes", "readOnly": True}
     assert pod["nodeSelector"] == {"node.kubernetes.io/instance-type": "m6i.2xlarge"}
-    expression = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    expression = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][
+        0
+    ]
     assert expression["matchExpressions"] == [{"key": "nvidia.com/gpu.present", "operator": "DoesNotExist"}]
     assert pod["priorityClassName"] == "batch-low" and built["spec"]["activeDeadlineSeconds"] == 7200
     assert template["metadata"]["labels"]["team"] == "search"
     assert template["metadata"]["labels"]["milvusdm.io/migration"] == "faiss-from-nfs"
     assert template["metadata"]["annotations"] == {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
     exported = build_job(load("milvus-to-hdf5-pvc.yaml"), "vectors", "milvusdm:1")["spec"]["template"]["spec"]
-    assert exported["tolerations"][0]["key"] == "dedicated" and exported["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert exported["tolerations"][0]["key"] == "dedicated" and exported["imagePullSecrets"] == [
+        {"name": "registry-credentials"}
+    ]
     assert {"name": "HTTPS_PROXY", "value": "http://proxy.internal:3128"} in exported["containers"][0]["env"]
     assert "affinity" not in exported and "nodeSelector" not in exported
 
@@ -116,7 +136,10 @@ def test_pod_settings_that_would_break_the_runner_are_refused():
     clash["spec"]["job"]["env"] = [{"name": "MILVUSDM_TARGET_PASSWORD", "value": "x"}]
     with pytest.raises(InputError, match=r"spec\.job\.env sets MILVUSDM_TARGET_PASSWORD"):
         build_job(spec.parse(clash), "vectors", "milvusdm:1")
-    for job in ({"volumes": [{"name": "tmp", "emptyDir": {}}]}, {"volumeMounts": [{"name": "x", "mountPath": "/tmp/"}]}):
+    for job in (
+        {"volumes": [{"name": "tmp", "emptyDir": {}}]},
+        {"volumeMounts": [{"name": "x", "mountPath": "/tmp/"}]},
+    ):
         reserved = copy.deepcopy(document)
         reserved["spec"]["job"].update(job)
         with pytest.raises(InputError, match=r"reserved|scratch"):

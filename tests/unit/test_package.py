@@ -28,21 +28,36 @@ def test_importing_the_package_loads_no_engine():
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize("dtype, milvus", [
-    ("bool", DataType.BOOL), ("int8", DataType.INT8), ("uint8", DataType.INT16), ("uint16", DataType.INT32),
-    ("int64", DataType.INT64), ("uint32", DataType.INT64), ("float16", DataType.FLOAT), ("float64", DataType.DOUBLE),
-    ("S4", DataType.VARCHAR), ("U4", DataType.VARCHAR), ("uint64", None), ("complex64", None),
-])
+@pytest.mark.parametrize(
+    "dtype, milvus",
+    [
+        ("bool", DataType.BOOL),
+        ("int8", DataType.INT8),
+        ("uint8", DataType.INT16),
+        ("uint16", DataType.INT32),
+        ("int64", DataType.INT64),
+        ("uint32", DataType.INT64),
+        ("float16", DataType.FLOAT),
+        ("float64", DataType.DOUBLE),
+        ("S4", DataType.VARCHAR),
+        ("U4", DataType.VARCHAR),
+        ("uint64", None),
+        ("complex64", None),
+    ],
+)
 def test_file_types_map_to_the_milvus_type_that_holds_them_exactly(dtype, milvus):
     assert datatypes.from_numpy(np.dtype(dtype)) == milvus
 
 
-@pytest.mark.parametrize("column, width", [
-    (Column("v", DataType.FLOAT_VECTOR, dim=128), 128),
-    (Column("b", DataType.BINARY_VECTOR, dim=512), 64),
-    (Column("h", DataType.FLOAT16_VECTOR, dim=8), 16),
-    (Column("bf", DataType.BFLOAT16_VECTOR, dim=8), 16),
-])
+@pytest.mark.parametrize(
+    "column, width",
+    [
+        (Column("v", DataType.FLOAT_VECTOR, dim=128), 128),
+        (Column("b", DataType.BINARY_VECTOR, dim=512), 64),
+        (Column("h", DataType.FLOAT16_VECTOR, dim=8), 16),
+        (Column("bf", DataType.BFLOAT16_VECTOR, dim=8), 16),
+    ],
+)
 def test_vector_width_in_a_batch(column, width):
     assert column.width == width
 

@@ -30,7 +30,9 @@ def test_defaults():
 
 def test_camel_case_fields_and_server_uri():
     migration = spec.parse(
-        document(target={"milvus": {"uri": "http://milvus:19530", "collection": "c", "idField": "pk", "mode": "append"}})
+        document(
+            target={"milvus": {"uri": "http://milvus:19530", "collection": "c", "idField": "pk", "mode": "append"}}
+        )
     )
     assert migration.spec.target.milvus.id_field == "pk"
     assert not migration.spec.target.milvus.is_lite
@@ -87,4 +89,3 @@ def test_secret_reference_without_its_variable_is_a_clear_error(monkeypatch):
         endpoint.credentials("target")
     monkeypatch.setenv("MILVUSDM_TARGET_TOKEN", "from-secret")
     assert endpoint.credentials("target") == {"token": "from-secret"}
-

@@ -25,7 +25,10 @@ CASES = [
     (Column("j", DataType.JSON), objects([b'{"a": 1}', b"[1, 2]", b'"x"'])),
     (Column(DYNAMIC_FIELD, DataType.JSON), objects([b"{}", b'{"k": null}', b'{"n": 2}'])),
     (Column("arr", DataType.ARRAY, element_type=DataType.INT64, max_capacity=4), objects([[1, 2**62], [], [3]])),
-    (Column("tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=2, max_length=5), objects([["a"], [], ["b", "c"]])),
+    (
+        Column("tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=2, max_length=5),
+        objects([["a"], [], ["b", "c"]]),
+    ),
     (Column("v", DataType.FLOAT_VECTOR, dim=4), rng.random((3, 4), dtype=np.float32)),
     (Column("b", DataType.BINARY_VECTOR, dim=16), rng.integers(0, 255, (3, 2), dtype=np.uint8)),
     (Column("h", DataType.FLOAT16_VECTOR, dim=4), rng.random((3, 4)).astype(np.float16).view(np.uint8)),

@@ -97,6 +97,10 @@ def export_files(path: str, local: bool, schema: Schema, suffix: str) -> dict[st
     if not schema.partitions:
         return {None: (f"{folder}{stem}{suffix}", schema, 0)}
     return {
-        name: (f"{folder}{stem}_{name}{suffix}", replace(schema, partitions=((name, rows),)), schema.partition_start(name))
+        name: (
+            f"{folder}{stem}_{name}{suffix}",
+            replace(schema, partitions=((name, rows),)),
+            schema.partition_start(name),
+        )
         for name, rows in schema.partitions
     }

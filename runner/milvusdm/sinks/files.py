@@ -126,7 +126,9 @@ class FileSink(Sink):
 
     def _planned(self, schema: Schema) -> dict[str | None, ExportFile]:
         planned = export_files(self.spec.path, not self.store, schema, self.suffix)
-        return {name: self.export(location, part, first, self.store) for name, (location, part, first) in planned.items()}
+        return {
+            name: self.export(location, part, first, self.store) for name, (location, part, first) in planned.items()
+        }
 
     def _plan(self, schema: Schema) -> None:
         self.schema, self.files = schema, self._planned(schema)
@@ -147,14 +149,18 @@ class FileSink(Sink):
             return True
         for export in self.files.values():
             if export.exists() and not self.spec.overwrite:
-                raise InputError(f"{export.location} already exists",
-                                 f"set target.{self.kind}.overwrite: true, or choose another path")
+                raise InputError(
+                    f"{export.location} already exists",
+                    f"set target.{self.kind}.overwrite: true, or choose another path",
+                )
         for export in self.files.values():
             try:
                 export.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise InputError(f"cannot create the folder of {export.location}: {error.strerror}",
-                                 f"set target.{self.kind}.path to a path in a writable folder") from None
+                raise InputError(
+                    f"cannot create the folder of {export.location}: {error.strerror}",
+                    f"set target.{self.kind}.path to a path in a writable folder",
+                ) from None
         for export in self.files.values():
             export.create()
         return True

@@ -34,8 +34,11 @@ log = logging.getLogger(__name__)
 def field_params(column: Column) -> dict:
     """``add_field`` keyword arguments for a column's type parameters."""
     params = {
-        "max_length": column.max_length, "dim": column.dim, "element_type": column.element_type,
-        "max_capacity": column.max_capacity, "description": column.description or None,
+        "max_length": column.max_length,
+        "dim": column.dim,
+        "element_type": column.element_type,
+        "max_capacity": column.max_capacity,
+        "description": column.description or None,
         "is_partition_key": column.partition_key or None,
     }
     return {key: value for key, value in params.items() if value is not None}
@@ -88,8 +91,10 @@ class MilvusSink(Sink):
         key = schema.key or Column(self.spec.id_field, DataType.INT64)
         self.key = key if schema.key and not self._chosen("id_field") else replace(key, name=self.spec.id_field)
         vector = schema.vector
-        self.vector = vector if schema.vector_name and not self._chosen("vector_field") else replace(
-            vector, name=self.spec.vector_field
+        self.vector = (
+            vector
+            if schema.vector_name and not self._chosen("vector_field")
+            else replace(vector, name=self.spec.vector_field)
         )
         self.by_partition = not self.spec.partition and not any(c.partition_key for c in schema.scalars)
         self._connect()
@@ -215,7 +220,9 @@ class MilvusSink(Sink):
                 continue
             params = client.prepare_index_params()
             extra = {"index_name": index.name} if index.name else {}
-            params.add_index(index.field, index_type=index.index_type, metric_type=index.metric_type, params=index.params, **extra)
+            params.add_index(
+                index.field, index_type=index.index_type, metric_type=index.metric_type, params=index.params, **extra
+            )
             self.milvus.call(f"create the index on {index.field}", client.create_index, name, params)
 
     def _check_compatible(self) -> None:
@@ -251,9 +258,7 @@ class MilvusSink(Sink):
 
     def _request(self, batch: Batch, request_type):
         partition = self.spec.partition or (batch.partition if self.by_partition else None)
-        request = request_type(
-            collection_name=self.name, partition_name=partition or "", num_rows=len(batch)
-        )
+        request = request_type(collection_name=self.name, partition_name=partition or "", num_rows=len(batch))
         put(request.fields_data.add(), self.key, batch.ids)
         put(request.fields_data.add(), self.vector, batch.vectors)
         for column in self.schema.scalars:
@@ -322,8 +327,13 @@ class MilvusSink(Sink):
 
     def count(self) -> int:
         rows = self.milvus.retry(
-            "count rows", self.milvus.client.query, self.name, filter=everything(self.key),
-            output_fields=["count(*)"], partition_names=self._partitions, consistency_level="Strong",
+            "count rows",
+            self.milvus.client.query,
+            self.name,
+            filter=everything(self.key),
+            output_fields=["count(*)"],
+            partition_names=self._partitions,
+            consistency_level="Strong",
         )
         return int(rows[0]["count(*)"])
 
@@ -331,8 +341,14 @@ class MilvusSink(Sink):
         """A count over the keys' range first: an append of new keys usually finds none there."""
         if keys.dtype.kind == "i" and len(keys):
             span = f"{self.key.name} >= {literal(keys.min())} && {self.key.name} <= {literal(keys.max())}"
-            rows = self.milvus.retry("count rows", self.milvus.client.query, self.name, filter=span,
-                                     output_fields=["count(*)"], consistency_level="Strong")
+            rows = self.milvus.retry(
+                "count rows",
+                self.milvus.client.query,
+                self.name,
+                filter=span,
+                output_fields=["count(*)"],
+                consistency_level="Strong",
+            )
             if not int(rows[0]["count(*)"]):
                 return keys[:0]
         expr = f"{self.key.name} in [{', '.join(map(literal, keys.tolist()))}]"
@@ -368,7 +384,9 @@ class MilvusSink(Sink):
             if not len(values[0]):
                 return
             vectors = values[1] if whole else np.empty((len(values[0]), 0), dtype=np.float32)
-            yield Batch(0, values[0], vectors, {c.name: v for c, v in zip(self.schema.scalars, values[2:], strict=False)})
+            yield Batch(
+                0, values[0], vectors, {c.name: v for c, v in zip(self.schema.scalars, values[2:], strict=False)}
+            )
             after = values[0][-1]
 
     def abandon(self) -> None:
@@ -385,8 +403,13 @@ class MilvusSink(Sink):
         client = self.milvus.client
         for ids in added:
             if len(ids):
-                self.milvus.call("delete written rows", client.delete, self.name, ids=ids.tolist(),
-                                 partition_name=self.spec.partition)
+                self.milvus.call(
+                    "delete written rows",
+                    client.delete,
+                    self.name,
+                    ids=ids.tolist(),
+                    partition_name=self.spec.partition,
+                )
         self.milvus.retry("flush", client.flush, self.name, timeout=None)
 
     def close(self) -> None:

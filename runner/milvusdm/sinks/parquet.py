@@ -49,7 +49,9 @@ class ParquetExport(ExportFile):
 
     def write(self, batch: Batch) -> None:
         values = [batch.ids, batch.vectors, *(batch.scalars[c.name] for c in self.schema.scalars)]
-        table = pa.Table.from_arrays([to_arrow(c, v) for c, v in zip(self.layout.values(), values, strict=True)], schema=self.arrow)
+        table = pa.Table.from_arrays(
+            [to_arrow(c, v) for c, v in zip(self.layout.values(), values, strict=True)], schema=self.arrow
+        )
         segment = self.partial / f"{batch.start - self.first:012d}{SEGMENT}"
         written = segment.with_name(segment.name + ".tmp")
         pq.write_table(table, written, **self.options)
@@ -95,8 +97,10 @@ class ParquetExport(ExportFile):
         metadata = self.file.metadata
         starts = np.cumsum([0] + [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)])
         groups = np.searchsorted(starts, positions, side="right") - 1
-        parts = [self.file.read_row_group(int(g), columns=names).take(pa.array(positions[groups == g] - starts[g]))
-                 for g in np.unique(groups)]
+        parts = [
+            self.file.read_row_group(int(g), columns=names).take(pa.array(positions[groups == g] - starts[g]))
+            for g in np.unique(groups)
+        ]
         table = pa.concat_tables(parts) if parts else self.arrow.empty_table().select(names)
         key, vector, *others = self.layout
         ids = self._column(table, key)

@@ -102,8 +102,9 @@ def as_keys(ids: np.ndarray) -> np.ndarray:
     return ids.astype(np.int64) if ids.dtype.kind in "iu" else ids
 
 
-def check_unique_ids(chunks: Iterator[np.ndarray], origin: str,
-                     fix: str = "make the ids unique; Milvus would store every copy") -> None:
+def check_unique_ids(
+    chunks: Iterator[np.ndarray], origin: str, fix: str = "make the ids unique; Milvus would store every copy"
+) -> None:
     """Refuse duplicate ids, and the one key Milvus loses, before anything is written: Milvus
     would keep every copy of a duplicate.
 
@@ -119,7 +120,8 @@ def check_unique_ids(chunks: Iterator[np.ndarray], origin: str,
     repeated = ids[1:][ids[1:] == ids[:-1]]
     if repeated.size:
         raise InputError(
-            f"{origin} has {repeated.size} duplicate id(s), e.g. {repeated[0]}", fix,
+            f"{origin} has {repeated.size} duplicate id(s), e.g. {repeated[0]}",
+            fix,
         )
 
 

@@ -156,7 +156,9 @@ def _is_lossy(index: FaissIndex) -> bool:
         return _is_lossy(_downcast(index.index))
     if isinstance(index, faiss.IndexHNSW):
         return _is_lossy(_downcast(index.storage))
-    return isinstance(index, LOSSY_FLAT) or (isinstance(index, faiss.IndexIVF) and not isinstance(index, faiss.IndexIVFFlat))
+    return isinstance(index, LOSSY_FLAT) or (
+        isinstance(index, faiss.IndexIVF) and not isinstance(index, faiss.IndexIVFFlat)
+    )
 
 
 def _flat_codes(index: FaissIndex) -> np.ndarray:

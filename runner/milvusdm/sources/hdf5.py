@@ -85,7 +85,8 @@ class Hdf5Source(Source):
             vector_type, dim = first.kind
             binary = vector_type == DataType.BINARY_VECTOR
             self.schema = Schema(
-                dim=dim, vector_type=vector_type,
+                dim=dim,
+                vector_type=vector_type,
                 scalars=tuple(Column.for_numpy(name, ds.dtype) for name, ds in first.fields.items()),
                 metric=self._metric(first.handle) or ("HAMMING" if binary else None),
             )
@@ -163,9 +164,13 @@ class Hdf5Source(Source):
                     "give every file ids, or none (then rows are numbered 0..N-1)",
                 )
             if (file.stored is None) != (first.stored is None):
-                raise InputError(f"{file.path} and {first.path} are not both milvusdm exports", "import them separately")
+                raise InputError(
+                    f"{file.path} and {first.path} are not both milvusdm exports", "import them separately"
+                )
             if file.stored and replace(file.stored, partitions=()) != replace(first.stored, partitions=()):
-                raise InputError(f"{file.path} holds another collection schema than {first.path}", "import one collection at a time")
+                raise InputError(
+                    f"{file.path} holds another collection schema than {first.path}", "import one collection at a time"
+                )
             for name, dataset in file.fields.items():
                 if Column.for_numpy(name, dataset.dtype) != Column.for_numpy(name, first.fields[name].dtype):
                     raise InputError(f"field {name!r} has another type in {file.path} than in {first.path}", "")
@@ -226,7 +231,8 @@ class Hdf5Source(Source):
             return Batch(begin, ids, vector_rows(file.vectors[a:b]), scalars, partition)
         except OSError as error:
             raise InputError(
-                f"cannot read rows {a}..{b - 1} of {file.path}: {error}", "the file is corrupt or truncated; copy it again"
+                f"cannot read rows {a}..{b - 1} of {file.path}: {error}",
+                "the file is corrupt or truncated; copy it again",
             ) from None
 
     def close(self) -> None:
@@ -243,8 +249,10 @@ def _read_column(dataset: h5py.Dataset, a: int, b: int, column: Column) -> np.nd
         return from_file(column, dataset.asstr("utf-8")[a:b])
     except UnicodeDecodeError:
         row = next(i for i, value in enumerate(dataset[a:b]) if not _is_utf8(value))
-        raise InputError(f"dataset {dataset.name!r} in {dataset.file.filename}, row {a + row}, is not UTF-8 text",
-                         "store strings as UTF-8") from None
+        raise InputError(
+            f"dataset {dataset.name!r} in {dataset.file.filename}, row {a + row}, is not UTF-8 text",
+            "store strings as UTF-8",
+        ) from None
 
 
 def _is_utf8(value: bytes | str) -> bool:

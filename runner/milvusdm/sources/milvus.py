@@ -26,8 +26,17 @@ from milvusdm.wire import unsupported
 
 log = logging.getLogger(__name__)
 LOOKUP_KEYS = 5_000  # keys per `key in [...]` query
-INDEX_KEYS = {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows",
-              "pending_index_rows", "state", "params"}
+INDEX_KEYS = {
+    "index_type",
+    "metric_type",
+    "field_name",
+    "index_name",
+    "total_rows",
+    "indexed_rows",
+    "pending_index_rows",
+    "state",
+    "params",
+}
 
 
 def column_of(field: dict) -> Column:
@@ -35,9 +44,14 @@ def column_of(field: dict) -> Column:
     params = field.get("params", {})
     number = lambda key: int(params[key]) if key in params else None  # noqa: E731
     return Column(
-        field["name"], field["type"], max_length=number("max_length"), dim=number("dim"),
-        element_type=field.get("element_type"), max_capacity=number("max_capacity"),
-        description=field.get("description", ""), partition_key=bool(field.get("is_partition_key")),
+        field["name"],
+        field["type"],
+        max_length=number("max_length"),
+        dim=number("dim"),
+        element_type=field.get("element_type"),
+        max_capacity=number("max_capacity"),
+        description=field.get("description", ""),
+        partition_key=bool(field.get("is_partition_key")),
     )
 
 
@@ -103,9 +117,15 @@ class MilvusSource(Source):
         indexes = self._indexes({c.name for c in columns})
         metric = next((i.metric_type for i in indexes if i.field == vector.name), None)
         return Schema(
-            dim=vector.dim, vector_type=vector.dtype, vector_name=vector.name, key=key,
-            scalars=tuple(c for c in columns if c is not key and c is not vector), metric=metric,
-            name=self.spec.collection, description=info.get("description", ""), indexes=tuple(indexes),
+            dim=vector.dim,
+            vector_type=vector.dtype,
+            vector_name=vector.name,
+            key=key,
+            scalars=tuple(c for c in columns if c is not key and c is not vector),
+            metric=metric,
+            name=self.spec.collection,
+            description=info.get("description", ""),
+            indexes=tuple(indexes),
             auto_id=bool(info.get("auto_id")),
         )
 
@@ -116,7 +136,9 @@ class MilvusSource(Source):
             found = self.milvus.retry("describe an index", client.describe_index, name, index_name)
             if found and found.get("field_name") in fields:
                 params = {k: v for k, v in found.items() if k not in INDEX_KEYS} | found.get("params", {})
-                indexes.append(Index(found["field_name"], found["index_type"], found.get("metric_type"), params, index_name))
+                indexes.append(
+                    Index(found["field_name"], found["index_type"], found.get("metric_type"), params, index_name)
+                )
         return indexes
 
     def _ensure_loaded(self) -> None:
@@ -146,8 +168,13 @@ class MilvusSource(Source):
 
     def _count(self, partition: str) -> int:
         rows = self.milvus.retry(
-            "count the source rows", self.milvus.client.query, self.spec.collection, filter=self._filter(),
-            output_fields=["count(*)"], partition_names=[partition], consistency_level="Strong",
+            "count the source rows",
+            self.milvus.client.query,
+            self.spec.collection,
+            filter=self._filter(),
+            output_fields=["count(*)"],
+            partition_names=[partition],
+            consistency_level="Strong",
         )
         return int(rows[0]["count(*)"])
 
@@ -207,8 +234,16 @@ class MilvusSource(Source):
                     break
             for chunk in range(0, len(keys), LOOKUP_KEYS):
                 listed = ", ".join(map(literal, keys[chunk : chunk + LOOKUP_KEYS]))
-                values = self.milvus.query(self.spec.collection, f"{self.schema.key.name} in [{listed}]", self.columns, [partition])
-                yield Batch(first, values[0], values[1], {c.name: v for c, v in zip(self.columns[2:], values[2:], strict=True)}, partition)
+                values = self.milvus.query(
+                    self.spec.collection, f"{self.schema.key.name} in [{listed}]", self.columns, [partition]
+                )
+                yield Batch(
+                    first,
+                    values[0],
+                    values[1],
+                    {c.name: v for c, v in zip(self.columns[2:], values[2:], strict=True)},
+                    partition,
+                )
 
     def close(self) -> None:
         if self.milvus is not None:

@@ -66,13 +66,21 @@ class _Directory:
         if self.store is None:
             values = np.fromfile(path, dtype=dtype, count=count, offset=offset)
         else:
-            bucket, key = path[len("s3://"):].split("/", 1)
-            response = self.store.call("read", path, self.store.client.get_object,
-                                       Bucket=bucket, Key=key, Range=f"bytes={offset}-{offset + nbytes - 1}")
+            bucket, key = path[len("s3://") :].split("/", 1)
+            response = self.store.call(
+                "read",
+                path,
+                self.store.client.get_object,
+                Bucket=bucket,
+                Key=key,
+                Range=f"bytes={offset}-{offset + nbytes - 1}",
+            )
             values = np.frombuffer(response["Body"].read(), dtype=dtype)
         if values.size != count:
-            raise InputError(f"segment file {path} is truncated (ends before byte {offset + nbytes})",
-                             "copy the 1.x data directory again, whole")
+            raise InputError(
+                f"segment file {path} is truncated (ends before byte {offset + nbytes})",
+                "copy the 1.x data directory again, whole",
+            )
         return values
 
 
@@ -147,23 +155,32 @@ class Milvus1xSource(Source):
         self.schema = Schema(
             dim=collection.dimension,
             vector_type=DataType.BINARY_VECTOR if collection.binary else DataType.FLOAT_VECTOR,
-            metric=collection.metric, name=collection.name, partitions=tuple(rows.items()),
+            metric=collection.metric,
+            name=collection.name,
+            partitions=tuple(rows.items()),
         )
-        check_unique_ids(self._all_ids(), f"collection {collection.name!r} of {self.spec.path}",
-                         "set source.milvus1x.duplicates: keepFirst to keep each id's first copy (Milvus would store every copy)")
+        check_unique_ids(
+            self._all_ids(),
+            f"collection {collection.name!r} of {self.spec.path}",
+            "set source.milvus1x.duplicates: keepFirst to keep each id's first copy (Milvus would store every copy)",
+        )
 
     def _collection(self) -> Collection:
         meta = self.spec.meta
         if meta is not None and meta.mysql is not None:
             if self.files.store is None and not Path(self.spec.path, "db", "tables").is_dir():
-                raise InputError(f"{self.spec.path} is not a Milvus 1.x data directory (no db/tables/ folder)",
-                                 "point source.milvus1x.path at the 1.x server's storage.path")
+                raise InputError(
+                    f"{self.spec.path} is not a Milvus 1.x data directory (no db/tables/ folder)",
+                    "point source.milvus1x.path at the 1.x server's storage.path",
+                )
             mysql = meta.mysql
             found = read_mysql(mysql.host, mysql.port, mysql.user, mysql.secret(), mysql.database)
         else:
             if self.files.store is None and meta is None and not Path(self.spec.path, "db").is_dir():
-                raise InputError(f"{self.spec.path} is not a Milvus 1.x data directory (no db/ folder)",
-                                 "point source.milvus1x.path at the 1.x server's storage.path")
+                raise InputError(
+                    f"{self.spec.path} is not a Milvus 1.x data directory (no db/ folder)",
+                    "point source.milvus1x.path at the 1.x server's storage.path",
+                )
             location = meta.sqlite if meta is not None and meta.sqlite else self.files.path(META_FILE)
             with tempfile.TemporaryDirectory(prefix="milvusdm-meta-") as folder:
                 found = read_sqlite(_local_meta(location, self.store, folder), location)
@@ -194,12 +211,17 @@ class Milvus1xSource(Source):
         rv = self._payload(plan.file(".rv"))
         raw_rows, extra = divmod(rv, self.vector_bytes)
         if extra:
-            raise InputError(f"{self.files.path(plan.file('.rv'))} holds {rv} bytes of vectors, not a whole number of "
-                             f"{self.vector_bytes}-byte rows", "check the collection's dimension in the meta database")
+            raise InputError(
+                f"{self.files.path(plan.file('.rv'))} holds {rv} bytes of vectors, not a whole number of "
+                f"{self.vector_bytes}-byte rows",
+                "check the collection's dimension in the meta database",
+            )
         uid = self._payload(plan.file(".uid"))
         if uid != raw_rows * 8:
-            raise InputError(f"{self.files.path(plan.file('.uid'))} holds {uid // 8} ids for {raw_rows} vectors",
-                             "copy the segment again, whole")
+            raise InputError(
+                f"{self.files.path(plan.file('.uid'))} holds {uid // 8} ids for {raw_rows} vectors",
+                "copy the segment again, whole",
+            )
         deleted = self._deleted(plan, raw_rows)
         if raw_rows - len(deleted) != segment.rows:
             raise InputError(
@@ -222,25 +244,36 @@ class Milvus1xSource(Source):
         repeats = order[np.flatnonzero(every[order][1:] == every[order][:-1]) + 1]
         if not repeats.size:
             return plans
-        log.warning("kept the first copy of %d duplicated id(s) of %r, dropping %d later copies",
-                    np.unique(every[repeats]).size, self.spec.collection, repeats.size)
+        log.warning(
+            "kept the first copy of %d duplicated id(s) of %r, dropping %d later copies",
+            np.unique(every[repeats]).size,
+            self.spec.collection,
+            repeats.size,
+        )
         owner, offset = np.concatenate(owners)[repeats], np.concatenate(offsets)[repeats]
         kept = []
         for number, plan in enumerate(plans):
             dropped = offset[owner == number]
-            kept.append(replace(plan, deleted=np.union1d(plan.deleted, dropped), rows=plan.rows - dropped.size)
-                        if dropped.size else plan)
+            kept.append(
+                replace(plan, deleted=np.union1d(plan.deleted, dropped), rows=plan.rows - dropped.size)
+                if dropped.size
+                else plan
+            )
         return kept
 
     def _payload(self, relative: str) -> int:
         """Bytes after the header, checked against the header."""
         size = self.files.size(relative)
         if size is None:
-            raise InputError(f"segment file {self.files.path(relative)} is missing",
-                             "copy the whole 1.x data directory (db/tables/ with every segment folder)")
+            raise InputError(
+                f"segment file {self.files.path(relative)} is missing",
+                "copy the whole 1.x data directory (db/tables/ with every segment folder)",
+            )
         if size < HEADER or int(self.files.read(relative, 0, 1, np.uint64)[0]) != size - HEADER:
-            raise InputError(f"segment file {self.files.path(relative)} is truncated ({size} bytes; its header "
-                             "disagrees)", "copy the 1.x data directory again, whole")
+            raise InputError(
+                f"segment file {self.files.path(relative)} is truncated ({size} bytes; its header disagrees)",
+                "copy the 1.x data directory again, whole",
+            )
         return size - HEADER
 
     def _deleted(self, plan: _SegmentFiles, raw_rows: int) -> np.ndarray:
@@ -250,8 +283,10 @@ class Milvus1xSource(Source):
         offsets = self.files.read(relative, HEADER, self._payload(relative) // 4, np.int32)
         deleted = np.unique(offsets).astype(np.int64)
         if deleted.size and (deleted[0] < 0 or deleted[-1] >= raw_rows):
-            raise InputError(f"{self.files.path(relative)} deletes rows outside the segment's {raw_rows}",
-                             "copy the segment again, whole")
+            raise InputError(
+                f"{self.files.path(relative)} deletes rows outside the segment's {raw_rows}",
+                "copy the segment again, whole",
+            )
         return deleted
 
     def _rows(self, plan: _SegmentFiles, a: int, b: int, with_vectors: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +297,7 @@ class Milvus1xSource(Source):
         width = self.vector_bytes // self.vector_dtype.itemsize if with_vectors else 0
         flat = self.files.read(plan.file(".rv"), HEADER + self.vector_bytes * lo, (hi - lo) * width, self.vector_dtype)
         vectors = flat.reshape(hi - lo, width)
-        window = plan.deleted[np.searchsorted(plan.deleted, lo):np.searchsorted(plan.deleted, hi)]
+        window = plan.deleted[np.searchsorted(plan.deleted, lo) : np.searchsorted(plan.deleted, hi)]
         if window.size:
             keep = np.ones(hi - lo, dtype=bool)
             keep[window - lo] = False

@@ -133,8 +133,10 @@ class ParquetSource(Source):
         vector = spec.vectors or ("values" if pinecone else self._only_vector(arrow, path))
         kind = vector_kind(self._type(arrow, vector, path, "vectors"))
         if kind is None:
-            raise InputError(f"column {vector!r} of {path} holds {arrow.field(vector).type}, not vectors",
-                             "point source.parquet.vectors at a list column of floats or a fixed-size binary column")
+            raise InputError(
+                f"column {vector!r} of {path} holds {arrow.field(vector).type}, not vectors",
+                "point source.parquet.vectors at a list column of floats or a fixed-size binary column",
+            )
         self.vector = Column(vector, kind, dim=self._dim(first, vector, kind))
         self.key = spec.ids or next((n for n in ID_DEFAULTS if n in names), None)
         key_type = self._type(arrow, self.key, path, "ids") if self.key else None
@@ -146,20 +148,30 @@ class ParquetSource(Source):
             dynamic = name == DYNAMIC_FIELD or (pinecone and name == "metadata")
             self._type(arrow, name, path, "fields")
             self.fields[name] = Column(DYNAMIC_FIELD, DataType.JSON) if dynamic else infer(name, arrow.field(name).type)
-        if key_type is not None and not (pa.types.is_integer(key_type) or pa.types.is_string(key_type)
-                                         or pa.types.is_large_string(key_type)):
-            raise InputError(f"id column {self.key!r} of {path} holds {key_type}, not integers or strings",
-                             "point source.parquet.ids at an integer or string column, or leave it unset")
+        if key_type is not None and not (
+            pa.types.is_integer(key_type) or pa.types.is_string(key_type) or pa.types.is_large_string(key_type)
+        ):
+            raise InputError(
+                f"id column {self.key!r} of {path} holds {key_type}, not integers or strings",
+                "point source.parquet.ids at an integer or string column, or leave it unset",
+            )
         text_key = key_type is not None and not pa.types.is_integer(key_type)
         return Schema(
-            dim=self.vector.dim, vector_type=kind, scalars=tuple(self.fields.values()), metric=self._metric(arrow),
+            dim=self.vector.dim,
+            vector_type=kind,
+            scalars=tuple(self.fields.values()),
+            metric=self._metric(arrow),
             key=Column(self.key, DataType.VARCHAR, VARCHAR_MAX_LENGTH) if text_key else None,
         )
 
     @staticmethod
     def _type(arrow: pa.Schema, name: str, path: str, setting: str) -> pa.DataType:
         if name not in arrow.names:
-            fix = "migrate files of one layout together" if setting == "paths" else f"set source.parquet.{setting} to columns listed"
+            fix = (
+                "migrate files of one layout together"
+                if setting == "paths"
+                else f"set source.parquet.{setting} to columns listed"
+            )
             raise InputError(f"{path} has no column {name!r} (columns: {', '.join(arrow.names)})", fix)
         return arrow.field(name).type
 
@@ -167,7 +179,11 @@ class ParquetSource(Source):
     def _only_vector(arrow: pa.Schema, path: str) -> str:
         candidates = [f.name for f in arrow if vector_kind(f.type) is not None]
         if len(candidates) != 1:
-            found = f"columns {', '.join(candidates)} could be" if candidates else "no column (list of floats or fixed-size binary) holds"
+            found = (
+                f"columns {', '.join(candidates)} could be"
+                if candidates
+                else "no column (list of floats or fixed-size binary) holds"
+            )
             raise InputError(f"{path}: {found} the vectors", "set source.parquet.vectors to the vector column")
         return candidates[0]
 
@@ -180,8 +196,10 @@ class ParquetSource(Source):
             return field_type.list_size
         for _, record in part.read([name], 0, part.rows, 1):
             return int(pc.list_value_length(record.column(0))[0].as_py() or 0)
-        raise InputError(f"{part.path} holds no rows, so the vectors' dimension is unknown",
-                         "give a fixed-size list column, or a file with rows")
+        raise InputError(
+            f"{part.path} holds no rows, so the vectors' dimension is unknown",
+            "give a fixed-size list column, or a file with rows",
+        )
 
     @staticmethod
     def _metric(arrow: pa.Schema) -> str | None:
@@ -193,26 +211,33 @@ class ParquetSource(Source):
         if (part.stored is None) != (first.stored is None):
             raise InputError(f"{part.path} and {first.path} are not both milvusdm exports", "import them separately")
         if part.stored and replace(part.stored, partitions=()) != replace(first.stored, partitions=()):
-            raise InputError(f"{part.path} holds another collection schema than {first.path}", "import one collection at a time")
+            raise InputError(
+                f"{part.path} holds another collection schema than {first.path}", "import one collection at a time"
+            )
         arrow, expected = part.file.schema_arrow, first.file.schema_arrow
         for name in filter(None, [self.key, self.vector.name, *self.fields]):
             found = self._type(arrow, name, part.path, "paths")
             if found != expected.field(name).type:
-                raise InputError(f"column {name!r} holds {found} in {part.path} but {expected.field(name).type} in {first.path}",
-                                 "migrate files of one layout together")
+                raise InputError(
+                    f"column {name!r} holds {found} in {part.path} but {expected.field(name).type} in {first.path}",
+                    "migrate files of one layout together",
+                )
         self._check_vector_nulls(part)
 
     def _check_vector_nulls(self, part: ParquetPart) -> None:
         """Nulls in the vector column, from the row groups' statistics (no data read)."""
         metadata = part.file.metadata
-        leaves = [j for j in range(metadata.num_columns)
-                  if metadata.schema.column(j).path.split(".")[0] == self.vector.name]
+        leaves = [
+            j for j in range(metadata.num_columns) if metadata.schema.column(j).path.split(".")[0] == self.vector.name
+        ]
         for group in range(metadata.num_row_groups):
             for j in leaves:
                 stats = metadata.row_group(group).column(j).statistics
                 if stats is not None and stats.has_null_count and stats.null_count:
-                    raise InputError(f"column {self.vector.name!r} of {part.path} holds null vectors or values "
-                                     f"(row group {group})", "drop those rows or fill them in")
+                    raise InputError(
+                        f"column {self.vector.name!r} of {part.path} holds null vectors or values (row group {group})",
+                        "drop those rows or fill them in",
+                    )
 
     def _check_keys(self) -> None:
         """Nulls, range and uniqueness of the ids, before anything is written (the id column
@@ -221,7 +246,9 @@ class ParquetSource(Source):
         ids = pa.chunked_array(chunks, type=chunks[0].type if chunks else pa.int64())
         where = f"source {self.describe()}"
         if ids.null_count:
-            raise InputError(f"id column {self.key!r} of {where} holds {ids.null_count} null(s)", "give every row an id")
+            raise InputError(
+                f"id column {self.key!r} of {where} holds {ids.null_count} null(s)", "give every row an id"
+            )
         if pa.types.is_uint64(ids.type) and len(ids) and pc.max(ids).as_py() > np.iinfo(np.int64).max:
             raise InputError(f"{where} has ids above 2**63-1", "Milvus ids are signed 64-bit integers")
         text = pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)
@@ -232,8 +259,10 @@ class ParquetSource(Source):
         ordered = ids.take(pc.sort_indices(ids))  # sorting holds two copies of the ids; a hash set held ~14 times more
         repeated = ordered[1:].filter(pc.equal(ordered[1:], ordered[:-1]))
         if len(repeated):
-            raise InputError(f"{where} has {len(repeated)} duplicate id(s), e.g. {repeated[0].as_py()}",
-                             "make the ids unique; Milvus would store every copy")
+            raise InputError(
+                f"{where} has {len(repeated)} duplicate id(s), e.g. {repeated[0].as_py()}",
+                "make the ids unique; Milvus would store every copy",
+            )
 
     def batches(self, start: int, stop: int, size: int) -> Iterator[Batch]:
         """Batches never straddle files or partitions."""

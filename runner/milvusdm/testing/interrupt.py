@@ -41,7 +41,9 @@ def kill_when(arguments: list[str], checkpoint: Path, min_position: int, timeout
         if child.poll() is None:
             child.kill()
             child.wait()
-    raise RuntimeError(f"run ended before row {min_position}: {child.stderr.read().decode()[-500:] if child.stderr else ''}")
+    raise RuntimeError(
+        f"run ended before row {min_position}: {child.stderr.read().decode()[-500:] if child.stderr else ''}"
+    )
 
 
 def resume(manifest: Path, state: Path) -> dict[str, Any]:

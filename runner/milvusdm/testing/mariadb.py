@@ -26,23 +26,49 @@ class MariaDB:
         return self.base_dir / "sock"
 
     def _client(self, sql: str) -> None:
-        subprocess.run(["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-e", sql],
-                       check=True, capture_output=True, timeout=30)
+        subprocess.run(
+            ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-e", sql],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
 
     def start(self, timeout: float = 60) -> MariaDB:
         if shutil.which("mariadbd") is None and not Path("/usr/sbin/mariadbd").exists():
             raise RuntimeError("mariadb-server is not installed (apt-get install -y mariadb-server)")
         data = self.base_dir / "data"
-        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
-                        "--auth-root-authentication-method=normal", "--skip-test-db"],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={data}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         log = (self.base_dir / "err.log").open("wb")
         self._process = subprocess.Popen(
-            [shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults", f"--datadir={data}",
-             f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
-             f"--pid-file={self.base_dir / 'pid'}", f"--log-error={self.base_dir / 'err.log'}", "--skip-name-resolve",
-             "--skip-log-bin", "--innodb-buffer-pool-size=16M", "--user=root"],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                shutil.which("mariadbd") or "/usr/sbin/mariadbd",
+                "--no-defaults",
+                f"--datadir={data}",
+                f"--socket={self.socket}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--pid-file={self.base_dir / 'pid'}",
+                f"--log-error={self.base_dir / 'err.log'}",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=16M",
+                "--user=root",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -53,8 +79,10 @@ class MariaDB:
                     self.stop()
                     raise RuntimeError(f"mariadbd did not start; see {self.base_dir / 'err.log'}") from None
                 time.sleep(0.3)
-        self._client(f"CREATE DATABASE {DATABASE}; CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'; "
-                     f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'%';")
+        self._client(
+            f"CREATE DATABASE {DATABASE}; CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'; "
+            f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'%';"
+        )
         return self
 
     def connect(self) -> Any:

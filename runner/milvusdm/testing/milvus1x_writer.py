@@ -14,25 +14,62 @@ from typing import Any
 
 import numpy as np
 
-TABLES = ("Tables", ["id", "table_id", "state", "dimension", "created_on", "flag", "index_file_size", "engine_type",
-                     "index_params", "metric_type", "owner_table", "partition_tag", "version", "flush_lsn"])
-FILES = ("TableFiles", ["id", "table_id", "segment_id", "engine_type", "file_id", "file_type", "file_size",
-                        "row_count", "updated_time", "created_on", "date"])
+TABLES = (
+    "Tables",
+    [
+        "id",
+        "table_id",
+        "state",
+        "dimension",
+        "created_on",
+        "flag",
+        "index_file_size",
+        "engine_type",
+        "index_params",
+        "metric_type",
+        "owner_table",
+        "partition_tag",
+        "version",
+        "flush_lsn",
+    ],
+)
+FILES = (
+    "TableFiles",
+    [
+        "id",
+        "table_id",
+        "segment_id",
+        "engine_type",
+        "file_id",
+        "file_type",
+        "file_size",
+        "row_count",
+        "updated_time",
+        "created_on",
+        "date",
+    ],
+)
 SQLITE_SCHEMA = (
-    ("CREATE TABLE Tables (id INTEGER PRIMARY KEY NOT NULL, table_id TEXT UNIQUE NOT NULL, state INTEGER NOT NULL, "
-    "dimension INTEGER NOT NULL, created_on INTEGER NOT NULL, flag INTEGER DEFAULT 0 NOT NULL, "
-    "index_file_size INTEGER NOT NULL, engine_type INTEGER NOT NULL, index_params TEXT NOT NULL, "
-    "metric_type INTEGER NOT NULL, owner_table TEXT DEFAULT '' NOT NULL, partition_tag TEXT DEFAULT '' NOT NULL, "
-    "version TEXT DEFAULT '0.10.0' NOT NULL, flush_lsn INTEGER DEFAULT 0 NOT NULL)"),
-    ("CREATE TABLE TableFiles (id INTEGER PRIMARY KEY NOT NULL, table_id TEXT NOT NULL, segment_id TEXT DEFAULT '' "
-    "NOT NULL, engine_type INTEGER NOT NULL, file_id TEXT NOT NULL, file_type INTEGER NOT NULL, file_size INTEGER "
-    "DEFAULT 0 NOT NULL, row_count INTEGER DEFAULT 0 NOT NULL, updated_time INTEGER NOT NULL, created_on INTEGER "
-    "NOT NULL, date INTEGER DEFAULT -1 NOT NULL)"),
+    (
+        "CREATE TABLE Tables (id INTEGER PRIMARY KEY NOT NULL, table_id TEXT UNIQUE NOT NULL, state INTEGER NOT NULL, "
+        "dimension INTEGER NOT NULL, created_on INTEGER NOT NULL, flag INTEGER DEFAULT 0 NOT NULL, "
+        "index_file_size INTEGER NOT NULL, engine_type INTEGER NOT NULL, index_params TEXT NOT NULL, "
+        "metric_type INTEGER NOT NULL, owner_table TEXT DEFAULT '' NOT NULL, partition_tag TEXT DEFAULT '' NOT NULL, "
+        "version TEXT DEFAULT '0.10.0' NOT NULL, flush_lsn INTEGER DEFAULT 0 NOT NULL)"
+    ),
+    (
+        "CREATE TABLE TableFiles (id INTEGER PRIMARY KEY NOT NULL, table_id TEXT NOT NULL, segment_id TEXT DEFAULT '' "
+        "NOT NULL, engine_type INTEGER NOT NULL, file_id TEXT NOT NULL, file_type INTEGER NOT NULL, file_size INTEGER "
+        "DEFAULT 0 NOT NULL, row_count INTEGER DEFAULT 0 NOT NULL, updated_time INTEGER NOT NULL, created_on INTEGER "
+        "NOT NULL, date INTEGER DEFAULT -1 NOT NULL)"
+    ),
     "CREATE TABLE Environment (global_lsn INTEGER DEFAULT 0 NOT NULL)",
 )
 MYSQL_SCHEMA = tuple(
-    statement.replace("INTEGER PRIMARY KEY", "BIGINT PRIMARY KEY AUTO_INCREMENT").replace("TEXT UNIQUE", "VARCHAR(255) UNIQUE")
-    .replace(" TEXT", " VARCHAR(255)").replace("INTEGER", "BIGINT")
+    statement.replace("INTEGER PRIMARY KEY", "BIGINT PRIMARY KEY AUTO_INCREMENT")
+    .replace("TEXT UNIQUE", "VARCHAR(255) UNIQUE")
+    .replace(" TEXT", " VARCHAR(255)")
+    .replace("INTEGER", "BIGINT")
     for statement in SQLITE_SCHEMA
 )
 RAW, TO_INDEX, INDEX, TO_DELETE, BACKUP = 1, 2, 3, 4, 7
@@ -54,20 +91,60 @@ class Milvus1xWriter:
         self.clock = itertools.count(NOW)
 
     def collection(self, name: str, dimension: int, metric: int = 1, state: int = 0) -> str:
-        self.tables.append((len(self.tables) + 1, name, state, dimension, next(self.clock), 0, 1024 << 20, 1, "{}",
-                            metric, "", "", "0.10.0", 0))
+        self.tables.append(
+            (
+                len(self.tables) + 1,
+                name,
+                state,
+                dimension,
+                next(self.clock),
+                0,
+                1024 << 20,
+                1,
+                "{}",
+                metric,
+                "",
+                "",
+                "0.10.0",
+                0,
+            )
+        )
         return name
 
     def partition(self, owner: str, tag: str, state: int = 0) -> str:
         """A partition is its own Tables row with a numeric table_id, its owner and its tag."""
         dimension, metric = next((t[3], t[9]) for t in self.tables if t[1] == owner)
         table_id = str(next(self.clock))
-        self.tables.append((len(self.tables) + 1, table_id, state, dimension, next(self.clock), 0, 1024 << 20, 1, "{}",
-                            metric, owner, tag, "0.10.0", 0))
+        self.tables.append(
+            (
+                len(self.tables) + 1,
+                table_id,
+                state,
+                dimension,
+                next(self.clock),
+                0,
+                1024 << 20,
+                1,
+                "{}",
+                metric,
+                owner,
+                tag,
+                "0.10.0",
+                0,
+            )
+        )
         return table_id
 
-    def segment(self, table_id: str, ids: np.ndarray, vectors: np.ndarray, deleted: Any = (), file_type: int = RAW,
-                indexed: bool = False, row_count: int | None = None) -> str:
+    def segment(
+        self,
+        table_id: str,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        deleted: Any = (),
+        file_type: int = RAW,
+        indexed: bool = False,
+        row_count: int | None = None,
+    ) -> str:
         """A segment's files, and its meta rows (an INDEX row too when ``indexed``)."""
         segment_id = str(next(self.clock))
         folder = self.root / "db" / "tables" / table_id / segment_id
@@ -83,7 +160,9 @@ class Milvus1xWriter:
 
     def _file(self, table_id: str, segment_id: str, file_id: str, file_type: int, size: int, rows: int) -> None:
         stamp = next(self.clock)
-        self.files.append((len(self.files) + 1, table_id, segment_id, 1, file_id, file_type, size, rows, stamp, stamp, -1))
+        self.files.append(
+            (len(self.files) + 1, table_id, segment_id, 1, file_id, file_type, size, rows, stamp, stamp, -1)
+        )
 
     def rows(self) -> list[tuple[str, list[str], list[tuple[Any, ...]]]]:
         return [(TABLES[0], TABLES[1], self.tables), (FILES[0], FILES[1], self.files)]
@@ -107,7 +186,7 @@ class Milvus1xWriter:
             for suffix in ("", "-wal"):
                 shutil.copyfile(f"{live}{suffix}", f"{path}{suffix}")
         connection.close()
-        for leftover in (live.parent.glob("meta-live.sqlite*") if wal else ()):
+        for leftover in live.parent.glob("meta-live.sqlite*") if wal else ():
             leftover.unlink()
         return path
 

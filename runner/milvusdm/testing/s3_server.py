@@ -48,8 +48,13 @@ class MotoS3:
                     self.stop()
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
-        iam = boto3.client("iam", endpoint_url=self.endpoint, region_name=REGION,
-                           aws_access_key_id="setup", aws_secret_access_key="setup")
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="setup",
+            aws_secret_access_key="setup",
+        )
         iam.create_user(UserName="milvusdm")
         iam.put_user_policy(UserName="milvusdm", PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
         key = iam.create_access_key(UserName="milvusdm")["AccessKey"]
@@ -57,8 +62,13 @@ class MotoS3:
         return self
 
     def client(self) -> Any:
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
-                            aws_access_key_id=self.access_key_id, aws_secret_access_key=self.secret_access_key)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
 
     @property
     def environment(self) -> dict[str, str]:
