@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 from pymilvus.grpc_gen import schema_pb2
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from milvusdm import internals, tls
 from milvusdm.errors import InputError, TransientError
@@ -21,6 +22,7 @@ from milvusdm.spec import MilvusEndpoint
 from milvusdm.wire import take
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TRANSIENT_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 AUTH_GRPC = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
@@ -91,13 +93,14 @@ def retrying(seconds: float) -> Retrying:
         wait=wait_random_exponential(multiplier=0.5, max=10),
         stop=stop_after_delay(seconds),
         reraise=True,
-        before_sleep=lambda state: log.warning(
-            "transient error (attempt %d, retrying for up to %.0fs): %s",
-            state.attempt_number,
-            seconds,
-            state.outcome.exception(),
-        ),
+        before_sleep=lambda state: _log_retry(state, seconds),
     )
+
+
+def _log_retry(state: RetryCallState, seconds: float) -> None:
+    # tenacity sets the outcome before it sleeps; its type admits None only for a call not yet made
+    error = state.outcome.exception() if state.outcome is not None else None
+    log.warning("transient error (attempt %d, retrying for up to %.0fs): %s", state.attempt_number, seconds, error)
 
 
 def literal(value: Any) -> str:
@@ -168,19 +171,17 @@ class Connection:
         self.endpoint = endpoint
         self.client = connect(endpoint, role)
 
-    def call(self, what: str, fn, *args, **kwargs):
+    def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A one-shot call."""
         try:
             return fn(*args, **kwargs)
         except (MilvusException, grpc.RpcError) as error:
             raise classify(error, what, self.endpoint) from None
 
-    def retry(self, what: str, fn, *args, **kwargs):
+    def retry(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A call that is safe to repeat: retried through transient failures."""
         try:
-            for attempt in retrying(RETRY_SECONDS):
-                with attempt:
-                    return fn(*args, **kwargs)
+            return retrying(RETRY_SECONDS)(fn, *args, **kwargs)
         except (MilvusException, grpc.RpcError) as error:
             raise classify(error, what, self.endpoint) from None
 

@@ -12,6 +12,7 @@ import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from pymilvus import DataType
@@ -31,7 +32,7 @@ from milvusdm.wire import put
 log = logging.getLogger(__name__)
 
 
-def field_params(column: Column) -> dict:
+def field_params(column: Column) -> dict[str, Any]:
     """``add_field`` keyword arguments for a column's type parameters."""
     params = {
         "max_length": column.max_length,
@@ -54,16 +55,45 @@ class MilvusSink(Sink):
 
     def __init__(self, spec: MilvusTarget) -> None:
         self.spec = spec
-        self.name = spec.collection
+        self._name = spec.collection
         self.on_conflict = spec.on_conflict
-        self.milvus: Connection | None = None
-        self.schema: Schema | None = None
-        self._described: dict | None = None
+        self._milvus: Connection | None = None
+        self._schema: Schema | None = None
+        self._described: dict[str, Any] | None = None
         self.new_partitions: list[str] = []  # made by this run in a collection that existed before
 
     @property
-    def staging(self) -> bool:
-        return self.name != self.spec.collection
+    def name(self) -> str:
+        """The collection written (a manifest naming many is planned into one sink per collection)."""
+        if self._name is None:
+            raise RuntimeError(f"{self.describe()} names no single collection")
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        self._name = name
+        self.staging = name != self.spec.collection
+
+    @property
+    def collection(self) -> str:
+        """The target collection: ``name`` once ``commit`` has swapped a staging copy in."""
+        if self.spec.collection is None:
+            raise RuntimeError(f"{self.describe()} names no single collection")
+        return self.spec.collection
+
+    @property
+    def milvus(self) -> Connection:
+        """The connection ``prepare`` or ``attach`` made."""
+        if self._milvus is None:
+            raise RuntimeError(f"{self.describe()} is not connected")
+        return self._milvus
+
+    @property
+    def schema(self) -> Schema:
+        """The source's schema, bound by ``prepare`` or ``attach``."""
+        if self._schema is None:
+            raise RuntimeError(f"{self.describe()} is not prepared")
+        return self._schema
 
     def describe(self) -> str:
         where = f"/{self.spec.partition}" if self.spec.partition else ""
@@ -77,17 +107,18 @@ class MilvusSink(Sink):
         return setting in self.spec.model_fields_set
 
     def _connect(self) -> Connection:
-        if self.milvus is None:
-            self.milvus = Connection(self.spec, "target")
-        return self.milvus
+        if self._milvus is None:
+            self._milvus = Connection(self.spec, "target")
+        return self._milvus
 
     def _has(self, name: str) -> bool:
-        return self._connect().retry("check the collection", self.milvus.client.has_collection, name)
+        milvus = self._connect()
+        return bool(milvus.retry("check the collection", milvus.client.has_collection, name))
 
     def _bind(self, schema: Schema) -> None:
         """Names and types of the target's key and vector: the manifest's if it gives them,
         else the source's, else the defaults."""
-        self.schema = schema
+        self._schema = schema
         key = schema.key or Column(self.spec.id_field, DataType.INT64)
         self.key = key if schema.key and not self._chosen("id_field") else replace(key, name=self.spec.id_field)
         vector = schema.vector
@@ -100,7 +131,7 @@ class MilvusSink(Sink):
         self._connect()
 
     def identities(self) -> set[str]:
-        name = self.spec.collection
+        name = self.collection
         return {collection_identity(self._connect(), name)} if self._has(name) else set()
 
     # -- preparing the collection ------------------------------------------------------------
@@ -111,7 +142,7 @@ class MilvusSink(Sink):
             return True
         self._bind(schema)
         self._check_indexes()
-        client, name, mode = self.milvus.client, self.spec.collection, self.spec.mode
+        client, name, mode = self.milvus.client, self.collection, self.spec.mode
         exists = self._has(name)
         if exists and mode == "create":
             raise InputError(
@@ -139,10 +170,10 @@ class MilvusSink(Sink):
         """Open the existing collection to resume into it or to read it (indexed and loaded; the
         staging copy of an interrupted overwrite if there is one)."""
         self._bind(schema)
-        staging = self.spec.collection + STAGING
+        staging = self.collection + STAGING
         if self.spec.mode == "overwrite" and self._has(staging):
             self.name, self.created = staging, True
-        elif not self._has(self.spec.collection):
+        elif not self._has(self.collection):
             raise InputError(
                 f"collection {self.spec.collection!r} does not exist at {self.spec.uri}",
                 "run the migration from the start (without --resume)",
@@ -185,7 +216,7 @@ class MilvusSink(Sink):
     def _indexes(self) -> list[Index]:
         """The source's index definitions, the manifest's for the vector if it sets one, and
         a default for any other vector field without one (Milvus loads only indexed vectors)."""
-        source = {i.field: i for i in self.schema.indexes}
+        source: dict[str | None, Index] = {i.field: i for i in self.schema.indexes}  # popped by vector_name
         given = source.pop(self.schema.vector_name, None)
         if given is None or self._chosen("index") or self._chosen("metric"):
             given = Index(self.vector.name, self.spec.index.type, self.metric, self.spec.index.params)
@@ -256,7 +287,9 @@ class MilvusSink(Sink):
 
     # -- writing --------------------------------------------------------------------------
 
-    def _request(self, batch: Batch, request_type):
+    def _request(
+        self, batch: Batch, request_type: type[milvus_pb2.InsertRequest] | type[milvus_pb2.UpsertRequest]
+    ) -> milvus_pb2.InsertRequest | milvus_pb2.UpsertRequest:
         partition = self.spec.partition or (batch.partition if self.by_partition else None)
         request = request_type(collection_name=self.name, partition_name=partition or "", num_rows=len(batch))
         put(request.fields_data.add(), self.key, batch.ids)
@@ -282,6 +315,8 @@ class MilvusSink(Sink):
 
     def _send(self, batch: Batch, upsert: bool) -> None:
         request = self._request(batch, milvus_pb2.UpsertRequest if upsert else milvus_pb2.InsertRequest)
+        if self._described is None:
+            raise RuntimeError(f"{self.describe()} is not prepared")
         internals.write(self.milvus.client, self.name, request, self._described, self.spec.timeout_seconds)
 
     # -- finishing ------------------------------------------------------------------------
@@ -300,7 +335,7 @@ class MilvusSink(Sink):
         name and is loaded, and only then is the old one dropped. If the copy cannot load under its
         new name (Milvus Lite checks index parameters only then), the swap is undone. Every step is
         safe to repeat after a crash."""
-        client, final = self.milvus.client, self.spec.collection
+        client, final = self.milvus.client, self.collection
         retired = final + RETIRED
         if self.name != final:
             old = self._has(final)
@@ -413,6 +448,6 @@ class MilvusSink(Sink):
         self.milvus.retry("flush", client.flush, self.name, timeout=None)
 
     def close(self) -> None:
-        if self.milvus is not None:
-            self.milvus.close()
-            self.milvus = None
+        if self._milvus is not None:
+            self._milvus.close()
+            self._milvus = None

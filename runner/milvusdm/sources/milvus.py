@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from pymilvus import DataType
@@ -39,10 +40,13 @@ INDEX_KEYS = {
 }
 
 
-def column_of(field: dict) -> Column:
+def column_of(field: dict[str, Any]) -> Column:
     """A field as ``describe_collection`` reports it."""
     params = field.get("params", {})
-    number = lambda key: int(params[key]) if key in params else None  # noqa: E731
+
+    def number(key: str) -> int | None:
+        return int(params[key]) if key in params else None
+
     return Column(
         field["name"],
         field["type"],
@@ -58,18 +62,39 @@ def column_of(field: dict) -> Column:
 class MilvusSource(Source):
     def __init__(self, spec: MilvusSpec) -> None:
         self.spec = spec
-        self.milvus: Connection | None = None
+        self._milvus: Connection | None = None
         self.parts: list[tuple[str, int, int]] = []  # (partition, first position, rows)
+
+    @property
+    def milvus(self) -> Connection:
+        """The connection ``open`` made."""
+        if self._milvus is None:
+            raise RuntimeError(f"{self.describe()} is not open")
+        return self._milvus
+
+    @property
+    def collection(self) -> str:
+        """The one collection read (a manifest naming many is planned into one source per collection)."""
+        if self.spec.collection is None:
+            raise RuntimeError(f"{self.describe()} names no single collection")
+        return self.spec.collection
+
+    @property
+    def key(self) -> Column:
+        """The primary key (``_schema`` always finds one)."""
+        if self.schema.key is None:
+            raise RuntimeError(f"{self.describe()} has no primary key")
+        return self.schema.key
 
     def describe(self) -> str:
         return f"milvus:{self.spec.uri}/{self.spec.collection}"
 
     def identities(self) -> set[str]:
-        return {collection_identity(self.milvus, self.spec.collection)}
+        return {collection_identity(self.milvus, self.collection)}
 
     def open(self) -> None:
         spec = self.spec
-        self.milvus = Connection(spec, "source")
+        self._milvus = Connection(spec, "source")
         client, name = self.milvus.client, spec.collection
         if not self.milvus.retry("check the collection", client.has_collection, name):
             present = self.milvus.retry("list collections", client.list_collections)
@@ -79,7 +104,7 @@ class MilvusSource(Source):
             )
         info = self.milvus.retry("describe the collection", client.describe_collection, name)
         self.schema = self._schema(info)
-        self.columns = [self.schema.key, self.schema.vector, *self.schema.scalars]
+        self.columns = [self.key, self.schema.vector, *self.schema.scalars]
         self._ensure_loaded()
         self.parts, start = [], 0
         for partition in self._partitions():
@@ -89,7 +114,7 @@ class MilvusSource(Source):
         self.total = start
         self.schema = replace(self.schema, partitions=tuple((p, rows) for p, _, rows in self.parts))
 
-    def _schema(self, info: dict) -> Schema:
+    def _schema(self, info: dict[str, Any]) -> Schema:
         columns = [column_of(f) for f in info["fields"]]
         key = next(c for c, f in zip(columns, info["fields"], strict=True) if f.get("is_primary"))
         wanted = self.spec.fields
@@ -116,6 +141,11 @@ class MilvusSource(Source):
         vector = vectors[0]
         indexes = self._indexes({c.name for c in columns})
         metric = next((i.metric_type for i in indexes if i.field == vector.name), None)
+        if vector.dim is None:  # describe_collection gives every dense vector its dimension
+            raise InputError(
+                f"vector field {vector.name!r} of {self.spec.collection!r} has no dimension",
+                "choose a dense vector field in source.milvus.fields",
+            )
         return Schema(
             dim=vector.dim,
             vector_type=vector.dtype,
@@ -160,11 +190,11 @@ class MilvusSource(Source):
             )
         return chosen
 
-    def _filter(self, after=None) -> str:
+    def _filter(self, after: Any = None) -> str:
         parts = [f"({self.spec.filter})"] if self.spec.filter else []
         if after is not None:
-            parts.append(f"{self.schema.key.name} > {literal(after)}")
-        return " and ".join(parts) or everything(self.schema.key)
+            parts.append(f"{self.key.name} > {literal(after)}")
+        return " and ".join(parts) or everything(self.key)
 
     def _count(self, partition: str) -> int:
         rows = self.milvus.retry(
@@ -178,14 +208,14 @@ class MilvusSource(Source):
         )
         return int(rows[0]["count(*)"])
 
-    def _page(self, columns: list[Column], partition: str, after, limit: int) -> list[np.ndarray]:
-        return self.milvus.query(self.spec.collection, self._filter(after), columns, [partition], limit=limit)
+    def _page(self, columns: list[Column], partition: str, after: Any, limit: int) -> list[np.ndarray]:
+        return self.milvus.query(self.collection, self._filter(after), columns, [partition], limit=limit)
 
-    def _seek(self, partition: str, skip: int):
+    def _seek(self, partition: str, skip: int) -> Any:
         """The key after which a partition's row ``skip`` comes (None: from the start)."""
-        after = None
+        after: Any = None
         while skip > 0:
-            (keys,) = self._page([self.schema.key], partition, after, min(skip, QUERY_WINDOW))
+            (keys,) = self._page([self.key], partition, after, min(skip, QUERY_WINDOW))
             self._check_page(keys, partition)
             after, skip = keys[-1], skip - len(keys)
         return after
@@ -216,7 +246,7 @@ class MilvusSource(Source):
             position, end = max(start, first), min(stop, first + rows)
             after = self._seek(partition, position - first) if position < end else None
             while position < end:
-                (keys,) = self._page([self.schema.key], partition, after, min(QUERY_WINDOW, end - position))
+                (keys,) = self._page([self.key], partition, after, min(QUERY_WINDOW, end - position))
                 self._check_page(keys, partition)
                 yield keys
                 position, after = position + len(keys), keys[-1]
@@ -234,9 +264,7 @@ class MilvusSource(Source):
                     break
             for chunk in range(0, len(keys), LOOKUP_KEYS):
                 listed = ", ".join(map(literal, keys[chunk : chunk + LOOKUP_KEYS]))
-                values = self.milvus.query(
-                    self.spec.collection, f"{self.schema.key.name} in [{listed}]", self.columns, [partition]
-                )
+                values = self.milvus.query(self.collection, f"{self.key.name} in [{listed}]", self.columns, [partition])
                 yield Batch(
                     first,
                     values[0],
@@ -246,6 +274,6 @@ class MilvusSource(Source):
                 )
 
     def close(self) -> None:
-        if self.milvus is not None:
-            self.milvus.close()
-            self.milvus = None
+        if self._milvus is not None:
+            self._milvus.close()
+            self._milvus = None
