@@ -60,8 +60,9 @@ def _custom() -> kubernetes.client.CustomObjectsApi:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @metrics.counted("launch")
-def launch(body: kopf.Body, name: str, namespace: str, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
+def launch(body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
     """Validate with the shared spec model, then create the Job (once: a 409 means it exists)."""
+    assert namespace is not None, "MilvusMigrations are namespaced"
     try:
         migration = spec.parse(dict(body), origin=f"MilvusMigration {namespace}/{name}")
         job = jobs.build_job(migration, namespace, runner_image())
@@ -102,9 +103,12 @@ def _ensure_runner_identity(namespace: str) -> None:
 
 @kopf.on.field(GROUP, VERSION, PLURAL, field="spec.suspend")
 @metrics.counted("suspend")
-def suspend(body: kopf.Body, name: str, namespace: str, new: Any, old: Any, logger: logging.Logger, **_: Any) -> None:
+def suspend(
+    body: kopf.Body, name: str, namespace: str | None, new: Any, old: Any, logger: kopf.Logger, **_: Any
+) -> None:
     """Suspending the Job stops its pods; unsuspending starts them again, and the runner
     resumes from the checkpoint in the status."""
+    assert namespace is not None, "MilvusMigrations are namespaced"
     if old is None and not new:
         return  # creation without suspend: nothing to change
     try:
@@ -119,8 +123,9 @@ def suspend(body: kopf.Body, name: str, namespace: str, new: Any, old: Any, logg
 
 @kopf.on.event("batch", "v1", "jobs", labels={jobs.LABEL: kopf.PRESENT})
 @metrics.counted("job_changed")
-def job_changed(event: dict[str, Any], body: kopf.Body, namespace: str, logger: logging.Logger, **_: Any) -> None:
+def job_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:
     """Map the Job's state into its MilvusMigration's phase and conditions."""
+    assert namespace is not None, "Jobs are namespaced"
     if event.get("type") == "DELETED":
         return
     owner = body.get("metadata", {}).get("labels", {}).get(jobs.LABEL)
@@ -148,8 +153,9 @@ def job_changed(event: dict[str, Any], body: kopf.Body, namespace: str, logger: 
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def migration_changed(event: dict[str, Any], body: kopf.Body, name: str, namespace: str, **_: Any) -> None:
+def migration_changed(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
     """Keep the metrics of each migration current with the status its runners write."""
+    assert namespace is not None, "MilvusMigrations are namespaced"
     if event.get("type") == "DELETED":
         metrics.forget(namespace, name)
     else:

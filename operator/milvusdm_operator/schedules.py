@@ -50,7 +50,8 @@ def parse_time(text: str) -> datetime.datetime:
 
 
 @kopf.on.event(GROUP, VERSION, SCHEDULE_PLURAL)
-def schedule_seen(event: dict[str, Any], name: str, namespace: str, **_: Any) -> None:
+def schedule_seen(event: kopf.RawEvent, name: str, namespace: str | None, **_: Any) -> None:
+    assert namespace is not None, "MilvusMigrationSchedules are namespaced"
     if event.get("type") == "DELETED":
         known.discard((namespace, name))
     else:
@@ -139,7 +140,7 @@ def reconcile(namespace: str, name: str) -> None:
 
 def _create_run(custom: Any, body: dict[str, Any], schedule: MilvusMigrationSchedule, at: datetime.datetime) -> str:
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    run = {
+    run: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": MIGRATION_KIND,
         "metadata": {
@@ -149,7 +150,7 @@ def _create_run(custom: Any, body: dict[str, Any], schedule: MilvusMigrationSche
         },
         "spec": run_spec(schedule.spec.template.spec, at).model_dump(mode="json", by_alias=True, exclude_none=True),
     }
-    kopf.append_owner_reference(run, owner=body)
+    kopf.append_owner_reference(run, owner=body)  # type: ignore[arg-type]  # kopf hints its Body; it only reads keys
     try:
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, run)
         log.info("schedule %s/%s: created run %s", namespace, name, run["metadata"]["name"])
@@ -199,7 +200,7 @@ def _condition(
         type="Ready",
         status=state,
         reason=reason,
-        message=message,  # type: ignore[arg-type]
+        message=message,
         last_transition_time=before.last_transition_time if kept and before else iso(now),
         observed_generation=body["metadata"].get("generation"),
     )

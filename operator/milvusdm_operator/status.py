@@ -22,7 +22,8 @@ class Phase:
 
 
 def _job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for condition in job.get("status", {}).get("conditions") or []:
+    conditions: list[dict[str, Any]] = job.get("status", {}).get("conditions") or []
+    for condition in conditions:
         if condition.get("type") == kind and condition.get("status") == "True":
             return condition
     return None

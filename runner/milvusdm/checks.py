@@ -13,13 +13,14 @@ from milvusdm.spec import MilvusEndpoint, MilvusMigration
 DEFAULT_PORT = 19530
 
 
-def server_identity(endpoint: MilvusEndpoint) -> tuple:
+def server_identity(endpoint: MilvusEndpoint) -> tuple[str, str] | tuple[str, frozenset[str | int], int]:
     """Where an endpoint really is: Lite's resolved folder, or a server's addresses and port
     (``localhost`` and ``127.0.0.1`` are one server)."""
     if endpoint.is_lite:
         return ("lite", str(Path(endpoint.uri).expanduser().resolve()))
     parts = urlsplit(endpoint.uri)
     host, port = parts.hostname or "localhost", parts.port or DEFAULT_PORT
+    addresses: set[str | int]  # the first item of a socket address: a host (an int for AF_UNIX-like families)
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
     except OSError:  # unresolvable: compare the spelling
@@ -32,7 +33,9 @@ def same_server(a: MilvusEndpoint, b: MilvusEndpoint) -> bool:
     one, other = server_identity(a), server_identity(b)
     if one[0] != other[0] or one[-1] != other[-1]:
         return False
-    return one[1] == other[1] if one[0] == "lite" else bool(one[1] & other[1])
+    if isinstance(one[1], frozenset) and isinstance(other[1], frozenset):  # servers: any shared address
+        return bool(one[1] & other[1])
+    return one[1] == other[1]
 
 
 def _check_names(migration: MilvusMigration) -> None:
@@ -44,11 +47,12 @@ def _check_names(migration: MilvusMigration) -> None:
             f"target.milvus.idField and vectorField are both {target.id_field!r}",
             "give the key and the vector different names",
         )
-    fields = list(hdf5.fields.values()) if hdf5 is not None else []
+    mapping = hdf5.fields if hdf5 is not None else {}
+    fields = list(mapping.values())
     reserved = {target.id_field: "idField", target.vector_field: "vectorField"}
     for name in fields:
         if fields.count(name) > 1:
-            datasets = [d for d, f in hdf5.fields.items() if f == name]
+            datasets = [d for d, f in mapping.items() if f == name]
             raise InputError(
                 f"source.hdf5.fields maps {', '.join(map(repr, datasets))} to one field {name!r}",
                 "give every dataset its own field name",

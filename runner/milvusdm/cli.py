@@ -7,13 +7,16 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
 
 from milvusdm import __version__, env, legacy, spec
 from milvusdm.errors import InputError, Interrupted, MigrationError
+
+if TYPE_CHECKING:  # imported where used: a command loads only what it runs
+    from milvusdm import engine, instance
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Move vectors into, out of and between Milvus.")
 ManifestOption = Annotated[Path, typer.Option("--file", "-f", help="A MilvusMigration manifest (YAML).")]
@@ -27,15 +30,15 @@ stderr = Console(stderr=True)
 NOISY_LOGGERS = ("pymilvus", "grpc", "milvus_lite", "faiss")
 
 
-class _Stderr(logging.StreamHandler):
+class _Stderr(logging.StreamHandler[TextIO]):
     """Writes to sys.stderr as it is at each record (it may be swapped, e.g. when captured)."""
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _) -> None:
+    def stream(self, _: TextIO) -> None:
         pass
 
 
@@ -131,7 +134,9 @@ def run(
         _fail(error, json_output)
 
 
-def _run_local(migration: spec.MilvusMigration, observers: list, state: Path, resume: bool | None):
+def _run_local(
+    migration: spec.MilvusMigration, observers: list[engine.Observer], state: Path, resume: bool | None
+) -> engine.Summary | instance.RunSummary:
     """One collection through the engine, many through ``instance`` (one engine run each)."""
     from milvusdm import engine, instance
     from milvusdm.checkpoint import FileCheckpoints
@@ -143,17 +148,17 @@ def _run_local(migration: spec.MilvusMigration, observers: list, state: Path, re
         return engine.run(migration, observers, checkpoints=checkpoints, resume=resume)
 
 
-def _endpoint(uri: str, token: str | None, user: str | None, database: str | None = None) -> dict:
+def _endpoint(uri: str, token: str | None, user: str | None, database: str | None = None) -> dict[str, Any]:
     found = {"uri": uri, "token": token, "user": user, "database": database}
     return {key: value for key, value in found.items() if value}
 
 
-def _s3(endpoint: str | None) -> dict:
+def _s3(endpoint: str | None) -> dict[str, Any]:
     return {"s3": {"endpoint": endpoint, "pathStyle": True}} if endpoint else {}
 
 
 def _run_document(
-    document: dict, name: str, resume: bool, state: Path, json_output: bool, quiet: bool, verbose: bool
+    document: dict[str, Any], name: str, resume: bool, state: Path, json_output: bool, quiet: bool, verbose: bool
 ) -> None:
     _setup_logging(verbose, quiet)
     observers = [] if quiet else [_progress()]
@@ -272,7 +277,7 @@ def _pair(text: str, separator: str, form: str) -> tuple[str, str]:
     return left, right
 
 
-def _progress():
+def _progress() -> engine.Observer:
     from milvusdm.progress import ProgressBar, ProgressLog
 
     return ProgressBar(stderr) if stderr.is_terminal else ProgressLog()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from milvusdm import kubetypes
 from milvusdm.spec import API_VERSION, KIND, MigrationSpec, MigrationStatus
@@ -87,7 +88,7 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def schema_of(model) -> dict[str, Any]:
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     return structural(raw, raw.get("$defs", {}))
 
@@ -191,4 +192,5 @@ def render(schedule: bool = False) -> str:
     header = (
         f"# Generated from the spec model by `milvusdm crd{' --schedule' if schedule else ''}`; do not edit by hand.\n"
     )
-    return header + yaml.safe_dump(schedule_definition() if schedule else definition(), sort_keys=False, width=120)
+    body: str = yaml.safe_dump(schedule_definition() if schedule else definition(), sort_keys=False, width=120)
+    return header + body

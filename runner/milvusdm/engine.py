@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from pymilvus import DataType
@@ -80,7 +80,7 @@ class Summary:
             f"({self.rows_per_second:,.0f} rows/s); verified: {self.verified}{notes}"
         )
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"rowsPerSecond": round(self.rows_per_second, 1)}
 
 
@@ -109,19 +109,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-_DONE = object()
-
-
 class _Reader(threading.Thread):
     """Reads and normalises batches ahead of the writers, into a bounded queue."""
 
     def __init__(self, batches: Iterator[Batch], depth: int) -> None:
         super().__init__(name="milvusdm-reader", daemon=True)
         self.batches = batches
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.queue: queue.Queue[Batch | BaseException | None] = queue.Queue(maxsize=depth)  # None: the end
         self.cancelled = threading.Event()
 
-    def _put(self, item: object) -> bool:
+    def _put(self, item: Batch | BaseException | None) -> bool:
         while not self.cancelled.is_set():
             try:
                 self.queue.put(item, timeout=0.1)
@@ -135,12 +132,12 @@ class _Reader(threading.Thread):
             for batch in self.batches:
                 if not self._put(batch.normalized()):
                     return
-            self._put(_DONE)
+            self._put(None)
         except BaseException as error:  # handed to the consumer, raised there
             self._put(error)
 
     def __iter__(self) -> Iterator[Batch]:
-        while (item := self.queue.get()) is not _DONE:
+        while (item := self.queue.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -160,7 +157,7 @@ def stream(
     """Copy rows ``start..stop`` of the source into the sink (idempotently if ``replay``); rows
     whose keys the target held before are skipped or upserted as ``conflicts`` says."""
     reader = _Reader(source.batches(start, stop, batch_size), depth=inflight)
-    pending: deque[tuple[Batch, Future]] = deque()
+    pending: deque[tuple[Batch, Future[None]]] = deque()
     write = conflicts.write if conflicts is not None else sink.write
     reader.start()
     with ThreadPoolExecutor(inflight, thread_name_prefix="milvusdm-writer") as writers:
@@ -179,13 +176,13 @@ def stream(
             reader.join()
 
 
-def _commit(item: tuple[Batch, Future], on_commit: Callable[[Batch], None]) -> None:
+def _commit(item: tuple[Batch, Future[None]], on_commit: Callable[[Batch], None]) -> None:
     batch, future = item
     future.result()
     on_commit(batch)
 
 
-def _settle(pending: deque[tuple[Batch, Future]], on_commit: Callable[[Batch], None]) -> None:
+def _settle(pending: deque[tuple[Batch, Future[None]]], on_commit: Callable[[Batch], None]) -> None:
     """After a failure: cancel writes not begun, and commit the in-order prefix that did land,
     so rollbacks and checkpoints know about every row written."""
     landed = True
@@ -569,6 +566,7 @@ def _usable_checkpoint(
                 f"an interrupted run of this migration stopped after row {saved.position} ({where})",
                 f"rerun with --resume to continue, or delete {where} to start over",
             )
+        assert checkpoints is not None  # the saved checkpoint came from it
         checkpoints.clear()
     return None
 

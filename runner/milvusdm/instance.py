@@ -398,7 +398,8 @@ class Stores(Protocol):
     """Where a run keeps its ledger and each collection's checkpoint: files locally, the
     MilvusMigration's status (one key per collection) in the operator's Job."""
 
-    ledger: Record
+    @property
+    def ledger(self) -> Record: ...
 
     def checkpoints(self, item: Item) -> CheckpointStore: ...
 

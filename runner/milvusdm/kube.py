@@ -56,7 +56,10 @@ class MigrationResource:
 
     def get(self) -> dict[str, Any]:
         try:
-            return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
+            found: dict[str, Any] = self.api.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, self.name
+            )
+            return found
         except ApiException as error:
             if error.status == 404:
                 raise InputError(f"MilvusMigration {self.namespace}/{self.name} does not exist", "") from None

@@ -28,7 +28,8 @@ def _definitions() -> dict[str, Any]:
         from milvusdm.errors import InputError
 
         raise InputError("generating the CRD needs kubernetes-validate", "pip install 'milvusdm[test]'") from None
-    return json.loads((folder / "_definitions.json").read_text())["$defs"]
+    definitions: dict[str, Any] = json.loads((folder / "_definitions.json").read_text())["$defs"]
+    return definitions
 
 
 def schema(name: str) -> dict[str, Any]:

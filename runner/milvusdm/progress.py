@@ -6,7 +6,8 @@ import logging
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, Task, TaskID, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from milvusdm.engine import Summary
 
@@ -18,9 +19,9 @@ class RowsPerSecond(TextColumn):
     def __init__(self) -> None:
         super().__init__("")
 
-    def render(self, task):
+    def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed or 0
-        return f"{speed:,.0f} rows/s"
+        return Text(f"{speed:,.0f} rows/s")
 
 
 class ProgressBar:
@@ -36,16 +37,18 @@ class ProgressBar:
             console=console,
             transient=True,
         )
-        self.task = None
+        self.task: TaskID | None = None  # set when the copy starts
 
     def started(self, summary: Summary, done: int) -> None:
         self.progress.start()
         self.task = self.progress.add_task("copying", total=summary.total, completed=done)
 
     def committed(self, done: int) -> None:
+        assert self.task is not None, "committed after started"
         self.progress.update(self.task, completed=done)
 
     def phase(self, name: str) -> None:
+        assert self.task is not None, "a phase after started"
         self.progress.update(self.task, description=PHASES[name])
 
     def finished(self, summary: Summary) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 import zoneinfo
-from typing import Literal
+from typing import Any, Literal
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -73,7 +73,7 @@ class ScheduleStatus(BaseModel):
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
 
-    def patch(self) -> dict:
+    def patch(self) -> dict[str, Any]:
         return {"status": self.model_dump(mode="json", by_alias=True, exclude_unset=True)}
 
 
@@ -99,7 +99,8 @@ def due(spec: ScheduleSpec, since: datetime.datetime, now: datetime.datetime) ->
 
 
 def next_time(spec: ScheduleSpec, now: datetime.datetime) -> datetime.datetime:
-    return spec.times_after(now).get_next(datetime.datetime)
+    after: datetime.datetime = spec.times_after(now).get_next(datetime.datetime)
+    return after
 
 
 def run_spec(template: MigrationSpec, at: datetime.datetime) -> MigrationSpec:
