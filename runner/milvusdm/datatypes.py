@@ -7,7 +7,6 @@ Milvus source's "can this be copied") reads this table, so adding a type is one 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,45 +15,13 @@ import numpy as np
 from pymilvus import DataType
 
 
-def _equal(ours: Any, theirs: Any) -> bool:
-    return bool(ours == theirs)
-
-
-def _same_float(ours: Any, theirs: Any) -> bool:
-    """Equal as float32 holds it; NaN equals NaN (it was stored as it came)."""
-    a, b = np.float32(ours), np.float32(theirs)
-    return bool(a == b or (math.isnan(a) and math.isnan(b)))
-
-
-def _same_double(ours: Any, theirs: Any) -> bool:
-    a, b = float(ours), float(theirs)
-    return a == b or (math.isnan(a) and math.isnan(b))
-
-
-def _same_json(ours: Any, theirs: Any) -> bool:
-    return bool(json.loads(ours) == json.loads(theirs))
-
-
-def _same_list(ours: Any, theirs: Any) -> bool:
-    return list(ours) == list(theirs)
-
-
-def _same_array(ours: Any, theirs: Any) -> bool:
-    return bool(np.array_equal(ours, theirs))
-
-
-def _canonical_json(value: Any) -> bytes:
-    text = value.decode() if isinstance(value, bytes) else value
-    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def _json_to_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else json.dumps(value)
 
 
 @dataclass(frozen=True)
 class TypeInfo:
-    """How one Milvus type is held in a batch, sent on the wire, written to files and compared."""
+    """How one Milvus type is held in a batch, sent on the wire, written to files and digested."""
 
     numpy: str | None  # dtype of a batch's column (of its (rows, width) array for vectors); None: objects
     wire: str | None  # attribute of schema_pb2.ScalarField / VectorField holding it; None: not copyable
@@ -66,8 +33,6 @@ class TypeInfo:
     arrow: str | None = (
         None  # Arrow type name of its Parquet column in Milvus' import layout (vectors: of the list's values)
     )
-    same: Callable[[Any, Any], bool] = _equal  # equal as Milvus stores the type
-    canonical: Callable[[Any], bytes] | None = None  # objects' bytes for row digests, the same from any reader
     digest: str = (
         "int64"  # how verification digests it (``digest.words``): int64, float32, float64, bytes, text, json, array
     )
@@ -84,20 +49,16 @@ TYPES: dict[DataType, TypeInfo] = {
     DataType.INT32: TypeInfo("int32", "int_data", from_numpy=("i4", "u2"), arrow="int32"),
     DataType.INT64: TypeInfo("int64", "long_data", from_numpy=("i8", "u4"), arrow="int64"),
     DataType.FLOAT: TypeInfo(
-        "float32", "float_data", "<f4", from_numpy=("f2", "f4"), same=_same_float, arrow="float32", digest="float32"
+        "float32", "float_data", "<f4", from_numpy=("f2", "f4"), arrow="float32", digest="float32"
     ),
-    DataType.DOUBLE: TypeInfo(
-        "float64", "double_data", "<f8", from_numpy=("f8",), same=_same_double, arrow="float64", digest="float64"
-    ),
-    DataType.VARCHAR: TypeInfo(None, "string_data", arrow="string", canonical=lambda v: str(v).encode(), digest="text"),
+    DataType.DOUBLE: TypeInfo("float64", "double_data", "<f8", from_numpy=("f8",), arrow="float64", digest="float64"),
+    DataType.VARCHAR: TypeInfo(None, "string_data", arrow="string", digest="text"),
     DataType.JSON: TypeInfo(
         None,
         "json_data",
         to_text=_json_to_text,
         from_text=str.encode,
-        same=_same_json,
         arrow="string",
-        canonical=_canonical_json,
         digest="json",
     ),
     DataType.ARRAY: TypeInfo(
@@ -105,20 +66,12 @@ TYPES: dict[DataType, TypeInfo] = {
         "array_data",
         to_text=lambda v: json.dumps(list(v)),
         from_text=json.loads,
-        same=_same_list,
-        canonical=lambda v: json.dumps(list(v), ensure_ascii=False).encode(),
         digest="array",
     ),
-    DataType.FLOAT_VECTOR: TypeInfo(
-        "float32", "float_vector", "<f4", bits=32, same=_same_array, arrow="float32", digest="bytes"
-    ),
-    DataType.BINARY_VECTOR: TypeInfo("uint8", "binary_vector", bits=1, same=_same_array, arrow="uint8", digest="bytes"),
-    DataType.FLOAT16_VECTOR: TypeInfo(
-        "uint8", "float16_vector", bits=16, same=_same_array, arrow="uint8", digest="bytes"
-    ),
-    DataType.BFLOAT16_VECTOR: TypeInfo(
-        "uint8", "bfloat16_vector", bits=16, same=_same_array, arrow="uint8", digest="bytes"
-    ),
+    DataType.FLOAT_VECTOR: TypeInfo("float32", "float_vector", "<f4", bits=32, arrow="float32", digest="bytes"),
+    DataType.BINARY_VECTOR: TypeInfo("uint8", "binary_vector", bits=1, arrow="uint8", digest="bytes"),
+    DataType.FLOAT16_VECTOR: TypeInfo("uint8", "float16_vector", bits=16, arrow="uint8", digest="bytes"),
+    DataType.BFLOAT16_VECTOR: TypeInfo("uint8", "bfloat16_vector", bits=16, arrow="uint8", digest="bytes"),
     DataType.SPARSE_FLOAT_VECTOR: TypeInfo(None, None, bits=32),
 }
 TEXT_KINDS = "SUO"  # numpy kinds of file data that becomes VARCHAR

@@ -1,5 +1,5 @@
 """Order-independent digests of rows: how verification proves a copy without reading both sides row by row,
-and how a dump records its files (``RowDigest``).
+and how a dump records its files (``dump.json``, with the fixed ``DUMP_SEED``).
 
 A digest is ``(rows, a, b)``: the row count and two sums, modulo 2**64, of two 64-bit hashes of
 every row. Sums do not care about order, so batches fold in as they commit, shards add up, and a
@@ -41,8 +41,19 @@ LANES = (  # (shift, multiplier, multiplier): MurmurHash3 fmix64 and SplitMix64'
 _U64 = np.uint64
 
 
+DUMP_SEED = "6d696c767573646d2d64756d702d7631"  # fixed, so dump.json's digests can be recomputed by anyone
+
+
 def new_seed() -> str:
     return secrets.token_hex(16)
+
+
+def of_rows(schema: Schema, batches: Iterable[Batch], seed: str = DUMP_SEED) -> Digest:
+    """The whole-row digest of every row in ``batches`` (normalised as sources yield them)."""
+    hasher, total = Hasher(seed, schema, whole=True), Digest()
+    for batch in batches:
+        total += hasher.digest(batch.normalized())
+    return total
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,8 @@ class Hasher:
         self.seed, self.schema = bytes.fromhex(seed), schema
         self.key = schema.key or Column("id", DataType.INT64)
         self.whole, self.vector = whole, schema.vector
-        self.scalars = schema.scalars if whole else ()
+        # by name: a collection read back from a server may list its fields in another order than a file
+        self.scalars = tuple(sorted(schema.scalars, key=lambda c: c.name)) if whole else ()
         self._offsets: dict[int, np.ndarray] = {}
 
     def offsets(self, width: int) -> np.ndarray:
@@ -177,43 +189,3 @@ class Hasher:
             return Digest()
         a, b = self.rows(batch)
         return Digest(len(batch), int(a.sum(dtype=np.uint64)), int(b.sum(dtype=np.uint64)))
-
-
-# -- the row digest of dump files (dump.json), recomputed by a restore ----------------------------
-
-
-def cells(column: Column, values: np.ndarray) -> list[bytes]:
-    """Each value of a column as canonical bytes: fixed-width types in their Milvus width."""
-    kind = column.type
-    if kind.canonical is not None:
-        return [kind.canonical(v) for v in values]
-    array = np.ascontiguousarray(values, dtype=kind.numpy)
-    raw, width = memoryview(array.tobytes()), array.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
-    return [bytes(raw[i * width : (i + 1) * width]) for i in range(len(array))]
-
-
-class RowDigest:
-    """Feed batches of one schema; ``hexdigest`` does not depend on the order of rows."""
-
-    def __init__(self, schema: Schema) -> None:
-        self.key = schema.key or Column("ids", DataType.INT64)
-        self.columns = sorted(schema.scalars, key=lambda c: c.name)
-        self.vector = schema.vector
-        self.rows, self.total = 0, 0
-
-    def update(self, batch: Batch) -> None:
-        parts = [cells(self.key, batch.ids), cells(self.vector, batch.vectors)]
-        parts += [cells(c, batch.scalars[c.name]) for c in self.columns]
-        for row in zip(*parts, strict=True):
-            framed = b"".join(len(cell).to_bytes(4, "little") + cell for cell in row)
-            self.total += int.from_bytes(hashlib.blake2b(framed, digest_size=8).digest(), "little")
-        self.total &= MASK
-        self.rows += len(batch)
-
-    def update_all(self, batches: Iterable[Batch]) -> RowDigest:
-        for batch in batches:
-            self.update(batch)
-        return self
-
-    def hexdigest(self) -> str:
-        return f"{self.total:016x}"

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from milvusdm.digest import RowDigest
+from milvusdm.digest import of_rows
 from milvusdm.errors import InputError
 from milvusdm.spec import Hdf5Source, S3Settings
 from milvusdm.storage import ObjectStore, is_s3
@@ -84,9 +84,7 @@ def describe_export(folder: Folder, directory: str) -> tuple[dict[str, Any], lis
         for file in reader.files:
             relative = file.path[len(folder.root) + 1 :]
             ((partition, rows),) = file.partitions
-            digest = RowDigest(reader.schema)
-            for batch in reader.batches(file.offset, file.offset + rows, DIGEST_BATCH):
-                digest.update(batch.normalized())
+            digest = of_rows(reader.schema, reader.batches(file.offset, file.offset + rows, DIGEST_BATCH))
             size, sha = folder.sha256(relative)
             files.append(
                 {
@@ -95,7 +93,7 @@ def describe_export(folder: Folder, directory: str) -> tuple[dict[str, Any], lis
                     "rows": rows,
                     "size": size,
                     "sha256": sha,
-                    "digest": digest.hexdigest(),
+                    "digest": digest.text(),
                 }
             )
         return reader.schema.as_dict(), files

@@ -348,7 +348,7 @@ class Plan:
 
     def _verify_digests(self, item: Item, target: MilvusTarget) -> None:
         """Each restored partition's rows against the digest dump.json recorded for its file."""
-        from milvusdm.digest import RowDigest
+        from milvusdm.digest import of_rows
         from milvusdm.sources.milvus import MilvusSource as Reader
 
         for record in item.entry["files"]:
@@ -359,15 +359,13 @@ class Plan:
             reader = Reader(spec)
             try:
                 reader.open()
-                digest = RowDigest(reader.schema).update_all(
-                    b.normalized() for b in reader.batches(0, reader.total, 10_000)
-                )
+                digest = of_rows(reader.schema, reader.batches(0, reader.total, 10_000))
             finally:
                 reader.close()
-            if (digest.rows, digest.hexdigest()) != (record["rows"], record["digest"]):
+            if (digest.rows, digest.text()) != (record["rows"], record["digest"]):
                 raise VerificationError(
                     f"partition {record['partition']!r} of {target.database}.{target.collection} does not match "
-                    f"{record['path']} ({digest.rows} rows, digest {digest.hexdigest()}; dump.json: {record['rows']} "
+                    f"{record['path']} ({digest.rows} rows, digest {digest.text()}; dump.json: {record['rows']} "
                     f"rows, digest {record['digest']})",
                     "inspect the target; rerun with mode overwrite to restore again",
                 )

@@ -10,7 +10,8 @@ import pytest
 from pymilvus import DataType
 
 import milvusdm
-from milvusdm import datatypes
+from milvusdm import datatypes, digest
+from milvusdm.batch import objects
 from milvusdm.schema import Column
 
 
@@ -69,9 +70,14 @@ def test_copyable_types():
     assert all(datatypes.copyable(t) for t in (DataType.JSON, DataType.FLOAT16_VECTOR, DataType.INT8))
 
 
-def test_comparisons_follow_storage():
-    assert datatypes.info(DataType.FLOAT).same(0.1, np.float32(0.1))
-    assert datatypes.info(DataType.FLOAT).same(float("nan"), np.float32("nan"))
-    assert not datatypes.info(DataType.DOUBLE).same(0.1, np.float32(0.1))
-    assert datatypes.info(DataType.JSON).same(b'{"a": 1, "b": 2}', b'{"b":2,"a":1}')
-    assert not datatypes.info(DataType.JSON).same(b'{"a": 1}', b'{"a": 2}')
+def test_digest_words_are_equal_exactly_when_milvus_stores_equal_values():
+    def same(dtype: DataType, ours: object, theirs: object) -> bool:
+        column = Column("c", dtype)
+        key = bytes(16)
+        return bool((digest.words(column, objects([ours]), key) == digest.words(column, objects([theirs]), key)).all())
+
+    assert same(DataType.FLOAT, 0.1, np.float32(0.1))
+    assert same(DataType.FLOAT, float("nan"), np.float32("nan"))
+    assert not same(DataType.DOUBLE, 0.1, float(np.float32(0.1)))
+    assert same(DataType.JSON, b'{"a": 1, "b": 2}', b'{"b":2,"a":1}')
+    assert not same(DataType.JSON, b'{"a": 1}', b'{"a": 2}')
