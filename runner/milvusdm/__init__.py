@@ -7,6 +7,7 @@ The public API, for programs that run migrations themselves::
     migration = milvusdm.load("migration.yaml")
     summary = milvusdm.run(migration)
     print(summary.line())
+    print(milvusdm.verify(migration, mode="full"))
 
 Names are imported on first use, so ``import milvusdm`` (and the operator, which imports
 only the spec) stays light: pymilvus, numpy and the sources load with the engine.
@@ -31,7 +32,6 @@ _EXPORTS = {
     "TransientError": "milvusdm.errors",
     "VerificationError": "milvusdm.errors",
     "Interrupted": "milvusdm.errors",
-    "check": "milvusdm.engine",
 }
 __all__ = [
     "InputError",
@@ -43,16 +43,24 @@ __all__ = [
     "TransientError",
     "VerificationError",
     "__version__",
-    "check",
     "load",
     "parse",
     "run",
+    "verify",
 ]
 
 if TYPE_CHECKING:
-    from milvusdm.engine import Observer, Summary, check, run
+    from milvusdm.engine import Observer, Summary, run
     from milvusdm.errors import InputError, Interrupted, MigrationError, TransientError, VerificationError
     from milvusdm.spec import MilvusMigration, load, parse
+
+
+def verify(migration: MilvusMigration, mode: str | None = None) -> str:
+    """Check an existing target against the migration's source, copying nothing (``milvusdm verify``):
+    returns what was proven, or raises VerificationError. ``mode``: default the manifest's ``verify``."""
+    from milvusdm.engine import check
+
+    return check(migration, mode)
 
 
 def __getattr__(name: str) -> Any:

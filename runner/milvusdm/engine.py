@@ -29,7 +29,7 @@ from milvusdm.errors import InputError, MigrationError, TransientError, Verifica
 from milvusdm.sinks import Sink, open_sink
 from milvusdm.sources import Source, open_source
 from milvusdm.spec import MilvusMigration, Target
-from milvusdm.verify import Proof, verify
+from milvusdm.verification import Proof, verify
 
 log = logging.getLogger(__name__)
 DEFAULT_INFLIGHT = 2

@@ -18,7 +18,8 @@ from milvusdm.schema import Column
 def test_facade_names_resolve_and_match_all():
     for name in milvusdm.__all__:
         assert getattr(milvusdm, name) is not None
-    assert set(milvusdm.__all__) - {"__version__"} == set(milvusdm._EXPORTS)
+    assert set(milvusdm.__all__) - {"__version__", "verify"} == set(milvusdm._EXPORTS)
+    assert callable(milvusdm.verify)
     with pytest.raises(AttributeError):
         milvusdm.no_such_name  # noqa: B018
 
