@@ -122,7 +122,8 @@ def from_arrow(column: Column, array: pa.Array, where: str, first: int = 0) -> n
         return objects([json.dumps(_plain(value)).encode() for value in array.to_pylist()])
     if column.dtype in (DataType.VARCHAR, DataType.ARRAY):
         return objects(array.to_pylist())
-    return array.to_numpy(zero_copy_only=False).astype(column.type.numpy, copy=False)
+    values: np.ndarray = array.to_numpy(zero_copy_only=False)
+    return values.astype(column.type.numpy, copy=False)
 
 
 def _vectors(column: Column, array: pa.Array, where: str, first: int) -> np.ndarray:
@@ -138,12 +139,12 @@ def _vectors(column: Column, array: pa.Array, where: str, first: int) -> np.ndar
             f"the vector at row {first + row} of {where} has {lengths[row]} values, not {column.width}",
             "give every vector the same dimension",
         )
-    flat = array.flatten().to_numpy(zero_copy_only=False)
+    flat: np.ndarray = array.flatten().to_numpy(zero_copy_only=False)
     dtype = column.type.numpy if column.dtype != DataType.FLOAT_VECTOR else flat.dtype  # floats: normalized later
     return flat.astype(dtype, copy=False).reshape(len(array), column.width)
 
 
-def _plain(value):
+def _plain(value: object) -> object:
     """A struct or map value as JSON-ready data (maps arrive as lists of (key, value) pairs)."""
     if isinstance(value, list) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
         return {str(k): _plain(v) for k, v in value}

@@ -22,7 +22,7 @@ from milvusdm.errors import InputError
 from milvusdm.schema import Schema
 from milvusdm.sinks.base import Sink, export_files
 from milvusdm.spec import Export, S3Settings
-from milvusdm.storage import ObjectStore, is_s3, staging
+from milvusdm.storage import ObjectStore, RangeReader, is_s3, staging
 
 
 class ExportFile(ABC):
@@ -52,7 +52,7 @@ class ExportFile(ABC):
         """Close the partial file and rename it to ``path``; False if it was finished already."""
 
     @abstractmethod
-    def open_file(self, source) -> None:
+    def open_file(self, source: Path | RangeReader) -> None:
         """Open a finished file (a local path, or a seekable object-store reader) to read."""
 
     @abstractmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -18,7 +19,7 @@ from milvusdm.errors import InputError
 from milvusdm.layout import IDS, VECTORS, datasets, from_file, to_file, write_schema
 from milvusdm.schema import Schema
 from milvusdm.sinks.files import ExportFile, FileSink
-from milvusdm.storage import ObjectStore
+from milvusdm.storage import ObjectStore, RangeReader
 
 COPY_ROWS = 100_000
 CHUNK_BYTES = 4 << 20
@@ -56,11 +57,11 @@ class Hdf5Export(ExportFile):
         self.create()
         with previous:
             for name, dataset in previous.items():
-                target = self.file[name]
+                target = self.opened[name]
                 target.resize(dataset.shape[0], axis=0)
                 for lo in range(0, dataset.shape[0], COPY_ROWS):
                     target[lo : lo + COPY_ROWS] = dataset[lo : lo + COPY_ROWS]
-        self.file.flush()
+        self.opened.flush()
         killed.unlink()
 
     def write(self, batch: Batch) -> None:
@@ -68,11 +69,11 @@ class Hdf5Export(ExportFile):
         values = {VECTORS: batch.vectors, IDS: batch.ids, **batch.scalars}
         with self.lock:
             for name, (column, _, _) in datasets(self.schema).items():
-                dataset = self.file[name]
+                dataset = self.opened[name]
                 if dataset.shape[0] < stop:
                     dataset.resize(stop, axis=0)
                 dataset[start:stop] = to_file(column, values[name])
-            self.file.flush()  # on disk before the engine records the checkpoint
+            self.opened.flush()  # on disk before the engine records the checkpoint
 
     def complete(self) -> bool:
         if self.file is None or self.file.mode == "r":
@@ -81,20 +82,26 @@ class Hdf5Export(ExportFile):
         os.replace(self.partial, self.path)
         return True
 
-    def open_file(self, source) -> None:
+    def open_file(self, source: Path | RangeReader) -> None:
         self.file = h5py.File(source, "r")
 
+    @property
+    def opened(self) -> h5py.File:
+        """The file, once ``create``, ``reopen`` or ``open_file`` has opened it."""
+        assert self.file is not None
+        return self.file
+
     def count(self) -> int:
-        return int(self.file[IDS].shape[0])
+        return int(self.opened[IDS].shape[0])
 
     def ids(self) -> np.ndarray:
-        return _read(self.file, IDS, self.schema)
+        return _read(self.opened, IDS, self.schema)
 
     def rows(self, positions: np.ndarray, with_data: bool) -> Batch:
         if not with_data:
-            ids = _read(self.file, IDS, self.schema, positions)
+            ids = _read(self.opened, IDS, self.schema, positions)
             return Batch(0, ids, np.empty((len(ids), 0), dtype=np.float32))
-        columns = {name: _read(self.file, name, self.schema, positions) for name in datasets(self.schema)}
+        columns = {name: _read(self.opened, name, self.schema, positions) for name in datasets(self.schema)}
         return Batch(0, columns[IDS], columns[VECTORS], {c.name: columns[c.name] for c in self.schema.scalars})
 
     def remove(self) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +27,7 @@ from milvusdm.errors import InputError
 from milvusdm.schema import Schema
 from milvusdm.sinks.files import ExportFile, FileSink
 from milvusdm.sources.parquet import open_parquet
-from milvusdm.storage import ObjectStore
+from milvusdm.storage import ObjectStore, RangeReader
 
 SEGMENT = ".parquet"
 
@@ -57,10 +59,11 @@ class ParquetExport(ExportFile):
         pq.write_table(table, written, **self.options)
         os.replace(written, segment)  # whole, before the engine records the checkpoint
 
-    def _segments(self) -> list[str]:
+    def _segments(self) -> list[Path]:
         """The segments that tile rows 0..end, in order."""
         found = {int(name[: -len(SEGMENT)]): name for name in os.listdir(self.partial) if name.endswith(SEGMENT)}
-        order, row = [], 0
+        order: list[Path] = []
+        row = 0
         while row in found:
             order.append(self.partial / found[row])
             row += pq.read_metadata(order[-1]).num_rows
@@ -79,26 +82,32 @@ class ParquetExport(ExportFile):
         shutil.rmtree(self.partial)
         return True
 
-    def open_file(self, source) -> None:
+    def open_file(self, source: Path | RangeReader) -> None:
         self.file = open_parquet(source, self.location)
 
+    @property
+    def opened(self) -> pq.ParquetFile:
+        """The finished file, once ``open_file`` has opened it."""
+        assert self.file is not None
+        return self.file
+
     def count(self) -> int:
-        return self.file.metadata.num_rows
+        return cast(int, self.opened.metadata.num_rows)
 
     def _column(self, table: pa.Table, name: str) -> np.ndarray:
         return from_arrow(self.layout[name], table.column(name).combine_chunks(), self.location)
 
     def ids(self) -> np.ndarray:
         key = next(iter(self.layout))
-        return self._column(self.file.read(columns=[key]), key)
+        return self._column(self.opened.read(columns=[key]), key)
 
     def rows(self, positions: np.ndarray, with_data: bool) -> Batch:
         names = list(self.layout) if with_data else list(self.layout)[:1]
-        metadata = self.file.metadata
+        metadata = self.opened.metadata
         starts = np.cumsum([0] + [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)])
         groups = np.searchsorted(starts, positions, side="right") - 1
         parts = [
-            self.file.read_row_group(int(g), columns=names).take(pa.array(positions[groups == g] - starts[g]))
+            self.opened.read_row_group(int(g), columns=names).take(pa.array(positions[groups == g] - starts[g]))
             for g in np.unique(groups)
         ]
         table = pa.concat_tables(parts) if parts else self.arrow.empty_table().select(names)

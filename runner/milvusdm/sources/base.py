@@ -14,7 +14,7 @@ import numpy as np
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
 from milvusdm.schema import Schema
-from milvusdm.storage import ObjectStore, is_s3
+from milvusdm.storage import ObjectStore, RangeReader, is_s3
 
 
 class Source(ABC):
@@ -125,11 +125,20 @@ def check_unique_ids(
         )
 
 
+def readable(path: str, store: ObjectStore | None) -> str | RangeReader:
+    """A local path as it is, an s3:// URL as a seekable reader of the object."""
+    if not is_s3(path):
+        return path
+    assert store is not None  # sources make one when a path is s3://
+    return store.open(path)
+
+
 def expand(patterns: list[str], store: ObjectStore | None, kind: str, setting: str) -> list[str]:
     """Files named by paths, folders and glob patterns (s3:// too), in the order given (each sorted)."""
     files: list[str] = []
     for pattern in patterns:
         if is_s3(pattern):
+            assert store is not None  # sources make one when a path is s3://
             files.extend(store.expand(pattern))
         elif glob.has_magic(pattern):
             matches = sorted(glob.glob(pattern))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import h5py
 import numpy as np
@@ -27,7 +28,7 @@ from milvusdm.layout import (
     vector_rows,
 )
 from milvusdm.schema import Column, Schema
-from milvusdm.sources.base import Source, as_keys, check_unique_ids, content_signature, expand
+from milvusdm.sources.base import Source, as_keys, check_unique_ids, content_signature, expand, readable
 from milvusdm.spec import Hdf5Source as Hdf5Spec
 from milvusdm.spec import S3Settings
 from milvusdm.storage import ObjectStore, is_s3
@@ -46,12 +47,12 @@ class Hdf5File:
     ids: h5py.Dataset | None
     fields: dict[str, h5py.Dataset]
     stored: Schema | None  # the schema of a milvusdm export
-    kind: tuple  # (vector type, dimension) as the dataset's layout says
+    kind: tuple[DataType, int]  # (vector type, dimension) as the dataset's layout says
     offset: int = 0
 
     @property
     def rows(self) -> int:
-        return self.vectors.shape[0]
+        return cast(int, self.vectors.shape[0])
 
     @property
     def partitions(self) -> tuple[tuple[str | None, int], ...]:
@@ -79,7 +80,7 @@ class Hdf5Source(Source):
         first = self.files[0]
         self.total = offset
         if first.stored is not None:
-            partitions = tuple((p, rows) for file in self.files for p, rows in file.stored.partitions)
+            partitions = tuple((p, rows) for file in self.files if file.stored for p, rows in file.stored.partitions)
             self.schema = replace(first.stored, partitions=partitions)
         else:
             vector_type, dim = first.kind
@@ -95,7 +96,7 @@ class Hdf5Source(Source):
 
     def _open_file(self, path: str) -> Hdf5File:
         try:
-            handle = h5py.File(self.store.open(path) if is_s3(path) else path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+            handle = h5py.File(readable(path, self.store), "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
         except OSError as error:
             raise InputError(
                 f"{path} is not a readable HDF5 file ({error})", "check that the file is HDF5 and was copied whole"
@@ -167,7 +168,11 @@ class Hdf5Source(Source):
                 raise InputError(
                     f"{file.path} and {first.path} are not both milvusdm exports", "import them separately"
                 )
-            if file.stored and replace(file.stored, partitions=()) != replace(first.stored, partitions=()):
+            if (
+                file.stored
+                and first.stored
+                and replace(file.stored, partitions=()) != replace(first.stored, partitions=())
+            ):
                 raise InputError(
                     f"{file.path} holds another collection schema than {first.path}", "import one collection at a time"
                 )
@@ -218,9 +223,10 @@ class Hdf5Source(Source):
         return content_signature([file.path for file in self.files if not is_s3(file.path)])
 
     def _ids(self, file: Hdf5File, a: int, b: int) -> np.ndarray:
+        assert file.ids is not None  # callers read ids only from files that have them
         if file.stored and file.stored.key:
             return _read_column(file.ids, a, b, file.stored.key)
-        return file.ids[a:b]
+        return cast(np.ndarray, file.ids[a:b])
 
     def _read(self, file: Hdf5File, begin: int, end: int, partition: str | None) -> Batch:
         a, b = begin - file.offset, end - file.offset
@@ -244,7 +250,7 @@ class Hdf5Source(Source):
 def _read_column(dataset: h5py.Dataset, a: int, b: int, column: Column) -> np.ndarray:
     """Strings decode as UTF-8 whatever the dataset declares (fixed-length ``S`` data says ASCII)."""
     if h5py.check_string_dtype(dataset.dtype) is None:
-        return dataset[a:b]
+        return cast(np.ndarray, dataset[a:b])
     try:
         return from_file(column, dataset.asstr("utf-8")[a:b])
     except UnicodeDecodeError:

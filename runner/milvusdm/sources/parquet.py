@@ -13,6 +13,8 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
+from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -25,10 +27,10 @@ from milvusdm.batch import Batch
 from milvusdm.errors import InputError
 from milvusdm.layout import DISTANCE_METRICS
 from milvusdm.schema import DYNAMIC_FIELD, VARCHAR_MAX_LENGTH, Column, Schema
-from milvusdm.sources.base import Source, expand, refuse_sentinel_key
+from milvusdm.sources.base import Source, expand, readable, refuse_sentinel_key
 from milvusdm.spec import ParquetSource as ParquetSpec
 from milvusdm.spec import S3Settings
-from milvusdm.storage import ObjectStore, is_s3
+from milvusdm.storage import ObjectStore, RangeReader, is_s3
 
 log = logging.getLogger(__name__)
 ID_DEFAULTS = ("id", "pk")
@@ -37,7 +39,7 @@ READ_BUFFER = 4 << 20  # column chunks are read through this many bytes at a tim
 METRIC_KEYS = (b"distance", b"metric", b"metric_type")
 
 
-def open_parquet(source, path: str) -> pq.ParquetFile:
+def open_parquet(source: str | Path | RangeReader, path: str) -> pq.ParquetFile:
     """A Parquet file read through a small buffer (pre-buffering would hold whole row groups)."""
     try:
         return pq.ParquetFile(source, buffer_size=READ_BUFFER, pre_buffer=False)
@@ -58,7 +60,7 @@ class ParquetPart:
 
     @property
     def rows(self) -> int:
-        return self.file.metadata.num_rows
+        return cast(int, self.file.metadata.num_rows)
 
     @cached_property
     def starts(self) -> np.ndarray:
@@ -88,13 +90,14 @@ class ParquetPart:
 
 
 class ParquetSource(Source):
+    vector: Column  # set by ``open``
+
     def __init__(self, spec: ParquetSpec, s3: S3Settings | None = None) -> None:
         self.spec = spec
         self.parts: list[ParquetPart] = []
         self.store = ObjectStore(s3) if any(is_s3(p) for p in spec.patterns) else None
         self.fields: dict[str, Column] = {}  # file column -> the scalar field it becomes
         self.key: str | None = None  # the id column; None: rows are numbered
-        self.vector: Column | None = None
 
     def describe(self) -> str:
         return f"parquet:{','.join(self.spec.patterns)}"
@@ -106,25 +109,28 @@ class ParquetSource(Source):
     def open(self) -> None:
         offset = 0
         for path in expand(self.spec.patterns, self.store, "Parquet", "source.parquet"):
-            file = open_parquet(self.store.open(path) if is_s3(path) else path, path)
+            file = open_parquet(readable(path, self.store), path)
             part = ParquetPart(path, file, None if self._picked else stored_schema(file.schema_arrow.metadata), offset)
             offset += part.rows
             self.parts.append(part)
         self.total = offset
         first = self.parts[0]
-        self.schema = self._exported(first) if first.stored else self._inferred(first)
+        self.schema = self._exported(first.stored) if first.stored else self._inferred(first)
         for part in self.parts:
             self._check_like(part, first)
         if self.key is not None:
-            self._check_keys()
+            self._check_keys(self.key)
             pa.default_memory_pool().release_unused()  # the sorted ids' pages, before the copy (~26 MB at 1M)
 
-    def _exported(self, first: ParquetPart) -> Schema:
-        layout = columns(first.stored)
+    def _exported(self, stored: Schema) -> Schema:
+        layout = columns(stored)
         self.key, vector, *others = layout
         self.vector, self.fields = layout[vector], {name: layout[name] for name in others}
-        partitions = tuple(p for part in self.parts for p in part.stored.partitions)
-        return replace(first.stored, partitions=partitions)
+        partitions: list[tuple[str, int]] = []
+        for part in self.parts:
+            assert part.stored is not None  # a plain file among exports fails here, before _check_like names it
+            partitions.extend(part.stored.partitions)
+        return replace(stored, partitions=tuple(partitions))
 
     def _inferred(self, first: ParquetPart) -> Schema:
         arrow, spec, path = first.file.schema_arrow, self.spec, first.path
@@ -137,7 +143,8 @@ class ParquetSource(Source):
                 f"column {vector!r} of {path} holds {arrow.field(vector).type}, not vectors",
                 "point source.parquet.vectors at a list column of floats or a fixed-size binary column",
             )
-        self.vector = Column(vector, kind, dim=self._dim(first, vector, kind))
+        dim = self._dim(first, vector, kind)
+        self.vector = Column(vector, kind, dim=dim)
         self.key = spec.ids or next((n for n in ID_DEFAULTS if n in names), None)
         key_type = self._type(arrow, self.key, path, "ids") if self.key else None
         others = spec.fields if spec.fields is not None else [n for n in names if n not in (vector, self.key)]
@@ -157,11 +164,11 @@ class ParquetSource(Source):
             )
         text_key = key_type is not None and not pa.types.is_integer(key_type)
         return Schema(
-            dim=self.vector.dim,
+            dim=dim,
             vector_type=kind,
             scalars=tuple(self.fields.values()),
             metric=self._metric(arrow),
-            key=Column(self.key, DataType.VARCHAR, VARCHAR_MAX_LENGTH) if text_key else None,
+            key=Column(self.key, DataType.VARCHAR, VARCHAR_MAX_LENGTH) if text_key and self.key else None,
         )
 
     @staticmethod
@@ -177,7 +184,7 @@ class ParquetSource(Source):
 
     @staticmethod
     def _only_vector(arrow: pa.Schema, path: str) -> str:
-        candidates = [f.name for f in arrow if vector_kind(f.type) is not None]
+        candidates: list[str] = [f.name for f in arrow if vector_kind(f.type) is not None]
         if len(candidates) != 1:
             found = (
                 f"columns {', '.join(candidates)} could be"
@@ -191,9 +198,9 @@ class ParquetSource(Source):
     def _dim(part: ParquetPart, name: str, kind: DataType) -> int:
         field_type = part.file.schema_arrow.field(name).type
         if kind == DataType.BINARY_VECTOR:
-            return field_type.byte_width * 8
+            return cast(int, field_type.byte_width * 8)
         if pa.types.is_fixed_size_list(field_type):
-            return field_type.list_size
+            return cast(int, field_type.list_size)
         for _, record in part.read([name], 0, part.rows, 1):
             return int(pc.list_value_length(record.column(0))[0].as_py() or 0)
         raise InputError(
@@ -210,7 +217,7 @@ class ParquetSource(Source):
     def _check_like(self, part: ParquetPart, first: ParquetPart) -> None:
         if (part.stored is None) != (first.stored is None):
             raise InputError(f"{part.path} and {first.path} are not both milvusdm exports", "import them separately")
-        if part.stored and replace(part.stored, partitions=()) != replace(first.stored, partitions=()):
+        if part.stored and first.stored and replace(part.stored, partitions=()) != replace(first.stored, partitions=()):
             raise InputError(
                 f"{part.path} holds another collection schema than {first.path}", "import one collection at a time"
             )
@@ -239,16 +246,14 @@ class ParquetSource(Source):
                         "drop those rows or fill them in",
                     )
 
-    def _check_keys(self) -> None:
-        """Nulls, range and uniqueness of the ids, before anything is written (the id column
-        alone, in Arrow memory: 8 bytes a row for integers)."""
-        chunks = [record.column(0) for part in self.parts for _, record in part.read([self.key], 0, part.rows, 1 << 20)]
+    def _check_keys(self, key: str) -> None:
+        """Nulls, range and uniqueness of the ids in column ``key``, before anything is written (the
+        id column alone, in Arrow memory: 8 bytes a row for integers)."""
+        chunks = [record.column(0) for part in self.parts for _, record in part.read([key], 0, part.rows, 1 << 20)]
         ids = pa.chunked_array(chunks, type=chunks[0].type if chunks else pa.int64())
         where = f"source {self.describe()}"
         if ids.null_count:
-            raise InputError(
-                f"id column {self.key!r} of {where} holds {ids.null_count} null(s)", "give every row an id"
-            )
+            raise InputError(f"id column {key!r} of {where} holds {ids.null_count} null(s)", "give every row an id")
         if pa.types.is_uint64(ids.type) and len(ids) and pc.max(ids).as_py() > np.iinfo(np.int64).max:
             raise InputError(f"{where} has ids above 2**63-1", "Milvus ids are signed 64-bit integers")
         text = pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)

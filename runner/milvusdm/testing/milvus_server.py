@@ -14,6 +14,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 COMPONENTS = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexNode", "dataCoord", "dataNode")
 PORT_KEYS = (  # offsets from the gRPC port, in this order
@@ -54,12 +55,12 @@ def free_port_block(size: int = PORTS_USED + 8, start: int = 20000, stop: int = 
     raise RuntimeError("no block of free loopback ports")
 
 
-def _config_class():
+def _config_class() -> type[Any]:
     """The stock config, probing ports with SO_REUSEADDR so a restart survives TIME_WAIT."""
     from milvus import MilvusServerConfig
 
-    class Config(MilvusServerConfig):
-        def try_bind_port(self, port):
+    class Config(MilvusServerConfig):  # type: ignore[misc]  # milvus ships no type hints
+        def try_bind_port(self, port: int) -> socket.socket | None:
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -83,7 +84,7 @@ class EmbeddedMilvus:
     authorization: bool = False  # then log in as root:Milvus
     tls_mode: int = 0  # 1: TLS, 2: mutual TLS (then plain clients are refused)
     tls_files: dict[str, Path] = field(default_factory=dict)  # server_pem_path, server_key_path, ca_pem_path
-    _server: object = field(default=None, init=False, repr=False)
+    _server: Any = field(default=None, init=False, repr=False)  # a milvus.MilvusServer (untyped)
 
     @property
     def uri(self) -> str:
@@ -134,7 +135,7 @@ class EmbeddedMilvus:
         self._wait_healthy(server, timeout)
         return self
 
-    def _wait_healthy(self, server, timeout: float) -> None:
+    def _wait_healthy(self, server: Any, timeout: float) -> None:
         url = f"http://127.0.0.1:{server.webservice_port}/healthz"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -154,7 +155,7 @@ class EmbeddedMilvus:
         server, self._server = self._server, None
         if server is None or server.server_proc is None:
             return
-        proc: subprocess.Popen = server.server_proc
+        proc: subprocess.Popen[bytes] = server.server_proc
         proc.terminate()
         try:
             proc.wait(timeout=self.graceful_stop_seconds + 15)
@@ -167,5 +168,5 @@ class EmbeddedMilvus:
     def __enter__(self) -> EmbeddedMilvus:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
