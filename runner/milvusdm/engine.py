@@ -504,8 +504,7 @@ def check(migration: MilvusMigration, mode: str | None = None) -> str:
     try:
         source.open()
         sink.attach(source.schema)
-        _, settings = spec.target.one_of()
-        whole = getattr(settings, "mode", None) != "append"  # else the target may hold other rows too
+        whole = spec.target.mode != "append"  # else the target may hold other rows too
         proof = Proof(mode or spec.verify, source.schema, new_seed())
         if proof.kind:
             proof.copied = proof.of_source(source, 0, source.total, spec.batch_size)
@@ -560,8 +559,7 @@ def _usable_checkpoint(
             raise InputError(f"nothing to resume: no checkpoint in {where}", "run without --resume")
         return saved
     if saved is not None:
-        _, settings = target.one_of()
-        if getattr(settings, "mode", None) != "overwrite":
+        if target.mode != "overwrite":
             raise InputError(
                 f"an interrupted run of this migration stopped after row {saved.position} ({where})",
                 f"rerun with --resume to continue, or delete {where} to start over",

@@ -408,6 +408,11 @@ class Target(OneOf):
     parquet: ParquetTarget | None = None
     dump: DumpTarget | None = None
 
+    @property
+    def mode(self) -> str | None:
+        """A Milvus target's ``mode`` (create, append, skip, overwrite); None for files and dumps."""
+        return self.milvus.mode if self.milvus is not None else None
+
 
 class Resources(Model):
     requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "1", "memory": "1Gi"})

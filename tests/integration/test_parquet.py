@@ -336,3 +336,18 @@ def test_export_to_s3_folder_and_back(tmp_path, run_cli, lite, s3, rng):
     found, rows = read_back(lite, "back")
     np.testing.assert_array_equal(found, np.arange(2500) + 7)
     assert rows[1007]["price"] == pytest.approx(pq.read_table(tmp_path / "in.parquet").column("price")[1000].as_py())
+
+
+def test_an_export_mixed_with_a_plain_file_is_refused_in_one_line(tmp_path, run_cli, lite):
+    bad_file(tmp_path / "plain.parquet", "none")  # a valid file in VectorDBBench's layout
+    export = tmp_path / "export.parquet"
+    copy = manifest(
+        tmp_path, {"parquet": {"path": str(tmp_path / "plain.parquet")}}, {"parquet": {"path": str(export)}}
+    )
+    assert run_cli("run", "-f", copy, "--state", tmp_path / "state", "-q").exit_code == 0
+    mixed = {"parquet": {"paths": [str(export), str(tmp_path / "plain.parquet")]}}
+    error = run(run_cli, manifest(tmp_path, mixed, {"milvus": {**lite, "collection": "mixed"}}), code=2)
+    assert "are not both milvusdm exports" in error.splitlines()[-1], error
+    client = client_for(lite)
+    assert not client.has_collection("mixed")
+    client.close()

@@ -126,11 +126,9 @@ class ParquetSource(Source):
         layout = columns(stored)
         self.key, vector, *others = layout
         self.vector, self.fields = layout[vector], {name: layout[name] for name in others}
-        partitions: list[tuple[str, int]] = []
-        for part in self.parts:
-            assert part.stored is not None  # a plain file among exports fails here, before _check_like names it
-            partitions.extend(part.stored.partitions)
-        return replace(stored, partitions=tuple(partitions))
+        # a plain file among exports has none: _check_like, next, names it
+        partitions = tuple(p for part in self.parts if part.stored for p in part.stored.partitions)
+        return replace(stored, partitions=partitions)
 
     def _inferred(self, first: ParquetPart) -> Schema:
         arrow, spec, path = first.file.schema_arrow, self.spec, first.path
