@@ -68,6 +68,13 @@ def s3(s3_server, monkeypatch, request) -> dict:
 
 
 @pytest.fixture(autouse=True)
+def _state_dir(tmp_path, monkeypatch):
+    """Checkpoints of runs given no --state go to the test's own folder: a run killed in one test
+    must not leave a checkpoint in the shared working directory for the next test to trip on."""
+    monkeypatch.setenv("MILVUSDM_STATE_DIR", str(tmp_path / ".milvusdm"))
+
+
+@pytest.fixture(autouse=True)
 def _drop_server_collections(request):
     """Collections a test leaves loaded keep the shared servers busy: drop them afterwards."""
     yield

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -46,6 +47,7 @@ def field_params(column: Column) -> dict[str, Any]:
 
 
 MAX_REQUEST_BYTES = 32 << 20  # half of gRPC's 64 MB message cap: room for the protobuf framing
+INDEX_WAIT_SECONDS = 600  # index builds of a large collection on a busy server
 STAGING, RETIRED = "_milvusdm_staging", "_milvusdm_retired"  # suffixes of a blue/green overwrite's collections
 
 
@@ -326,9 +328,28 @@ class MilvusSink(Sink):
         self._ready()
 
     def _ready(self) -> None:
-        """Index (what has no index yet) and load, so the collection is searchable and countable."""
+        """Index (what has no index yet), wait for the index builds, and load, so the collection is
+        searchable and countable. Loading before the builds end makes the query node swap each
+        segment for its indexed version later, while queries run: the 2.3.5 server has crashed
+        (SIGSEGV in segcore Retrieve) on a query in that window."""
         self._create_indexes(only_missing=True)
+        self._wait_for_indexes()
         self.milvus.retry("load the collection", self.milvus.client.load_collection, self.name, timeout=None)
+
+    def _wait_for_indexes(self, timeout: float = INDEX_WAIT_SECONDS) -> None:
+        """Until every index has indexed every row (Milvus Lite reports no progress: nothing to wait for)."""
+        client, deadline = self.milvus.client, time.monotonic() + timeout
+        for index_name in self.milvus.retry("list indexes", client.list_indexes, self.name):
+            while time.monotonic() < deadline:
+                found = self.milvus.retry("describe an index", client.describe_index, self.name, index_name) or {}
+                pending, total = found.get("pending_index_rows"), found.get("total_rows")
+                if (
+                    pending is None
+                    or total is None
+                    or (int(pending) == 0 and int(found.get("indexed_rows", 0)) >= int(total))
+                ):
+                    break
+                time.sleep(0.2)
 
     def commit(self) -> None:
         """Swap a verified staging copy in: the old collection is renamed aside, the copy takes its
