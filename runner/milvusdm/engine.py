@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import queue
 import resource
+import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -34,6 +36,7 @@ from milvusdm.verification import Proof, verify
 log = logging.getLogger(__name__)
 DEFAULT_INFLIGHT = 2
 KEY_SCAN = 10_000  # source keys per lookup in the target (below Milvus' 16384-row query window)
+INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
 MAX_CONFLICTS = 100_000  # keys already in an append target that a run can track (they live in its checkpoint)
 
 
@@ -165,9 +168,9 @@ def stream(
             for batch in reader:
                 pending.append((batch, writers.submit(write, batch, replay)))
                 if len(pending) >= inflight:
-                    _commit(pending.popleft(), on_commit)
+                    _commit(pending, on_commit)
             while pending:
-                _commit(pending.popleft(), on_commit)
+                _commit(pending, on_commit)
         except BaseException:
             _settle(pending, on_commit)
             raise
@@ -176,10 +179,28 @@ def stream(
             reader.join()
 
 
-def _commit(item: tuple[Batch, Future[None]], on_commit: Callable[[Batch], None]) -> None:
-    batch, future = item
+def _commit(pending: deque[tuple[Batch, Future[None]]], on_commit: Callable[[Batch], None]) -> None:
+    """Commit the oldest write once it landed. It leaves ``pending`` only as it commits, and
+    Ctrl-C or SIGTERM wait for the commit's end: an interrupt can never lose a landed batch
+    from the checkpoint, nor leave its digest half folded."""
+    batch, future = pending[0]
     future.result()
-    on_commit(batch)
+    with _uninterrupted():
+        pending.popleft()
+        on_commit(batch)
+
+
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (they are delivered at the end); a no-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _settle(pending: deque[tuple[Batch, Future[None]]], on_commit: Callable[[Batch], None]) -> None:
@@ -192,7 +213,8 @@ def _settle(pending: deque[tuple[Batch, Future[None]]], on_commit: Callable[[Bat
             continue
         landed = future.exception() is None
         if landed:
-            on_commit(batch)
+            with _uninterrupted():
+                on_commit(batch)
     pending.clear()
 
 

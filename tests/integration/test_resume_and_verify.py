@@ -198,11 +198,6 @@ def test_verify_catches_an_altered_vector_and_field(copied, run_cli):
 
 
 @pytest.mark.server
-@pytest.mark.xfail(
-    reason="open bug (#19): after a SIGTERM mid-copy, the resumed run's running key digest can disagree with "
-    "the target although the second pass finds every row equal: the checkpointed digest misses or repeats a batch",
-    strict=False,
-)
 def test_sigterm_stops_cleanly_and_resumes(tmp_path, milvus_server):
     rows = 150_000
     rng = np.random.default_rng(5)
