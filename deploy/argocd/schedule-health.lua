@@ -12,9 +12,9 @@ if generation ~= nil and (observed == nil or observed < generation) then
 end
 if obj.status.conditions ~= nil then
   for _, condition in ipairs(obj.status.conditions) do
-    if condition.type == "Ready" and condition.status == "False" then
+    if (condition.type == "Ready" or condition.type == "Pruned") and condition.status == "False" then
       hs.status = "Degraded"
-      hs.message = condition.message or "invalid schedule"
+      hs.message = condition.message or condition.reason or "invalid schedule"
       return hs
     end
   end

@@ -20,17 +20,12 @@ from milvusdm.errors import InputError
 from milvusdm.kube import api_client, now
 from milvusdm_operator import jobs, metrics, schedules, status  # noqa: F401  (schedules: registers its handlers)
 
-DEFAULT_IMAGE = "ghcr.io/milvusdm/milvusdm:0.1.0"
 MILESTONES = {  # phase reached -> (event type, reason)
     "Running": ("Normal", "Started"),
     "Succeeded": ("Normal", "Completed"),
     "Failed": ("Warning", "Failed"),
     "Suspended": ("Normal", "Suspended"),
 }
-
-
-def runner_image() -> str:
-    return env.get(env.RUNNER_IMAGE) or DEFAULT_IMAGE
 
 
 @kopf.on.startup()
@@ -65,7 +60,7 @@ def launch(body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch,
     assert namespace is not None, "MilvusMigrations are namespaced"
     try:
         migration = spec.parse(dict(body), origin=f"MilvusMigration {namespace}/{name}")
-        job = jobs.build_job(migration, namespace, runner_image())
+        job = jobs.build_job(migration, namespace, jobs.runner_image())
     except InputError as error:
         logger.error("invalid spec: %s", error)
         patch.update(status.invalid_spec_patch(dict(body), str(error), now()).patch())

@@ -1,29 +1,45 @@
-"""The batch/v1 Job that runs a migration: a pure function of the custom resource."""
+"""The batch/v1 Jobs of a migration, pure functions of the custom resource: the one that runs
+it, and (for a scheduled run beyond ``keep``) the one that deletes its output in the same pod
+settings."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+from milvusdm import env
 from milvusdm.errors import InputError, VerificationError
 from milvusdm.spec import TLS_MOUNT, MilvusEndpoint, MilvusMigration
 
-LABEL = "milvusdm.io/migration"
+DEFAULT_IMAGE = "ghcr.io/milvusdm/milvusdm:0.1.0"
+LABEL = "milvusdm.io/migration"  # on the Jobs whose state the operator maps onto their migration
+PRUNE_LABEL = "milvusdm.io/prune"  # on the Jobs deleting a run's output
 CONTAINER = "runner"
 RUNNER_SERVICE_ACCOUNT = "milvusdm-runner"
 # Retrying cannot fix bad input or a target that does not match: fail the Job at once.
 PERMANENT_EXIT_CODES = [InputError.exit_code, VerificationError.exit_code]
 
 
+def runner_image() -> str:
+    return env.get(env.RUNNER_IMAGE) or DEFAULT_IMAGE
+
+
 def job_name(migration_name: str) -> str:
     return f"mmig-{migration_name}"[:63].rstrip("-.")
 
 
-def labels(migration_name: str) -> dict[str, str]:
+def prune_job_name(migration_name: str) -> str:
+    """One per run, also for long names: a digest, and the name's end (where a run's time is)."""
+    name = f"prune-{migration_name}"
+    return name if len(name) <= 63 else f"prune-{hashlib.sha256(name.encode()).hexdigest()[:8]}-{migration_name[-48:]}"
+
+
+def labels(migration_name: str, component: str = "runner") -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "milvusdm",
-        "app.kubernetes.io/component": "runner",
+        "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": "milvusdm-operator",
-        LABEL: migration_name,
+        LABEL if component == "runner" else PRUNE_LABEL: migration_name,
     }
 
 
@@ -73,12 +89,34 @@ def tls_volumes(migration: MilvusMigration) -> tuple[list[dict[str, Any]], list[
 
 
 def build_job(migration: MilvusMigration, namespace: str, default_image: str) -> dict[str, Any]:
+    """The Job running the migration: a pod per shard (an Indexed Job when parallel)."""
     spec, name = migration.spec, migration.metadata.name
-    settings = spec.job
+    job = _job(migration, namespace, default_image, job_name(name), labels(name), "run")
     shards = spec.parallelism
-    env = secret_env(migration)
+    job["spec"] |= {"suspend": spec.suspend, "completions": shards, "parallelism": shards}
+    if shards > 1:
+        job["spec"]["completionMode"] = "Indexed"  # each pod copies shard JOB_COMPLETION_INDEX
+    if spec.job.ttl_seconds_after_finished is not None:
+        job["spec"]["ttlSecondsAfterFinished"] = spec.job.ttl_seconds_after_finished
+    return job
+
+
+def prune_job(migration: MilvusMigration, namespace: str, default_image: str) -> dict[str, Any]:
+    """The Job deleting a scheduled run's output (``milvusdm prune-output``) where the run could
+    reach it: the run's image, volumes, credentials and service account. No TTL: the operator
+    must see it succeed, and it goes with the run's CR."""
+    name = migration.metadata.name
+    return _job(migration, namespace, default_image, prune_job_name(name), labels(name, "prune"), "prune-output")
+
+
+def _job(
+    migration: MilvusMigration, namespace: str, default_image: str, name: str, tags: dict[str, str], command: str
+) -> dict[str, Any]:
+    """A Job of one pod running ``milvusdm COMMAND --resource`` in the migration's pod settings."""
+    settings = migration.spec.job
+    secrets = secret_env(migration)
     tls, tls_mounts = tls_volumes(migration)
-    if clash := {e["name"] for e in env} & {e.get("name") for e in settings.env}:
+    if clash := {e["name"] for e in secrets} & {e.get("name") for e in settings.env}:
         raise InputError(
             f"spec.job.env sets {', '.join(sorted(clash))}, which the operator sets from the spec",
             "remove them from spec.job.env",
@@ -86,8 +124,8 @@ def build_job(migration: MilvusMigration, namespace: str, default_image: str) ->
     container = {
         "name": CONTAINER,
         "image": settings.image or default_image,
-        "args": ["run", "--resource", f"{namespace}/{name}"],
-        "env": [*settings.env, *env],
+        "args": [command, "--resource", f"{namespace}/{migration.metadata.name}"],
+        "env": [*settings.env, *secrets],
         "resources": settings.resources.model_dump(),
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -114,10 +152,7 @@ def build_job(migration: MilvusMigration, namespace: str, default_image: str) ->
     }
     pod |= {key: value for key, value in optional.items() if value}
     job_spec: dict[str, Any] = {
-        "suspend": spec.suspend,
         "backoffLimit": settings.backoff_limit,
-        "completions": shards,
-        "parallelism": shards,
         "podFailurePolicy": {
             "rules": [
                 {
@@ -127,21 +162,17 @@ def build_job(migration: MilvusMigration, namespace: str, default_image: str) ->
             ]
         },
         "template": {
-            "metadata": {"labels": {**settings.pod_labels, **labels(name)}},
+            "metadata": {"labels": {**settings.pod_labels, **tags}},
             "spec": pod,
         },
     }
     if settings.pod_annotations:
         job_spec["template"]["metadata"]["annotations"] = settings.pod_annotations
-    if shards > 1:
-        job_spec["completionMode"] = "Indexed"  # each pod copies shard JOB_COMPLETION_INDEX
-    if settings.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = settings.ttl_seconds_after_finished
     if settings.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = settings.active_deadline_seconds
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": job_name(name), "namespace": namespace, "labels": labels(name)},
+        "metadata": {"name": name, "namespace": namespace, "labels": tags},
         "spec": job_spec,
     }

@@ -1,5 +1,7 @@
 """MilvusMigrationSchedule: a MilvusMigration per cron tick, the last ``keep`` finished runs kept.
 
+An older run that wrote files is deleted only once a Job (``jobs.prune_job``, in the run's own
+pod settings) has deleted its output; a failed Job keeps the run and says so on the schedule.
 No timer or daemon per object (kopf would put its finalizer on each): schedules are tracked from
 their watch events, and one ticker reconciles them all. ``clock`` is the only time source, so
 tests move time. Runs are owned by their schedule, so deleting it deletes them (and their Jobs).
@@ -18,19 +20,23 @@ import kubernetes
 from kubernetes.client.rest import ApiException
 
 from milvusdm.crd import GROUP, PLURAL, SCHEDULE_PLURAL, VERSION
+from milvusdm.errors import InputError
 from milvusdm.kube import api_client
 from milvusdm.schedule import (
+    KIND,
     STAMP,
     MilvusMigrationSchedule,
+    Pruning,
     ScheduleStatus,
     due,
     next_time,
+    run_output,
     run_spec,
     to_prune,
 )
-from milvusdm.spec import API_VERSION, Condition
+from milvusdm.spec import API_VERSION, Condition, parse
 from milvusdm.spec import KIND as MIGRATION_KIND
-from milvusdm_operator import metrics
+from milvusdm_operator import jobs, metrics, status
 
 log = logging.getLogger(__name__)
 LABEL = "milvusdm.io/schedule"
@@ -120,8 +126,11 @@ def reconcile(namespace: str, name: str) -> None:
         active = sorted([*active, run])
         last_time = iso(at)
     finished = sorted(run for run in runs if phase[run] in FINISHED)
-    for run in to_prune(finished, spec.keep):
-        _delete(custom, namespace, run)
+    pruning = [entry for run in to_prune(finished, spec.keep) if (entry := _prune(custom, body, runs[run]))]
+    failed = [entry for entry in pruning if entry.phase == "Failed"]
+    for entry in failed:
+        if not any(p.run == entry.run and p.phase == "Failed" for p in previous.pruning):
+            _warn(body, "PruneFailed", entry.message or "", now)
     newest = finished[-1] if finished else None
     succeeded = [run for run in finished if phase[run] == "Succeeded"]
     status = ScheduleStatus(
@@ -132,7 +141,15 @@ def reconcile(namespace: str, name: str) -> None:
         last_successful_time=_completed(runs[succeeded[-1]]) if succeeded else previous.last_successful_time,
         active=active,
         missed=missed,
-        conditions=[_ready(previous, "Suspended" if spec.suspend else "Scheduled", body, now)],
+        pruning=pruning,
+        conditions=[
+            _ready(previous, "Suspended" if spec.suspend else "Scheduled", body, now),
+            _condition(previous, "Pruned", "False", "PruneFailed", failed[0].message or "", body, now)
+            if failed
+            else _condition(
+                previous, "Pruned", "True", "Pruned", "older runs are deleted with their output", body, now
+            ),
+        ],
         observed_generation=body["metadata"].get("generation"),
     )
     _write(custom, body, status)
@@ -161,12 +178,85 @@ def _create_run(custom: Any, body: dict[str, Any], schedule: MilvusMigrationSche
 
 
 def _delete(custom: Any, namespace: str, run: str) -> None:
-    """The run's CR goes; its Job and pods follow through their owner references."""
+    """The run's CR goes; its Jobs and pods follow through their owner references."""
     try:
         custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, run)
     except ApiException as error:
         if error.status != 404:
             raise
+
+
+def _prune(custom: Any, body: dict[str, Any], run: dict[str, Any]) -> Pruning | None:
+    """Delete a run beyond ``keep``: at once if it wrote no files, else once its prune Job has
+    deleted them. Returns the pruning while it lasts (None: the run is deleted)."""
+    namespace, name = body["metadata"]["namespace"], run["metadata"]["name"]
+    job_name = jobs.prune_job_name(name)
+    if not (run.get("status") or {}).get("jobName"):  # it never ran (an invalid spec): it wrote nothing
+        _delete(custom, namespace, name)
+        return None
+    try:
+        migration = parse(run, origin=f"MilvusMigration {namespace}/{name}")
+        output = run_output(name, migration.spec)
+        job = jobs.prune_job(migration, namespace, jobs.runner_image())
+    except InputError as error:
+        return Pruning(run=name, job=job_name, output="", phase="Failed", message=f"run {name} is kept: {error}")
+    if output is None:  # a Milvus target: no files
+        _delete(custom, namespace, name)
+        return None
+    batch = kubernetes.client.BatchV1Api(custom.api_client)
+    try:
+        found = custom.api_client.sanitize_for_serialization(batch.read_namespaced_job(job_name, namespace))
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        kopf.append_owner_reference(job, owner=run)  # type: ignore[arg-type]  # goes with the run's CR
+        try:
+            batch.create_namespaced_job(namespace, job)
+            log.info(
+                "schedule %s/%s: Job %s deletes the output of %s", namespace, body["metadata"]["name"], job_name, name
+            )
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        return Pruning(run=name, job=job_name, output=output)
+    state = status.phase_of(found, suspended=False)
+    if state.name == "Succeeded":
+        log.info("schedule %s/%s: deleted %s, then run %s", namespace, body["metadata"]["name"], output, name)
+        _delete(custom, namespace, name)
+        return None
+    if state.name == "Failed":
+        message = (
+            f"run {name} is kept: Job {job_name} could not delete {output} ({state.reason}: {state.message}); "
+            f"see kubectl logs job/{job_name}, then delete the Job to retry"
+        )
+        return Pruning(run=name, job=job_name, output=output, phase="Failed", message=message)
+    return Pruning(run=name, job=job_name, output=output)
+
+
+def _warn(body: dict[str, Any], reason: str, message: str, now: datetime.datetime) -> None:
+    """A Warning event on the schedule (posted here: ticks run outside kopf's handlers)."""
+    meta = body["metadata"]
+    event = {
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "type": "Warning",
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "milvusdm-operator"},
+        "firstTimestamp": iso(now),
+        "lastTimestamp": iso(now),
+        "count": 1,
+    }
+    try:
+        kubernetes.client.CoreV1Api(api_client()).create_namespaced_event(meta["namespace"], event)
+    except ApiException as error:  # events are auxiliary: the status says it too
+        log.warning("schedule %s/%s: cannot post an event: %s", meta["namespace"], meta["name"], error.reason)
 
 
 def _completed(run: dict[str, Any]) -> str | None:
@@ -176,6 +266,7 @@ def _completed(run: dict[str, Any]) -> str | None:
 def _ready(previous: ScheduleStatus, reason: str, body: dict[str, Any], now: datetime.datetime) -> Condition:
     return _condition(
         previous,
+        "Ready",
         "True",
         reason,
         "runs are created on schedule" if reason == "Scheduled" else "suspended: no new runs",
@@ -186,18 +277,24 @@ def _ready(previous: ScheduleStatus, reason: str, body: dict[str, Any], now: dat
 
 def _invalid(previous: ScheduleStatus, message: str, body: dict[str, Any], now: datetime.datetime) -> ScheduleStatus:
     return ScheduleStatus(
-        conditions=[_condition(previous, "False", "InvalidSpec", message, body, now)],
+        conditions=[_condition(previous, "Ready", "False", "InvalidSpec", message, body, now)],
         observed_generation=body["metadata"].get("generation"),
     )
 
 
 def _condition(
-    previous: ScheduleStatus, state: str, reason: str, message: str, body: dict[str, Any], now: datetime.datetime
+    previous: ScheduleStatus,
+    kind: str,
+    state: str,
+    reason: str,
+    message: str,
+    body: dict[str, Any],
+    now: datetime.datetime,
 ) -> Condition:
-    before = next((c for c in previous.conditions if c.type == "Ready"), None)
+    before = next((c for c in previous.conditions if c.type == kind), None)
     kept = before is not None and before.status == state and before.last_transition_time
     return Condition(
-        type="Ready",
+        type=kind,
         status=state,
         reason=reason,
         message=message,

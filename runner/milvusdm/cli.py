@@ -343,6 +343,33 @@ def convert(
     print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
 
 
+@app.command("prune-output")
+def prune_output(
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="The run's MilvusMigration manifest.")] = None,
+    resource: Annotated[
+        str | None, typer.Option("--resource", help="NAMESPACE/NAME of the run's MilvusMigration (in its Job).")
+    ] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Delete a scheduled run's output: its timestamped folder or s3:// prefix, nothing else."""
+    from milvusdm.prune import prune
+
+    _setup_logging(verbose)
+    try:
+        if file is not None and resource is None:
+            migration = spec.load(file)
+        elif resource is not None and file is None:
+            from milvusdm.kube import MigrationResource
+
+            migration = MigrationResource(resource).migration()
+        else:
+            raise InputError("pass exactly one of --file and --resource", "see milvusdm prune-output --help")
+        output, count = prune(migration)
+    except Exception as error:
+        _fail(error)
+    print(f"{migration.metadata.name}: deleted {output} ({count} files)" if count else f"{output}: already gone")
+
+
 @app.command("operator")
 def run_operator(
     namespace: Annotated[

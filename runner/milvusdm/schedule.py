@@ -1,21 +1,25 @@
 """``MilvusMigrationSchedule``: recurring migrations (exports, dumps) from a template, and the
-pure decisions behind them: when a run is due, where its output goes, which old runs go.
+pure decisions behind them: when a run is due, where its output goes, which old runs go, and
+which folder or prefix deleting a run's output may touch.
 """
 
 from __future__ import annotations
 
 import datetime
+import re
 import zoneinfo
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from milvusdm.errors import InputError
 from milvusdm.spec import Condition, Metadata, MigrationSpec, Model
 
 KIND = "MilvusMigrationSchedule"
 STAMP = "%Y%m%dT%H%M%SZ"  # each run's suffix: sortable, valid in names, folders and collection names
+STAMPED = re.compile(r"\d{8}T\d{6}Z")  # what STAMP writes
 
 
 class RunTemplate(Model):
@@ -36,7 +40,11 @@ class ScheduleSpec(Model):
         None, ge=1, description="A run not started this long after its time is skipped (e.g. the operator was down)."
     )
     keep: int = Field(
-        3, ge=1, le=100, description="Finished runs kept; older runs' CRs (and Jobs) are deleted, not yet their output."
+        3,
+        ge=1,
+        le=100,
+        description="Finished runs kept; an older run's output (its timestamped folder or prefix) is deleted "
+        "by a Job, then its CR.",
     )
     template: RunTemplate
 
@@ -60,6 +68,18 @@ class ScheduleSpec(Model):
         return croniter(self.schedule, start.astimezone(zoneinfo.ZoneInfo(self.time_zone)))
 
 
+class Pruning(BaseModel):
+    """A run beyond keep whose output a Job is deleting: its CR goes once the Job succeeds."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    run: str
+    job: str
+    output: str = Field(description="The run's timestamped folder or s3:// prefix.")
+    phase: Literal["Running", "Failed"] = "Running"
+    message: str | None = None
+
+
 class ScheduleStatus(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
@@ -70,6 +90,9 @@ class ScheduleStatus(BaseModel):
     last_successful_time: str | None = None
     active: list[str] = Field(default_factory=list, description="Runs not finished yet.")
     missed: int = Field(0, description="Runs skipped: past startingDeadlineSeconds, or forbidden by the policy.")
+    pruning: Annotated[
+        list[Pruning], Field(json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["run"]})
+    ] = Field(default_factory=list, description="Runs beyond keep whose output is being deleted, or failed to be.")
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
 
@@ -107,13 +130,33 @@ def run_spec(template: MigrationSpec, at: datetime.datetime) -> MigrationSpec:
     """The template with this run's output under its own timestamped folder, prefix or collection."""
     stamp = at.astimezone(datetime.UTC).strftime(STAMP)
     kind, target = template.target.one_of()
-    if kind == "hdf5":
-        folder, _, file = target.path.rpartition("/")
-        path = f"{target.path}{stamp}/" if not file else f"{folder}/{stamp}/{file}" if folder else f"{stamp}/{file}"
-        changed = target.model_copy(update={"path": path})
-    else:
+    if kind == "milvus":
         changed = target.model_copy(update={"collection": f"{target.collection}_{stamp}"})
+    elif kind == "dump" or target.path.endswith("/"):  # a folder: the run's folder inside it
+        changed = target.model_copy(update={"path": f"{target.path.rstrip('/')}/{stamp}/"})
+    else:  # a file: the same name in the run's folder beside it
+        folder, slash, file = target.path.rpartition("/")
+        changed = target.model_copy(update={"path": f"{folder}{slash}{stamp}/{file}"})
     return template.model_copy(update={"target": template.target.model_copy(update={kind: changed})})
+
+
+def run_output(name: str, spec: MigrationSpec) -> str | None:
+    """The folder or prefix (ending in '/') that scheduled run ``name`` wrote, as ``run_spec`` made
+    it: None for a Milvus target; refused unless its last part is the run's own time, so that
+    deleting it can never reach a template's base folder, another run's or anything else."""
+    kind, target = spec.target.one_of()
+    if kind == "milvus":
+        return None
+    path: str = target.path
+    folder = (path if kind == "dump" or path.endswith("/") else path.rpartition("/")[0]).rstrip("/")
+    inside = folder.removeprefix("s3://").partition("/")[2] if folder.startswith("s3://") else folder
+    parts, stamp = inside.split("/"), name.rpartition("-")[2].upper()
+    if not STAMPED.fullmatch(stamp) or parts[-1] != stamp or {".", ".."} & set(parts):
+        raise InputError(
+            f"refusing to delete {path}: it is not the timestamped output of a scheduled run named {name}",
+            "only runs a MilvusMigrationSchedule created have output to prune",
+        )
+    return f"{folder}/"
 
 
 def to_prune(finished: list[str], keep: int) -> list[str]:

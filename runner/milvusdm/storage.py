@@ -35,6 +35,7 @@ READ_BYTES = 1 << 20  # the HTTP body is copied into the block this much at a ti
 UPLOAD = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
 DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "InvalidToken", "ExpiredToken"}
 MISSING = {"NoSuchKey", "404", "NotFound"}
+DELETE_BATCH = 1000  # keys per DeleteObjects request, S3's limit
 
 
 def is_s3(path: str) -> bool:
@@ -129,14 +130,34 @@ class ObjectStore:
             self.size(pattern)
             return [pattern]
         prefix = key[: min((key.index(c) for c in "*?[" if c in key), default=len(key))]
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        keys = [o["Key"] for page in self.call("list", pattern, lambda: list(pages)) for o in page.get("Contents", [])]
+        keys = self.keys(f"{SCHEME}{bucket}/{prefix}")
         chosen = sorted(
             k for k in keys if (fnmatch.fnmatchcase(k, key) if glob.has_magic(key) else not k.endswith("/"))
         )
         if not chosen:
             raise InputError(f"no object matches {pattern}", "check the s3:// path or pattern")
         return [f"{SCHEME}{bucket}/{k}" for k in chosen]
+
+    def keys(self, url: str) -> list[str]:
+        """Every key under the URL's key taken as a prefix."""
+        bucket, prefix = split(url)
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [o["Key"] for page in self.call("list", url, lambda: list(pages)) for o in page.get("Contents", [])]
+
+    def delete_prefix(self, url: str) -> int:
+        """Delete every object under a prefix (as many per request as S3 takes); returns how many.
+        Nothing there is nothing to do."""
+        bucket, keys = split(url)[0], self.keys(url)
+        for start in range(0, len(keys), DELETE_BATCH):
+            chunk = {"Objects": [{"Key": key} for key in keys[start : start + DELETE_BATCH]], "Quiet": True}
+            answer = self.call("delete", url, self.client.delete_objects, Bucket=bucket, Delete=chunk)
+            if errors := answer.get("Errors"):
+                first = errors[0]
+                raise InputError(
+                    f"S3 at {self.where} refused to delete {SCHEME}{bucket}/{first.get('Key')} ({first.get('Code')})",
+                    "grant the credentials s3:DeleteObject on the bucket",
+                )
+        return len(keys)
 
     def open(self, url: str) -> RangeReader:
         return RangeReader(self, url, self.size(url), self.settings.block_size_mb << 20)

@@ -183,8 +183,47 @@ def test_each_run_writes_under_its_own_time():
     for path, expected in (
         ("/exports/", "/exports/20261128T030000Z/"),
         ("/exports/p.h5", "/exports/20261128T030000Z/p.h5"),
+        ("/p.h5", "/20261128T030000Z/p.h5"),
+        ("p.h5", "20261128T030000Z/p.h5"),
         ("s3://b/x/", "s3://b/x/20261128T030000Z/"),
     ):
         export = template.model_copy(update={"target": spec.Target(hdf5=spec.Hdf5Target(path=path))})
         assert run_spec(export, at).target.hdf5.path == expected
+        parquet = template.model_copy(update={"target": spec.Target(parquet=spec.ParquetTarget(path=path))})
+        assert run_spec(parquet, at).target.parquet.path == expected
+    for path in ("s3://b/dumps", "s3://b/dumps/"):  # a dump's path is a folder, with or without its '/'
+        dump = template.model_copy(update={"target": spec.Target(dump=spec.DumpTarget(path=path))})
+        assert run_spec(dump, at).target.dump.path == "s3://b/dumps/20261128T030000Z/"
     assert to_prune(["n-3", "n-1", "n-2"], keep=2) == ["n-1"] and to_prune(["n-1"], keep=2) == []
+
+
+def test_only_a_runs_own_timestamped_folder_may_be_pruned():
+    from milvusdm.schedule import run_output
+
+    template = spec.parse(base()).spec
+    assert run_output("nightly-20261128t030000z", template) is None, "a Milvus target has no files"
+
+    def output(kind: str, path: str, name: str = "nightly-20261128t030000z") -> str | None:
+        model = {"hdf5": spec.Hdf5Target, "parquet": spec.ParquetTarget, "dump": spec.DumpTarget}[kind]
+        return run_output(name, template.model_copy(update={"target": spec.Target(**{kind: model(path=path)})}))
+
+    for kind, path, folder in (
+        ("hdf5", "/exports/20261128T030000Z/", "/exports/20261128T030000Z/"),
+        ("hdf5", "/exports/20261128T030000Z/p.h5", "/exports/20261128T030000Z/"),
+        ("parquet", "20261128T030000Z/p.parquet", "20261128T030000Z/"),
+        ("dump", "s3://b/dumps/20261128T030000Z", "s3://b/dumps/20261128T030000Z/"),
+        ("hdf5", "s3://b/20261128T030000Z/p.h5", "s3://b/20261128T030000Z/"),
+    ):
+        assert output(kind, path) == folder
+    for kind, path, name in (
+        ("hdf5", "/exports/", "nightly-20261128t030000z"),  # the template's base folder
+        ("hdf5", "/exports/p.h5", "nightly-20261128t030000z"),
+        ("hdf5", "/exports/20261129T030000Z/", "nightly-20261128t030000z"),  # another run's
+        ("dump", "/dumps/20261128T030000Z/x/", "nightly-20261128t030000z"),  # below the run's folder
+        ("hdf5", "/exports/20261128T030000Z/../", "nightly-20261128t030000z"),
+        ("hdf5", "/x/../20261128T030000Z/", "nightly-20261128t030000z"),
+        ("hdf5", "/exports/20261128T030000Z/", "hand-made"),  # not a scheduled run's name
+        ("hdf5", "s3://20261128T030000Z/p.h5", "nightly-20261128t030000z"),  # a bucket, not a prefix
+    ):
+        with pytest.raises(InputError, match="refusing to delete"):
+            output(kind, path, name)
