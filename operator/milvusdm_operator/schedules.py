@@ -218,7 +218,7 @@ def _prune(custom: Any, body: dict[str, Any], run: dict[str, Any]) -> Pruning | 
         except ApiException as error:
             if error.status != 409:
                 raise
-        return Pruning(run=name, job=job_name, output=output)
+        return Pruning(run=name, job=job_name, output=output, phase="Running")
     state = status.phase_of(found, suspended=False)
     if state.name == "Succeeded":
         log.info("schedule %s/%s: deleted %s, then run %s", namespace, body["metadata"]["name"], output, name)
@@ -230,7 +230,7 @@ def _prune(custom: Any, body: dict[str, Any], run: dict[str, Any]) -> Pruning | 
             f"see kubectl logs job/{job_name}, then delete the Job to retry"
         )
         return Pruning(run=name, job=job_name, output=output, phase="Failed", message=message)
-    return Pruning(run=name, job=job_name, output=output)
+    return Pruning(run=name, job=job_name, output=output, phase="Running")
 
 
 def _warn(body: dict[str, Any], reason: str, message: str, now: datetime.datetime) -> None:

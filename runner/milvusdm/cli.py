@@ -367,7 +367,8 @@ def prune_output(
         output, count = prune(migration)
     except Exception as error:
         _fail(error)
-    print(f"{migration.metadata.name}: deleted {output} ({count} files)" if count else f"{output}: already gone")
+    files = f"{count} file{'s' if count > 1 else ''}"
+    print(f"{migration.metadata.name}: deleted {output} ({files})" if count else f"{output}: already gone")
 
 
 @app.command("operator")

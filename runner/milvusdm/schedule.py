@@ -76,7 +76,7 @@ class Pruning(BaseModel):
     run: str
     job: str
     output: str = Field(description="The run's timestamped folder or s3:// prefix.")
-    phase: Literal["Running", "Failed"] = "Running"
+    phase: Literal["Running", "Failed"]
     message: str | None = None
 
 

@@ -13,7 +13,13 @@ SOURCE = {"milvus": {"uri": "http://milvus:19530", "collection": "products"}}
 
 def test_deletes_the_runs_folder_and_nothing_beside_it(tmp_path, run_cli):
     exports = tmp_path / "exports"
-    for relative in (f"{STAMP}/p.h5", f"{STAMP}/p.h5.partial", f"{STAMP}/deeper/q.h5", "20261129T030000Z/p.h5", "keep.txt"):
+    for relative in (
+        f"{STAMP}/p.h5",
+        f"{STAMP}/p.h5.partial",
+        f"{STAMP}/deeper/q.h5",
+        "20261129T030000Z/p.h5",
+        "keep.txt",
+    ):
         (exports / relative).parent.mkdir(parents=True, exist_ok=True)
         (exports / relative).write_text(relative)
     path = manifest(tmp_path, SOURCE, {"hdf5": {"path": f"{exports}/{STAMP}/p.h5"}}, name=RUN)

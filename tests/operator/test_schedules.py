@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
+import sys
 import uuid
 
 import kubernetes
+import kubernetes_validate
 import pytest
 
 from milvusdm_operator import schedules
 from tests.conftest import REPO
 from tests.operator.apiserver import Emulator
 from tests.operator.test_operator import (
+    JOBS,
     MIGRATIONS,
     NS,
     SCHEDULES,
     api,
+    events,
     eventually,
     set_job_status,
     stored,
 )
 from tests.rbac import granted, used
+from tests.unit.test_deploy import K8S_VERSION
 
 pytestmark = pytest.mark.kmock(cls=Emulator)
 UTC = datetime.UTC
@@ -135,12 +141,27 @@ async def test_a_run_per_tick_kept_and_pruned(scheduled, cluster):
         await finish(cluster, f"nightly-202611{27 + day}t030000z", "Succeeded")
         scheduled.advance(days=1)
         await schedules.tick()
-    assert set(runs(cluster)) == {"nightly-20261129t030000z", "nightly-20261130t030000z", "nightly-20261201t030000z"}
+    kept = {"nightly-20261129t030000z", "nightly-20261130t030000z", "nightly-20261201t030000z"}
+    assert set(runs(cluster)) == {first, *kept}, "keep: 2 finished runs; the oldest stays until its output is gone"
     status = stored(cluster, SCHEDULES, "nightly")["status"]
     assert status["lastRunResult"] == "Succeeded" and status["lastSuccessfulTime"] == "2026-11-28T03:10:00Z"
-    assert cluster.objects[MIGRATIONS, NS, first].deleted, "keep: 2 finished runs; the oldest went"
+    output = "s3://backups/products/20261128T030000Z/"
+    assert status["pruning"] == [{"run": first, "job": f"prune-{first}", "output": output, "phase": "Running"}]
+    assert stored(cluster, JOBS, f"prune-{first}")["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "prune-output",
+        "--resource",
+        f"{NS}/{first}",
+    ]
+    await schedules.tick()
+    assert first in runs(cluster), "the prune Job has not succeeded yet"
+    await set_job_status(cluster, f"prune-{first}", conditions=[{"type": "Complete", "status": "True"}])
+    await schedules.tick()
+    assert set(runs(cluster)) == kept and cluster.objects[MIGRATIONS, NS, first].deleted
+    assert stored(cluster, SCHEDULES, "nightly")["status"]["pruning"] == []
     schedule_calls = {
-        c for c in used(cluster, "kopf/", "milvusdm/") if "schedule" in c[1] or c[2] in ("create", "delete")
+        c
+        for c in used(cluster, "kopf/", "milvusdm/")
+        if "schedule" in c[1] or c[1] == "jobs" or c[2] in ("create", "delete")
     }
     rules = granted(REPO / "deploy" / "rbac.yaml", "milvusdm-operator")
     assert schedule_calls <= rules, f"missing from the ClusterRole: {schedule_calls - rules}"
@@ -149,6 +170,7 @@ async def test_a_run_per_tick_kept_and_pruned(scheduled, cluster):
         ("milvusdm.io", "milvusmigrations", "delete"),
         ("milvusdm.io", "milvusmigrationschedules", "get"),
         ("milvusdm.io", "milvusmigrationschedules/status", "patch"),
+        ("batch", "jobs", "get"),
     } <= schedule_calls
 
 
@@ -189,3 +211,112 @@ async def test_starting_deadline_suspend_and_time_zone(scheduled, cluster):
     scheduled.advance(days=1, minutes=-58)  # 03:01 UTC: one minute after noon in Tokyo
     await schedules.tick()
     assert set(runs(cluster)) == {"nightly-20261130t030000z"}
+
+
+def pod(kmock, job: str) -> dict:
+    return stored(kmock, JOBS, job)["spec"]["template"]["spec"]
+
+
+async def test_old_output_deleted_by_a_job_in_the_runs_pod_settings(scheduled, cluster, s3):
+    """keep: 1 on a real S3 endpoint: the prune Job runs as the run did, deletes exactly the run's
+    prefix, and only then the run goes; a failed prune Job keeps the run and says so."""
+    bucket, client = s3["bucket"], s3["client"]
+    secret = {"name": "backup-s3", "key": "id"}
+    job_settings = {
+        "serviceAccountName": "backup-writer",
+        "envFrom": [{"configMapRef": {"name": "proxy"}}],
+        "volumes": [{"name": "ca", "configMap": {"name": "corporate-ca"}}],
+        "volumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/corporate", "readOnly": True}],
+    }
+    document = export_schedule(keep=1)
+    template = document["spec"]["template"]["spec"]
+    template["target"]["hdf5"]["path"] = f"s3://{bucket}/products/"
+    template["s3"] = {**s3["settings"], "accessKeyIdSecretRef": secret}
+    template["job"] = job_settings
+    await add(cluster, document)
+    days = [f"nightly-202611{d}t030000z" for d in (28, 29, 30)]
+    for day, run in enumerate(days):
+        scheduled.advance(minutes=2 if day == 0 else 24 * 60)
+        await schedules.tick()
+        client.put_object(Bucket=bucket, Key=f"products/{run[-16:].upper()}/products.h5", Body=b"rows")
+        await finish(cluster, run, "Succeeded")
+        await schedules.tick()
+        if day == 0:
+            assert not any(key[0].plural == "jobs" and key[2].startswith("prune-") for key in cluster.objects)
+
+    first, second, third = days
+    job = stored(cluster, JOBS, f"prune-{first}")
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+    assert job["metadata"]["ownerReferences"][0]["name"] == first, "it goes with the run's CR"
+    assert "milvusdm.io/migration" not in job["metadata"]["labels"], "not mistaken for the run's own Job"
+    runner, pruner = pod(cluster, f"mmig-{first}"), pod(cluster, f"prune-{first}")
+    assert pruner["containers"][0]["args"] == ["prune-output", "--resource", f"{NS}/{first}"]
+    assert runner["containers"][0]["args"][0] == "run"
+    args = lambda spec: {**spec, "containers": [{**spec["containers"][0], "args": None}]}  # noqa: E731
+    assert args(pruner) == args(runner), "same image, volumes, env (Secret references) and service account"
+    assert first in runs(cluster)
+
+    # What the Job's pod runs, against this API server and S3 (credentials as its secretKeyRef env).
+    environment = {**os.environ, "MILVUSDM_KUBE_API": str(cluster.url)}
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "milvusdm", *pruner["containers"][0]["args"]],
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 0, err.decode()
+    prefix = f"s3://{bucket}/products/20261128T030000Z/"
+    assert out.decode().strip() == f"{first}: deleted {prefix} (1 file)"
+    left = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    assert left == ["products/20261129T030000Z/products.h5", "products/20261130T030000Z/products.h5"]
+    await set_job_status(cluster, f"prune-{first}", conditions=[{"type": "Complete", "status": "True"}])
+    await schedules.tick()
+    assert first not in runs(cluster)
+
+    # The second run's prune Job fails (say its credentials cannot delete): the run stays, and says why.
+    await set_job_status(
+        cluster,
+        f"prune-{second}",
+        conditions=[{"type": "Failed", "status": "True", "reason": "PodFailurePolicy", "message": "exit code 2"}],
+    )
+    for _ in range(2):
+        await schedules.tick()
+    assert set(runs(cluster)) == {second, third}
+    status = stored(cluster, SCHEDULES, "nightly")["status"]
+    (pruning,) = status["pruning"]
+    assert (pruning["run"], pruning["phase"]) == (second, "Failed")
+    pruned = next(c for c in status["conditions"] if c["type"] == "Pruned")
+    assert (pruned["status"], pruned["reason"], pruned["message"]) == ("False", "PruneFailed", pruning["message"])
+    assert (
+        f"could not delete s3://{bucket}/products/20261129T030000Z/ (PodFailurePolicy: exit code 2)"
+        in (pruning["message"])
+    )
+    warnings = [e for e in events(cluster) if e.get("reason") == "PruneFailed"]
+    assert len(warnings) == 1, "one event per failure, not per tick"
+    assert (warnings[0]["type"], warnings[0]["involvedObject"]["kind"]) == ("Warning", "MilvusMigrationSchedule")
+
+    # Deleting the failed Job retries.
+    batch = kubernetes.client.BatchV1Api(api(cluster))
+    await asyncio.to_thread(batch.delete_namespaced_job, f"prune-{second}", NS)
+    await schedules.tick()
+    assert not cluster.objects[JOBS, NS, f"prune-{second}"].deleted
+    status = stored(cluster, SCHEDULES, "nightly")["status"]
+    assert status["pruning"][0]["phase"] == "Running"
+    assert next(c for c in status["conditions"] if c["type"] == "Pruned")["status"] == "True"
+
+
+async def test_runs_into_milvus_are_deleted_at_once(scheduled, cluster):
+    document = export_schedule(keep=1)
+    document["spec"]["template"]["spec"]["target"] = {"milvus": {"uri": "http://milvus:19530", "collection": "copy"}}
+    await add(cluster, document)
+    first, second = "nightly-20261128t030000z", "nightly-20261129t030000z"
+    scheduled.advance(minutes=2)
+    await schedules.tick()
+    await finish(cluster, first, "Succeeded")
+    scheduled.advance(days=1)
+    await schedules.tick()
+    await finish(cluster, second, "Succeeded")
+    await schedules.tick()
+    assert set(runs(cluster)) == {second}, "a collection is not a file: nothing to delete first"
+    assert not any(key[0].plural == "jobs" and key[2].startswith("prune-") for key in cluster.objects)

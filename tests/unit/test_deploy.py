@@ -117,11 +117,12 @@ def test_every_rendered_object_is_schema_valid(rendered):
 
 def test_jobs_the_operator_builds_are_schema_valid():
     from milvusdm import spec
-    from milvusdm_operator.jobs import build_job, runner_identity
+    from milvusdm_operator.jobs import build_job, prune_job, runner_identity
 
     for path in sorted((REPO / "examples").glob("*.yaml")):
         migration = spec.parse(yaml.safe_load(path.read_text()))
         kubernetes_validate.validate(build_job(migration, "vectors", "milvusdm:1"), K8S_VERSION, strict=True)
+        kubernetes_validate.validate(prune_job(migration, "vectors", "milvusdm:1"), K8S_VERSION, strict=True)
     for obj in runner_identity("vectors"):
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
@@ -154,6 +155,8 @@ def test_argocd_health_for_schedules():
     assert health(obj({"suspend": True}))[0] == "Suspended"
     invalid = obj(conditions=[{"type": "Ready", "status": "False", "message": "bad cron"}])
     assert health(invalid) == ("Degraded", "bad cron")
+    stuck = [{"type": "Ready", "status": "True"}, {"type": "Pruned", "status": "False", "reason": "PruneFailed"}]
+    assert health(obj(lastRunResult="Succeeded", conditions=stuck)) == ("Degraded", "PruneFailed")
     assert health({"metadata": {"generation": 2}, "spec": {}, "status": status})[0] == "Progressing"
 
 
