@@ -54,6 +54,22 @@ def _cel_errors(schema: dict, value: Any, old: Any, path: str) -> list[str]:
     return errors
 
 
+def _list_map_errors(schema: dict, value: Any, path: str) -> list[str]:
+    """Lists of type map hold each key once (the API server's "Duplicate value")."""
+    errors = []
+    if isinstance(value, dict):
+        for name, child in schema.get("properties", {}).items():
+            if name in value:
+                errors += _list_map_errors(child, value[name], f"{path}.{name}")
+    elif isinstance(value, list) and "items" in schema:
+        if schema.get("x-kubernetes-list-type") == "map":
+            keys = [tuple(item.get(k) for k in schema["x-kubernetes-list-map-keys"]) for item in value]
+            errors += [f"{path}: duplicate value {key}" for key in sorted(set(keys)) if keys.count(key) > 1]
+        for i, item in enumerate(value):
+            errors += _list_map_errors(schema["items"], item, f"{path}[{i}]")
+    return errors
+
+
 class Schema:
     """One CRD version's schema, compiled once: validation and pruning as the API server does them."""
 
@@ -67,7 +83,7 @@ class Schema:
         """Every reason the API server would reject ``document`` (an update of ``old`` if given)."""
         found = self.validator.iter_errors(document)
         errors = [f"{'.'.join(map(str, e.absolute_path)) or '(object)'}: {e.message}" for e in found]
-        return errors or _cel_errors(self.schema, document, old, "")
+        return errors or _list_map_errors(self.schema, document, "") or _cel_errors(self.schema, document, old, "")
 
     def prune(self, document: dict, dropped: list[str]) -> dict:
         """``document`` without the fields the schema does not declare (their paths go to ``dropped``);

@@ -122,8 +122,8 @@ def run(
 
             summary = jobrunner.run(resource, observers)
             print(json.dumps(summary.as_dict()) if json_output else summary.line())
-        for migration in legacy.load(file) if file is not None else ():  # a MilvusDM M2M file may hold several
-            summary = _run_local(migration, observers, state, resume)
+        if file is not None:
+            summary = _run_local(legacy.load(file), observers, state, resume)
             print(json.dumps(summary.as_dict()) if json_output else summary.line())
     except KeyboardInterrupt:
         interrupted = Interrupted(
@@ -311,21 +311,19 @@ def validate(file: ManifestOption) -> None:
     from milvusdm.checks import check
 
     try:
-        migrations = legacy.load(file)
-        for migration in migrations:
-            check(migration)
+        migration = legacy.load(file)
+        check(migration)
     except Exception as error:
         _fail(error)
-    for migration in migrations:
-        (source, _), (target, _) = migration.spec.source.one_of(), migration.spec.target.one_of()
-        print(f"{file}: valid MilvusMigration {migration.metadata.name!r} ({source} -> {target})")
+    (source, _), (target, _) = migration.spec.source.one_of(), migration.spec.target.one_of()
+    print(f"{file}: valid MilvusMigration {migration.metadata.name!r} ({source} -> {target})")
 
 
 @app.command()
 def convert(
     file: Annotated[Path, typer.Argument(help="A MilvusDM YAML file (F2M, H2M, M2M or M2H).")],
 ) -> None:
-    """Print the MilvusMigration manifest(s) equivalent to a MilvusDM YAML file."""
+    """Print the MilvusMigration manifest equivalent to a MilvusDM YAML file."""
     import yaml
 
     try:
@@ -335,12 +333,11 @@ def convert(
                 f"{file} is not a MilvusDM YAML (one top-level key: F2M, H2M, M2M or M2H)",
                 "pass a MilvusDM file; a MilvusMigration needs no conversion",
             )
-        manifests = legacy.convert(document, str(file))
-        for manifest in manifests:
-            spec.parse(manifest, origin=f"{file} (as MilvusMigration)")
+        manifest = legacy.convert(document, str(file))
+        spec.parse(manifest, origin=f"{file} (as MilvusMigration)")
     except Exception as error:
         _fail(error)
-    print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
+    print(yaml.safe_dump(manifest, sort_keys=False), end="")
 
 
 @app.command("prune-output")

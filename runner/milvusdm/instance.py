@@ -1,5 +1,6 @@
-"""Many collections per run: a manifest with ``source.milvus.collections`` or a dump on either
-side becomes one single-collection migration per collection, run one after another through the
+"""Many collections per run: a manifest with ``source.milvus.collections``, a Milvus 1.x directory
+without one ``source.milvus1x.collection``, or a dump on either side becomes one
+single-collection migration per collection, run one after another through the
 engine, each with its own checkpoint; then aliases, and for dumps ``dump.json``.
 
 A ledger in the state folder records each finished collection, so a resumed run skips those
@@ -26,6 +27,7 @@ from milvusdm.milvus import Connection
 from milvusdm.spec import (
     Hdf5Source,
     Hdf5Target,
+    Milvus1xSource,
     MilvusEndpoint,
     MilvusMigration,
     MilvusSource,
@@ -208,7 +210,8 @@ class Plan:
         dump = self.target if self.target_kind == "dump" else self.source if self.source_kind == "dump" else None
         self._folder = Folder(dump.path, self.spec.s3) if dump is not None else None
         self.header: dict[str, Any] = {}
-        self.items = self._from_dump() if self.source_kind == "dump" else self._from_milvus()
+        plans = {"dump": self._from_dump, "milvus1x": self._from_milvus1x, "milvus": self._from_milvus}
+        self.items = plans[self.source_kind]()
 
     @property
     def folder(self) -> Folder:
@@ -254,7 +257,8 @@ class Plan:
             else:
                 target = Target(milvus=self._milvus_target(database, name))
             entry = {"database": database, "name": name, "aliases": aliases[(database, name)]}
-            items.append(Item(f"{database}.{name}", self._single(Source(milvus=single), target, database, name), entry))
+            key = f"{database}.{name}"
+            items.append(Item(key, self._single(Source(milvus=single), target, key), entry))
         return items
 
     def _from_dump(self) -> list[Item]:
@@ -285,12 +289,44 @@ class Plan:
             entry = entry | {"files": files}
             source = Source(hdf5=Hdf5Source(paths=[self.folder.url(f["path"]) for f in files]))
             target = Target(milvus=self._milvus_target(database, name))
-            items.append(Item(f"{database}.{name}", self._single(source, target, database, name), entry))
+            key = f"{database}.{name}"
+            items.append(Item(key, self._single(source, target, key), entry))
         if wanted:
             raise InputError(
                 f"partitions were chosen for {', '.join(wanted)}, which is not restored",
                 "name a restored collection in --partitions",
             )
+        return items
+
+    def _from_milvus1x(self) -> list[Item]:
+        """Every chosen 1.x collection and its tags, checked against the meta before anything is
+        copied; each keeps its name (target.milvus.rename aside) in the target's database."""
+        from milvusdm.milvus1x_meta import choose
+        from milvusdm.sources.milvus1x import Milvus1xSource as Reader
+
+        source: Milvus1xSource = self.source
+        wanted = source.chosen
+        reader = Reader(source, self.spec.s3)
+        try:
+            found = reader.collections()
+        finally:
+            reader.close()
+        chosen = choose(
+            found,
+            None if wanted is None else [(c.name, c.partitions) for c in wanted],
+            source.path,
+            "source.milvus1x.collections",
+        )
+        tags = {c.name: c.partitions for c in wanted or []}
+        items = []
+        for collection, _ in chosen:
+            name = collection.name
+            single = source.model_copy(update={"collection": name, "partitions": tags.get(name), "collections": None})
+            if self.target_kind == "milvus":
+                target = Target(milvus=self._milvus_target(self.target.database, name))
+            else:
+                target = self.spec.target
+            items.append(Item(name, self._single(Source(milvus1x=single), target, name), {"name": name}))
         return items
 
     def _milvus_target(self, database: str, name: str) -> MilvusTarget:
@@ -299,11 +335,9 @@ class Plan:
         to_database, to_name = renamed(target.rename, database, name, chosen)
         return target.model_copy(update={"collection": to_name, "database": to_database, "rename": {}})
 
-    def _single(self, source: Source, target: Target, database: str, name: str) -> MilvusMigration:
+    def _single(self, source: Source, target: Target, key: str) -> MilvusMigration:
         spec = self.spec.model_copy(update={"source": source, "target": target})
-        metadata = self.migration.metadata.model_copy(
-            update={"name": f"{self.migration.metadata.name}.{database}.{name}"}
-        )
+        metadata = self.migration.metadata.model_copy(update={"name": f"{self.migration.metadata.name}.{key}"})
         return self.migration.model_copy(update={"spec": spec, "metadata": metadata})
 
     def check_unique_targets(self) -> None:
@@ -332,6 +366,8 @@ class Plan:
             schema, files = describe_export(self.folder, f"{item.entry['database']}/{item.entry['name']}")
             rows = sum(f["rows"] for f in files)
             return item.entry | {"schema": schema, "partitions": schema["partitions"], "rows": rows, "files": files}
+        if self.target_kind != "milvus" or self.source_kind == "milvus1x":  # files, or no aliases (1.x had none)
+            return item.entry
         target = _milvus_target(item)
         with _connected(target, target.database, "target") as milvus:
             present = set(

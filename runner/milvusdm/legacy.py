@@ -38,8 +38,9 @@ def is_legacy(document: Any) -> bool:
     return isinstance(document, dict) and len(document) == 1 and next(iter(document)) in KINDS
 
 
-def convert(document: dict[str, Any], origin: str) -> list[dict[str, Any]]:
-    """The manifests equivalent to a MilvusDM YAML (one per collection for M2M/M2H)."""
+def convert(document: dict[str, Any], origin: str) -> dict[str, Any]:
+    """The manifest equivalent to a MilvusDM YAML (M2M/M2H: every listed collection, each copied
+    under its own name with its own checkpoint)."""
     ((kind, body),) = document.items()
     if not isinstance(body, dict):
         raise InputError(
@@ -58,34 +59,34 @@ def convert(document: dict[str, Any], origin: str) -> list[dict[str, Any]]:
         metric = _metric((body.get("collection_parameter") or {}).get("metric_type"), origin)
         if metric:
             target["metric"] = metric
-        return [_manifest(kind, target["collection"], source, {"milvus": _drop_none(target)})]
-    manifests = []
-    for collection, tags in _collections(body, kind, origin).items():
-        source = {
-            "milvus1x": _drop_none(
-                {
-                    "path": str(_required(body, "source_milvus_path", kind, origin)),
-                    "meta": _meta(body.get("mysql_parameter")),
-                    "collection": collection,
-                    "partitions": [str(t) if t else "_default" for t in tags] if tags else None,
-                }
-            )
-        }
-        if kind == "M2M":
-            target = {"milvus": _target(body, origin, collection)}
-        else:
-            folder = str(_required(body, "data_dir", kind, origin)).rstrip("/") + "/"
-            target = {"hdf5": {"path": folder}}
-        manifests.append(_manifest(kind, collection, source, target))
-    return manifests
+        return _manifest(kind, [target["collection"]], source, {"milvus": _drop_none(target)})
+    chosen = _collections(body, kind, origin)
+    collections = [
+        _drop_none({"name": name, "partitions": [str(t) if t else "_default" for t in tags] if tags else None})
+        for name, tags in chosen.items()
+    ]
+    source = {
+        "milvus1x": _drop_none(
+            {
+                "path": str(_required(body, "source_milvus_path", kind, origin)),
+                "meta": _meta(body.get("mysql_parameter")),
+                "collections": collections,
+            }
+        )
+    }
+    if kind == "M2M":
+        target = {"milvus": _drop_none(_target(body, origin, None))}
+    else:
+        target = {"hdf5": {"path": str(_required(body, "data_dir", kind, origin)).rstrip("/") + "/"}}
+    return _manifest(kind, list(chosen), source, target)
 
 
-def load(path: Path) -> list[spec.MilvusMigration]:
-    """The migrations of a file: a MilvusMigration manifest, or a MilvusDM YAML's equivalents."""
+def load(path: Path) -> spec.MilvusMigration:
+    """The migration of a file: a MilvusMigration manifest, or a MilvusDM YAML's equivalent."""
     document = spec.read_document(path)
     if not is_legacy(document):
-        return [spec.parse(document, origin=f"manifest {path}")]
-    return [spec.parse(m, origin=f"{path} (as MilvusMigration)") for m in convert(document, str(path))]
+        return spec.parse(document, origin=f"manifest {path}")
+    return spec.parse(convert(document, str(path)), origin=f"{path} (as MilvusMigration)")
 
 
 def _required(body: dict[str, Any], key: str, kind: str, origin: str) -> Any:
@@ -110,7 +111,7 @@ def _hdf5(body: dict[str, Any], origin: str) -> dict[str, Any]:
     return {"hdf5": {"paths": files}}
 
 
-def _target(body: dict[str, Any], origin: str, collection: str) -> dict[str, Any]:
+def _target(body: dict[str, Any], origin: str, collection: str | None) -> dict[str, Any]:
     host = body.get("dest_host") or "127.0.0.1"
     port = body.get("dest_port") or 19530
     mode = str(body.get("mode") or "append")
@@ -158,8 +159,8 @@ def _collections(body: dict[str, Any], kind: str, origin: str) -> dict[str, list
     return {str(name): (list(tags) if tags else None) for name, tags in chosen.items()}
 
 
-def _manifest(kind: str, collection: str, source: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
-    name = re.sub(r"[^a-z0-9.-]+", "-", f"{kind}-{collection}".lower()).strip("-.")[:253]
+def _manifest(kind: str, collections: list[str], source: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    name = re.sub(r"[^a-z0-9.-]+", "-", "-".join([kind, *collections]).lower())[:253].strip("-.")
     return {
         "apiVersion": spec.API_VERSION,
         "kind": spec.KIND,

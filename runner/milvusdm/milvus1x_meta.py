@@ -15,7 +15,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ METRICS = {
 TABLE_COLUMNS = "table_id, state, dimension, metric_type, owner_table, partition_tag"
 FILE_COLUMNS = "table_id, segment_id, file_id, file_type, row_count"
 PARTITION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+UNSUPPORTED_METRICS = ("SUBSTRUCTURE", "SUPERSTRUCTURE")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,38 @@ def collections(tables: Iterable[tuple[Any, ...]], files: Iterable[tuple[Any, ..
         _check_names(table_id, partitions)
         found[table_id] = Collection(table_id, int(dimension), metric, binary, partitions)
     return found
+
+
+def choose(
+    found: dict[str, Collection], wanted: Sequence[tuple[str, Sequence[str] | None]] | None, where: str, field: str
+) -> list[tuple[Collection, tuple[Partition, ...]]]:
+    """The collections to copy, each with its partitions: ``wanted`` (name, tags or None for
+    all) in its order, or every live collection by name. A name or tag that is not live
+    (missing or dropped) or a metric milvusdm cannot migrate is refused, so a run of several
+    collections stops before writing any. ``where``: the directory; ``field``: what to fix."""
+    chosen = []
+    for name, tags in wanted if wanted is not None else [(name, None) for name in sorted(found)]:
+        if name not in found:
+            raise InputError(
+                f"collection {name!r} is not in {where} (live collections: {', '.join(sorted(found)) or 'none'})",
+                f"check {field} (dropped collections cannot be copied)",
+            )
+        collection = found[name]
+        if collection.metric in UNSUPPORTED_METRICS:
+            raise InputError(
+                f"collection {name!r} uses the {collection.metric} metric, which milvusdm does not migrate",
+                "recreate it in 1.x with HAMMING, JACCARD or TANIMOTO, or export it with a JACCARD metric",
+            )
+        by_tag = {p.tag: p for p in collection.partitions}
+        missing = [tag for tag in tags or () if tag not in by_tag]
+        if missing:
+            raise InputError(
+                f"collection {name!r} has no partition {', '.join(map(repr, missing))} (live tags: {', '.join(by_tag)})",
+                f"check {field} (dropped partitions cannot be copied)",
+            )
+        partitions = collection.partitions if tags is None else tuple(by_tag[tag] for tag in dict.fromkeys(tags))
+        chosen.append((collection, partitions))
+    return chosen
 
 
 def _check_names(collection: str, partitions: tuple[Partition, ...]) -> None:

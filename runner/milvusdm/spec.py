@@ -299,21 +299,85 @@ class Milvus1xMeta(Model):
         return self
 
 
+class Milvus1xCollection(Model):
+    """One 1.x collection of ``collections``, and the partition tags to copy from it."""
+
+    name: str = Field(description="The 1.x collection; the target keeps its name unless target.milvus.rename says.")
+    partitions: list[str] | None = Field(
+        None, min_length=1, description="1.x partition tags ('_default': the default partition); default all."
+    )
+
+
+Milvus1xCollections = Annotated[
+    list[Milvus1xCollection],
+    Field(min_length=1, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+]
+
+
 class Milvus1xSource(Model):
     """A Milvus 0.10.x/1.x data directory (the server's ``storage.path``), read file by file:
-    a local volume (read-only is fine) or an ``s3://`` prefix holding a copy of it."""
+    a local volume (read-only is fine) or an ``s3://`` prefix holding a copy of it. One
+    ``collection`` (with ``partitions``), or ``collections``, or neither: every live collection."""
 
     path: str = Field(description="The data directory, holding db/tables/ (and db/meta.sqlite for SQLite meta).")
     meta: Milvus1xMeta | None = Field(None, description="Default: sqlite db/meta.sqlite under path.")
-    collection: str = Field(description="The 1.x collection; the target keeps the name unless it sets its own.")
+    collection: str | None = Field(
+        None, description="One 1.x collection; the target names it (target.milvus.collection)."
+    )
     partitions: list[str] | None = Field(
-        None, min_length=1, description="1.x partition tags to copy ('_default': the default partition); default all."
+        None,
+        min_length=1,
+        description="With collection: 1.x partition tags to copy ('_default': the default partition); default all.",
+    )
+    collections: Milvus1xCollections | None = Field(
+        None,
+        description="Several collections, each {name, partitions}, copied one after another under their own "
+        "names; default (no collection either): every live collection.",
     )
     duplicates: Literal["refuse", "keepFirst"] = Field(
         "refuse",
         description="1.x allowed repeated ids: refuse them, or keep each id's first copy (in partition, "
         "segment and row order) and drop the others.",
     )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.collection) && has(self.collections))",
+                    "message": "set collection (one) or collections (several), not both",
+                },
+                {
+                    "rule": "!has(self.partitions) || has(self.collection)",
+                    "message": "partitions go with collection; in collections, each entry has its own partitions",
+                },
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Milvus1xSource:
+        if self.collection is not None and self.collections is not None:
+            raise ValueError("set collection (one) or collections (several), not both")
+        if self.partitions is not None and self.collection is None:
+            raise ValueError("partitions go with collection; in collections, each entry has its own partitions")
+        names = [c.name for c in self.collections or []]
+        if len(set(names)) != len(names):
+            raise ValueError(f"collections names {', '.join(sorted({n for n in names if names.count(n) > 1}))} twice")
+        return self
+
+    @property
+    def many(self) -> bool:
+        """Not one ``collection``: the run is planned collection by collection (see ``instance``)."""
+        return self.collection is None
+
+    @property
+    def chosen(self) -> list[Milvus1xCollection] | None:
+        """The collections asked for, as one list (``collection`` + ``partitions`` is a list of
+        one); None: every live collection."""
+        if self.collection is not None:
+            return [Milvus1xCollection(name=self.collection, partitions=self.partitions)]
+        return list(self.collections) if self.collections is not None else None
 
 
 class OneOf(Model):
@@ -339,7 +403,11 @@ class Source(OneOf):
     @property
     def many(self) -> bool:
         """Several collections: the run is planned collection by collection (see ``instance``)."""
-        return self.dump is not None or (self.milvus is not None and self.milvus.collections is not None)
+        return (
+            self.dump is not None
+            or (self.milvus is not None and self.milvus.collections is not None)
+            or (self.milvus1x is not None and self.milvus1x.many)
+        )
 
 
 class IndexSpec(Model):
@@ -480,7 +548,10 @@ class JobSettings(Model):
         return self
 
 
-MANY = "has(self.source.dump) || (has(self.source.milvus) && has(self.source.milvus.collections))"
+MANY_1X = "(has(self.source.milvus1x) && !has(self.source.milvus1x.collection))"
+MANY = f"has(self.source.dump) || (has(self.source.milvus) && has(self.source.milvus.collections)) || {MANY_1X}"
+FOLDER = "(has(self.target.hdf5) ? self.target.hdf5.path : self.target.parquet.path).endsWith('/')"
+MANY_FILES = "many collections go to target.dump, target.milvus or (from milvus1x) a folder path ending in '/'"
 
 
 class MigrationSpec(Model):
@@ -505,8 +576,8 @@ class MigrationSpec(Model):
                     "message": "target.dump takes source.milvus.collections (patterns, e.g. ['*'])",
                 },
                 {
-                    "rule": f"!(has(self.target.hdf5) || has(self.target.parquet)) || !({MANY})",
-                    "message": "many collections go to target.dump or target.milvus, not one file path",
+                    "rule": f"!(has(self.target.hdf5) || has(self.target.parquet)) || !({MANY}) || ({MANY_1X} && {FOLDER})",
+                    "message": MANY_FILES,
                 },
                 {
                     "rule": f"!({MANY}) || !has(self.parallelism) || self.parallelism == 1",
@@ -541,8 +612,9 @@ class MigrationSpec(Model):
         many, milvus = self.source.many, self.target.milvus
         if self.target.dump is not None and not (self.source.milvus and self.source.milvus.collections):
             raise ValueError("target.dump takes source.milvus.collections (patterns, e.g. ['*'])")
-        if many and (self.target.hdf5 or self.target.parquet) is not None:
-            raise ValueError("many collections go to target.dump or target.milvus, not one file path")
+        files = self.target.hdf5 or self.target.parquet
+        if many and files is not None and not (self.source.milvus1x and files.path.endswith("/")):
+            raise ValueError(MANY_FILES)
         if many and self.parallelism > 1:
             raise ValueError("many collections are copied one after another: set parallelism to 1")
         if milvus is not None and many and milvus.collection is not None:

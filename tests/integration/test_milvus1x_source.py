@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import stat
 
@@ -19,7 +20,7 @@ from milvusdm.spec import S3Settings
 from milvusdm.testing.mariadb import DATABASE, PASSWORD, USER, MariaDB
 from milvusdm.testing.milvus1x_writer import Milvus1xWriter
 from milvusdm.testing.milvus_server import free_port_block
-from tests.conftest import make_h5, manifest
+from tests.conftest import SERVER_TOKEN, client_for, make_h5, manifest, read_back
 from tests.integration.test_bad_input import INPUT, UNAVAILABLE, assert_fails
 from tests.milvus1x_data import legacy_directory
 
@@ -102,6 +103,70 @@ def test_bad_directories_one_line_each(tmp_path, run_cli):
     )
     run_fails(tmp_path, run_cli, {"path": root, "collection": "gone"}, "'gone' is not in", "bins, floats, ips")
     run_fails(tmp_path, run_cli, {"path": root, "collection": "floats", "partitions": ["nope"]}, "no partition 'nope'")
+
+
+def test_several_collections_refuse_a_missing_name_or_tag_before_copying(tmp_path, run_cli):
+    writer, _ = legacy_directory(tmp_path / "d")
+    for collections, phrases in [
+        (
+            [{"name": "floats"}, {"name": "gone"}],  # "gone" was dropped
+            ("'gone' is not in", "(live collections: bins, floats, ips)", "check source.milvus1x.collections"),
+        ),
+        ([{"name": "ips"}, {"name": "floats", "partitions": ["tag-a", "nope"]}], ("'floats' has no partition 'nope'",)),
+    ]:
+        source = {"milvus1x": {"path": str(writer.root), "collections": collections}}
+        assert_fails(
+            run_cli, manifest(tmp_path, source, {"milvus": {"uri": str(tmp_path / "lite.db")}}), INPUT, *phrases
+        )
+        assert not (tmp_path / "lite.db").exists()
+
+
+@pytest.mark.server
+def test_several_collections_and_every_live_one_keep_their_names(tmp_path, run_cli, milvus_server):
+    writer, rng = Milvus1xWriter(tmp_path / "d"), np.random.default_rng(7)
+
+    def segment(table: str, first: int, n: int, dim: int, deleted=()) -> np.ndarray:
+        ids = 2**60 + first + np.arange(n, dtype=np.int64)
+        writer.segment(table, ids, rng.standard_normal((n, dim), dtype=np.float32), deleted=deleted)
+        return np.delete(ids, list(deleted))
+
+    docs = writer.collection("docs", 8)
+    rows = {"_default": segment(docs, 0, 40, 8, deleted=[17, 3])}
+    rows["_2021_q4"] = segment(writer.partition(docs, "2021-q4"), 100, 30, 8)
+    rows["kept"] = segment(writer.partition(docs, "kept"), 200, 20, 8)
+    codes = segment(writer.collection("codes", 4, metric=2), 300, 25, 4)
+    segment(writer.collection("old", 8, state=1), 400, 10, 8)  # dropped: never copied
+    writer.write_sqlite()
+    server = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
+
+    def run(source: dict, target: dict, name: str) -> dict:
+        path = manifest(tmp_path, {"milvus1x": {"path": str(writer.root), **source}}, {"milvus": target}, name=name)
+        result = run_cli("run", "-f", path, "-q", "--json")
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def assert_ids(target: dict, collection: str, expected: np.ndarray, partition: str | None = None) -> None:
+        np.testing.assert_array_equal(read_back(target, collection, partition=partition)[0], np.sort(expected))
+
+    chosen = [{"name": "docs", "partitions": ["2021-q4", "_default"]}, {"name": "codes"}]
+    summary = run({"collections": chosen}, {**server, "rename": {"docs": "docs_2021"}}, "chosen")
+    assert [c["rows"] for c in summary["collections"]] == [len(rows["_default"]) + len(rows["_2021_q4"]), len(codes)]
+    client = client_for(server)
+    assert sorted(client.list_collections()) == ["codes", "docs_2021"]
+    assert sorted(client.list_partitions("docs_2021")) == ["_2021_q4", "_default"]
+    for partition in ("_default", "_2021_q4"):
+        assert_ids(server, "docs_2021", rows[partition], partition)
+    assert_ids(server, "codes", codes)
+
+    summary = run({}, {**server, "mode": "skip"}, "every")  # every live one; codes is there already
+    assert [(c["name"], c["rows"], c["skipped"]) for c in summary["collections"]] == [
+        ("every.codes", 0, True),
+        ("every.docs", sum(map(len, rows.values())), False),
+    ]
+    assert sorted(client.list_collections()) == ["codes", "docs", "docs_2021"]  # not the dropped "old"
+    assert sorted(client.list_partitions("docs")) == ["_2021_q4", "_default", "kept"]
+    for partition, ids in rows.items():
+        assert_ids(server, "docs", ids, partition)
 
 
 @pytest.mark.parametrize(

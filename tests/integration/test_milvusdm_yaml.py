@@ -62,8 +62,8 @@ def test_m2m_copies_every_listed_collection_partitions_and_deletions(tmp_path, r
         "source_collection": {"floats": None, "bins": None},
         **destination(milvus_server, mode="skip"),
     }
-    lines = run_yaml(run_cli, tmp_path, write_yaml(tmp_path, "M2M", body))
-    assert len(lines) == 2 and all("verified: sample" in line for line in lines)
+    head, *lines = run_yaml(run_cli, tmp_path, write_yaml(tmp_path, "M2M", body))
+    assert "2 collections" in head and len(lines) == 2 and all("verified: sample" in line for line in lines)
     target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
     for partition in ("_default", "tag_a", "reused"):
         assert_copied(target, "floats", *expected.of("floats", partition), partition=partition)
@@ -72,8 +72,8 @@ def test_m2m_copies_every_listed_collection_partitions_and_deletions(tmp_path, r
     assert sorted(client.list_partitions("floats")) == ["_default", "reused", "tag_a"]
     metric = client.describe_index("bins", client.list_indexes("bins")[0])["metric_type"]
     assert metric == "HAMMING"
-    again = run_yaml(run_cli, tmp_path, write_yaml(tmp_path, "M2M", body))  # mode skip: each existing one skipped
-    assert all("skipped" in line for line in again)
+    _, *again = run_yaml(run_cli, tmp_path, write_yaml(tmp_path, "M2M", body))  # mode skip: each one skipped
+    assert len(again) == 2 and all("skipped" in line for line in again)
 
 
 def test_m2h_writes_a_file_per_partition_in_milvusdm_layout(tmp_path, run_cli):
@@ -234,11 +234,10 @@ def test_convert_prints_manifests_valid_for_the_crd(tmp_path, run_cli):
     for path in legacy_files(tmp_path):
         result = run_cli("convert", path)
         assert result.exit_code == 0, result.stderr
-        documents[path.stem] = list(yaml.safe_load_all(result.stdout))
-        for document in documents[path.stem]:
-            assert validate(definition, document) == []
-            spec.parse(document)
-    f2m = documents["F2M"][0]["spec"]
+        documents[path.stem] = yaml.safe_load(result.stdout)
+        assert validate(definition, documents[path.stem]) == []
+        spec.parse(documents[path.stem])
+    f2m = documents["F2M"]["spec"]
     assert f2m["target"]["milvus"] == {
         "uri": "http://milvus.example:19530",
         "collection": "f",
@@ -246,11 +245,13 @@ def test_convert_prints_manifests_valid_for_the_crd(tmp_path, run_cli):
         "partition": "p",
         "metric": "JACCARD",
     }
-    assert documents["H2M"][0]["spec"]["source"]["hdf5"]["paths"] == [str(tmp_path / "h" / "x.hdf5")]
-    m2m = [d["spec"]["source"]["milvus1x"] for d in documents["M2M"]]
-    assert [(s["collection"], s.get("partitions")) for s in m2m] == [("a", None), ("b", ["t-1"])]
-    assert m2m[0]["meta"]["mysql"]["host"] == "mysql"
-    m2h = documents["M2H"][0]["spec"]
+    assert documents["H2M"]["spec"]["source"]["hdf5"]["paths"] == [str(tmp_path / "h" / "x.hdf5")]
+    m2m = documents["M2M"]["spec"]  # every listed collection in one manifest, each keeping its name
+    assert m2m["source"]["milvus1x"]["collections"] == [{"name": "a"}, {"name": "b", "partitions": ["t-1"]}]
+    assert m2m["source"]["milvus1x"]["meta"]["mysql"]["host"] == "mysql"
+    assert m2m["target"]["milvus"] == {"uri": "http://milvus.example:19530", "mode": "append"}
+    m2h = documents["M2H"]["spec"]
+    assert m2h["source"]["milvus1x"]["collections"] == [{"name": "a"}]
     assert (m2h["source"]["milvus1x"].get("meta"), m2h["target"]["hdf5"]["path"]) == (None, "/out/")
 
 

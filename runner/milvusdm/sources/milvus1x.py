@@ -22,13 +22,7 @@ from pymilvus import DataType
 
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
-from milvusdm.milvus1x_meta import (
-    Collection,
-    Partition,
-    Segment,
-    read_mysql,
-    read_sqlite,
-)
+from milvusdm.milvus1x_meta import Collection, Segment, choose, read_mysql, read_sqlite
 from milvusdm.schema import Schema
 from milvusdm.sources.base import Source, check_unique_ids
 from milvusdm.spec import Milvus1xSource as Milvus1xSpec
@@ -39,7 +33,6 @@ log = logging.getLogger(__name__)
 HEADER = 8  # bytes: the size_t byte count each segment file starts with
 SCAN_ROWS = 1 << 20
 META_FILE = "db/meta.sqlite"
-UNSUPPORTED_METRICS = ("SUBSTRUCTURE", "SUPERSTRUCTURE")
 
 
 class _Directory:
@@ -134,15 +127,15 @@ class Milvus1xSource(Source):
         return f"milvus1x:{self.spec.path}/{self.spec.collection}"
 
     def open(self) -> None:
-        collection = self._collection()
+        assert self.spec.collection is not None, "a reader copies one collection (instance plans many)"
+        ((collection, partitions),) = choose(
+            self.collections(),
+            [(self.spec.collection, self.spec.partitions)],
+            self.spec.path,
+            "source.milvus1x.collection and partitions",
+        )
         self.vector_bytes = collection.dimension // 8 if collection.binary else collection.dimension * 4
         self.vector_dtype = np.dtype(np.uint8 if collection.binary else np.float32)
-        if collection.metric in UNSUPPORTED_METRICS:
-            raise InputError(
-                f"collection {collection.name!r} uses the {collection.metric} metric, which milvusdm does not migrate",
-                "recreate it in 1.x with HAMMING, JACCARD or TANIMOTO, or export it with a JACCARD metric",
-            )
-        partitions = self._partitions(collection)
         plans = [self._check_segment(p.name, segment) for p in partitions for segment in p.segments]
         if self.spec.duplicates == "keepFirst":
             plans = self._keep_first(plans)
@@ -165,7 +158,8 @@ class Milvus1xSource(Source):
             "set source.milvus1x.duplicates: keepFirst to keep each id's first copy (Milvus would store every copy)",
         )
 
-    def _collection(self) -> Collection:
+    def collections(self) -> dict[str, Collection]:
+        """The directory's live collections, from its meta database."""
         meta = self.spec.meta
         if meta is not None and meta.mysql is not None:
             if self.files.store is None and not Path(self.spec.path, "db", "tables").is_dir():
@@ -174,36 +168,15 @@ class Milvus1xSource(Source):
                     "point source.milvus1x.path at the 1.x server's storage.path",
                 )
             mysql = meta.mysql
-            found = read_mysql(mysql.host, mysql.port, mysql.user, mysql.secret(), mysql.database)
-        else:
-            if self.files.store is None and meta is None and not Path(self.spec.path, "db").is_dir():
-                raise InputError(
-                    f"{self.spec.path} is not a Milvus 1.x data directory (no db/ folder)",
-                    "point source.milvus1x.path at the 1.x server's storage.path",
-                )
-            location = meta.sqlite if meta is not None and meta.sqlite else self.files.path(META_FILE)
-            with tempfile.TemporaryDirectory(prefix="milvusdm-meta-") as folder:
-                found = read_sqlite(_local_meta(location, self.store, folder), location)
-        name = self.spec.collection
-        if name not in found:
+            return read_mysql(mysql.host, mysql.port, mysql.user, mysql.secret(), mysql.database)
+        if self.files.store is None and meta is None and not Path(self.spec.path, "db").is_dir():
             raise InputError(
-                f"collection {name!r} is not in {self.spec.path} (live collections: {', '.join(sorted(found)) or 'none'})",
-                "check source.milvus1x.collection (dropped collections cannot be copied)",
+                f"{self.spec.path} is not a Milvus 1.x data directory (no db/ folder)",
+                "point source.milvus1x.path at the 1.x server's storage.path",
             )
-        return found[name]
-
-    def _partitions(self, collection: Collection) -> list[Partition]:
-        if self.spec.partitions is None:
-            return list(collection.partitions)
-        by_tag = {p.tag: p for p in collection.partitions}
-        missing = [tag for tag in self.spec.partitions if tag not in by_tag]
-        if missing:
-            raise InputError(
-                f"collection {collection.name!r} has no partition {', '.join(map(repr, missing))} "
-                f"(tags: {', '.join(by_tag)})",
-                "check source.milvus1x.partitions",
-            )
-        return [by_tag[tag] for tag in dict.fromkeys(self.spec.partitions)]
+        location = meta.sqlite if meta is not None and meta.sqlite else self.files.path(META_FILE)
+        with tempfile.TemporaryDirectory(prefix="milvusdm-meta-") as folder:
+            return read_sqlite(_local_meta(location, self.store, folder), location)
 
     def _check_segment(self, partition: str, segment: Segment) -> _SegmentFiles:
         """Sizes and headers of a segment's files against each other and the metadata."""
