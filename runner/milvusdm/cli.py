@@ -299,10 +299,15 @@ def verify(
         migration = spec.load(file)
         if mode is not None and mode not in ("count", "ids", "sample", "full"):
             raise InputError(f"unknown verify mode {mode!r}", "use count, ids, sample or full")
-        result = engine.check(migration, mode)
+        if migration.spec.source.many:
+            from milvusdm import instance
+
+            results = instance.check(migration, mode)
+        else:
+            results = [(migration.metadata.name, engine.check(migration, mode))]
     except Exception as error:
         _fail(error)
-    print(f"{migration.metadata.name}: verified: {result}")
+    print("\n".join(f"{name}: verified: {result}" for name, result in results))
 
 
 @app.command()

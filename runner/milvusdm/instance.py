@@ -452,6 +452,17 @@ class FileStores:
         return []
 
 
+def check(migration: MilvusMigration, mode: str | None = None) -> list[tuple[str, str]]:
+    """``milvusdm verify`` of a many-collection manifest: each planned collection's target
+    against its source, copying nothing; (its migration's name, the result) each."""
+    if migration.spec.target.dump is not None:
+        raise InputError(
+            "milvusdm verify checks targets of collections, not a dump (dump.json holds its checks)",
+            "verify a restore of it instead: milvusdm restore --verify full",
+        )
+    return [(item.migration.metadata.name, engine.check(item.migration, mode)) for item in Plan(migration).items]
+
+
 def run(
     migration: MilvusMigration,
     observers: Sequence[engine.Observer] = (),

@@ -8,6 +8,7 @@ import os
 import stat
 
 import faiss
+import h5py
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -119,6 +120,23 @@ def test_several_collections_refuse_a_missing_name_or_tag_before_copying(tmp_pat
             run_cli, manifest(tmp_path, source, {"milvus": {"uri": str(tmp_path / "lite.db")}}), INPUT, *phrases
         )
         assert not (tmp_path / "lite.db").exists()
+
+
+def test_every_live_collection_into_one_folder_then_verified(tmp_path, run_cli):
+    _, expected = legacy_directory(tmp_path / "d")
+    path = manifest(tmp_path, {"milvus1x": {"path": str(tmp_path / "d")}}, {"hdf5": {"path": f"{tmp_path}/out/"}})
+    result = run_cli("run", "-f", path, "-q")
+    assert result.exit_code == 0, result.stderr
+    names = [(c, p) for c in ("bins", "floats", "ips") for p in expected.rows[c]]  # "gone" was dropped
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == sorted(f"{c}_{p}.h5" for c, p in names)
+    for collection, partition in names:
+        with h5py.File(tmp_path / "out" / f"{collection}_{partition}.h5") as file:
+            np.testing.assert_array_equal(file["ids"][:], expected.of(collection, partition)[0])
+    result = run_cli("verify", "-f", path, "--mode", "full")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["test.bins", "test.floats", "test.ips"]
+    assert all("rows equal" in line for line in lines)
 
 
 @pytest.mark.server
