@@ -86,7 +86,7 @@ def main() -> None:
                         f"{kind}_ceiling_rows_per_s": round(rows / limit),
                         "milvusdm_rows_per_s": round(rows / seconds),
                         "ratio": round(limit / seconds, 3),
-                        "milvusdm_peak_rss_mb": round(summary["peak_rss_mb"]),
+                        "milvusdm_peak_rss_mb": round(summary["peakRssMb"]),
                         "milvusdm_seconds": round(seconds, 1),
                         "ceiling_seconds": round(limit, 1),
                     }

@@ -126,7 +126,7 @@ def main() -> None:
             "ratio": round(raw / ours, 3),
             "ceiling_rows_per_s": round(args.rows / raw),
             "milvusdm_rows_per_s": round(args.rows / ours),
-            "milvusdm_peak_rss_mb": round(summary["peak_rss_mb"]),
+            "milvusdm_peak_rss_mb": round(summary["peakRssMb"]),
             "milvusdm_phases_s": summary["phases"],
             "verified": summary["verified"],
         }

@@ -221,7 +221,7 @@ def main() -> None:
                             "ratio": round(raw / ours, 3),
                             "milvusdm_seconds": round(ours, 2),
                             "peak_rss_mb": round(rss),
-                            "own_vmhwm_mb": summary["peak_rss_mb"],
+                            "own_vmhwm_mb": summary["peakRssMb"],
                             "peak_rss_above_index_mb": round(rss - file_mb),
                             "milvusdm_phases_s": summary["phases"],
                         }

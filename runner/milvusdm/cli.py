@@ -141,6 +141,12 @@ def _run_local(
     from milvusdm import engine, instance
     from milvusdm.checkpoint import FileCheckpoints
 
+    if migration.spec.parallelism > 1:
+        logging.getLogger("milvusdm").warning(
+            "parallelism %d applies in a cluster (an Indexed Job of %d pods); this local run copies as one process",
+            migration.spec.parallelism,
+            migration.spec.parallelism,
+        )
     checkpoints = FileCheckpoints(state, migration.metadata.name)
     with checkpoints.lock():  # a second run of the same migration is refused
         if migration.spec.source.many:
@@ -321,7 +327,9 @@ def validate(file: ManifestOption) -> None:
     except Exception as error:
         _fail(error)
     (source, _), (target, _) = migration.spec.source.one_of(), migration.spec.target.one_of()
-    print(f"{file}: valid MilvusMigration {migration.metadata.name!r} ({source} -> {target})")
+    shards = migration.spec.parallelism
+    note = f"; parallelism {shards} applies in a cluster, a local run copies as one" if shards > 1 else ""
+    print(f"{file}: valid MilvusMigration {migration.metadata.name!r} ({source} -> {target}){note}")
 
 
 @app.command()

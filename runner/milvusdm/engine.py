@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
+from pydantic.alias_generators import to_camel
 from pymilvus import DataType
 
 from milvusdm.batch import Batch
@@ -84,7 +85,9 @@ class Summary:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"rowsPerSecond": round(self.rows_per_second, 1)}
+        """The ``--json`` summary, in the key style of the CR status (camelCase)."""
+        fields = {to_camel(name): value for name, value in asdict(self).items()}
+        return fields | {"rowsPerSecond": round(self.rows_per_second, 1)}
 
 
 class _Clock:
@@ -389,11 +392,14 @@ class _Run:
             raise
 
     def _warnings(self) -> list[str]:
-        schema = self.source.schema
+        schema, milvus = self.source.schema, self.spec.source.milvus
+        empty = "the source holds no rows"
+        if milvus is not None and milvus.filter:
+            empty = f"0 rows matched source.milvus.filter {milvus.filter!r}"
         notes = {
             "vectors are decoded approximations of the originals (lossy index)": schema.lossy,
             "the source generated its keys (auto_id); the target keeps them, so later inserts into it must give keys": schema.auto_id,
-            "the source holds no rows: the target is created empty": self.source.total == 0,
+            f"{empty}: the target is created empty": self.source.total == 0,
         }
         return [note for note, applies in notes.items() if applies]
 

@@ -139,7 +139,7 @@ class RunSummary:
             "rows": self.rows,
             "total": self.total,
             "seconds": round(self.seconds, 2),
-            "peak_rss_mb": self.peak_rss_mb,
+            "peakRssMb": self.peak_rss_mb,
             "collections": [s.as_dict() for s in self.collections],
         }
 

@@ -66,20 +66,24 @@ def from_file(column: Column, values: np.ndarray) -> np.ndarray:
 
 def vector_kind(dataset: h5py.Dataset) -> tuple[DataType, int] | None:
     """The vector type and dimension of a vector dataset (None: not one): float as (rows, dim)
-    numbers; binary as 2-D uint8 (rows, dim/8) or, as MilvusDM wrote them, 1-D fixed-length
-    bytes ``|S{dim/8}``."""
+    numbers; binary as 2-D uint8 (rows, dim/8), as 2-D bool (rows, dim) (ann-benchmarks' hamming
+    and jaccard files) or, as MilvusDM wrote them, 1-D fixed-length bytes ``|S{dim/8}``."""
     dtype, shape = dataset.dtype, dataset.shape
     if len(shape) == 1 and dtype.kind == "S" and dtype.itemsize > 0:
         return DataType.BINARY_VECTOR, 8 * dtype.itemsize
+    if len(shape) == 2 and dtype == np.bool_ and shape[1] and shape[1] % 8 == 0:
+        return DataType.BINARY_VECTOR, shape[1]  # ann-benchmarks' bit datasets: a bool per dimension
     if len(shape) != 2 or shape[1] == 0 or dtype.kind not in "fiu":
         return None
     return (DataType.BINARY_VECTOR, 8 * shape[1]) if dtype == np.uint8 else (DataType.FLOAT_VECTOR, shape[1])
 
 
 def vector_rows(values: np.ndarray) -> np.ndarray:
-    """Rows read from a vector dataset as a batch holds them: fixed-length bytes become uint8 rows."""
+    """Rows read from a vector dataset as a batch holds them: fixed-length bytes and bools become uint8 rows."""
     if values.dtype.kind == "S":
         return np.ascontiguousarray(values).view(np.uint8).reshape(len(values), values.dtype.itemsize)
+    if values.dtype == np.bool_:
+        return np.packbits(values, axis=1)  # the first dimension in each byte's highest bit, as Milvus packs
     return values
 
 

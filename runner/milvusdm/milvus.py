@@ -83,7 +83,9 @@ def classify(error: BaseException, what: str, endpoint: MilvusEndpoint) -> Excep
             f"Milvus at {endpoint.uri} is unreachable while trying to {what}: {text}",
             "check the uri and that the server is up",
         )
-    return InputError(f"Milvus at {endpoint.uri} failed to {what}: {text}", "see the message above")
+    return InputError(
+        f"Milvus at {endpoint.uri} failed to {what}: {text}", "correct what the server names, then run again"
+    )
 
 
 def retrying(seconds: float) -> Retrying:

@@ -710,6 +710,23 @@ def parse(document: Any, origin: str = "manifest") -> MilvusMigration:
         raise InputError(f"invalid {origin}: {describe_errors(error)}", "fix the fields named above") from None
 
 
+class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
+    """Safe YAML that refuses a key given twice in one mapping: PyYAML silently keeps the last,
+    where kubectl refuses the manifest."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"found the key {key!r} twice", key_node.start_mark
+                )
+            seen.add(key)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep)
+        return mapping
+
+
 def read_document(path: str | Path) -> Any:
     """A manifest file's YAML (or JSON) document, not validated yet."""
     try:
@@ -719,9 +736,19 @@ def read_document(path: str | Path) -> Any:
     except UnicodeDecodeError:
         raise InputError(f"manifest {path} is not text (a binary file?)", "pass a YAML manifest with -f") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as error:
-        raise InputError(f"manifest {path} is not valid YAML: {error}", "fix the YAML syntax") from None
+        raise InputError(
+            f"manifest {path} is not valid YAML: {_yaml_problem(error)}", "fix the YAML at that line"
+        ) from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: the problem and where it is."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem:
+        mark = error.problem_mark
+        return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else error.problem
+    return " ".join(str(error).split())
 
 
 def load(path: str | Path) -> MilvusMigration:

@@ -185,3 +185,21 @@ def test_validate_touches_no_data(tmp_path, run_cli, lite):
     result = run_cli("validate", "-f", path)
     assert result.exit_code == 0 and "valid MilvusMigration 'test' (hdf5 -> milvus)" in result.stdout
     assert not (tmp_path / "lite.db").exists()
+
+
+def test_validate_refuses_a_key_given_twice_and_notes_parallelism(tmp_path, run_cli, lite):
+    path = manifest(
+        tmp_path, {"hdf5": {"path": str(tmp_path / "later.h5")}}, {"milvus": {**lite, "collection": "items"}}
+    )
+    path.write_text(path.read_text() + "  batchSize: 10\n  batchSize: 20\n")
+    result = run_cli("validate", "-f", path)
+    assert result.exit_code == INPUT
+    assert "found the key 'batchSize' twice (line" in one_error_line(result)
+    sharded = manifest(
+        tmp_path,
+        {"hdf5": {"path": str(tmp_path / "later.h5")}},
+        {"milvus": {**lite, "collection": "items"}},
+        parallelism=3,
+    )
+    result = run_cli("validate", "-f", sharded)
+    assert result.exit_code == 0 and "parallelism 3 applies in a cluster, a local run copies as one" in result.stdout

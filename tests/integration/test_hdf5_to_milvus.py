@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import client_for, make_h5, manifest, read_back
+from tests.conftest import SERVER_TOKEN, client_for, make_h5, manifest, read_back
 
 
 def run_ok(run_cli, path) -> dict:
@@ -67,6 +67,45 @@ def test_ann_benchmarks_layout_sets_metric_and_numbers_rows(tmp_path, run_cli, t
     client = client_for(target)
     index = client.describe_index("glove", client.list_indexes("glove")[0])
     assert index["metric_type"] == "COSINE"
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("distance", ["hamming", "jaccard"])
+def test_ann_benchmarks_bit_datasets_become_binary_vectors(tmp_path, run_cli, milvus_server, rng, distance):
+    """ann-benchmarks writes hamming and jaccard data as one bool per dimension."""
+    bools = rng.random((500, 64)) > 0.5
+    file = make_h5(tmp_path / "bits.h5", bools, name="train", distance=distance, point_type="bit")
+    target = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
+    path = manifest(
+        tmp_path,
+        {"hdf5": {"path": str(file)}},
+        {"milvus": {**target, "collection": f"bits_{distance}", "index": {"type": "BIN_FLAT"}}},
+        verify="full",
+    )
+    assert run_ok(run_cli, path)["verified"] == "full (500 ids present, 500 rows equal, count 500)"
+    found, rows = read_back(target, f"bits_{distance}")
+    np.testing.assert_array_equal(found, np.arange(500))
+    stored = rows[7]["vector"]
+    packed = np.frombuffer(b"".join(stored) if isinstance(stored, list) else stored, dtype=np.uint8)
+    np.testing.assert_array_equal(np.unpackbits(packed).astype(bool), bools[7])  # the first bit is dimension 0
+    client = client_for(target)
+    field = next(f for f in client.describe_collection(f"bits_{distance}")["fields"] if f["name"] == "vector")
+    assert field["params"]["dim"] == 64
+    assert client.describe_index(f"bits_{distance}", "vector")["metric_type"] == distance.upper()
+
+
+def test_ann_benchmarks_files_milvus_cannot_hold_are_refused(tmp_path, run_cli, lite):
+    unknown = make_h5(tmp_path / "u.h5", np.ones((4, 8), np.float32), name="train", distance="manhattan")
+    sparse = make_h5(tmp_path / "s.h5", np.arange(40, dtype=np.int32), name="train", distance="jaccard", type="sparse")
+    for file, says in (
+        (unknown, "names the distance 'manhattan', which milvusdm does not know"),
+        (sparse, "is a sparse ann-benchmarks dataset"),
+    ):
+        path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "c"}})
+        result = run_cli("run", "-f", path, "-q")
+        assert result.exit_code == 2 and says in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "lite.db").exists()
 
 
 def test_several_files_by_glob_number_rows_across_files(tmp_path, run_cli, target, rng):

@@ -245,3 +245,28 @@ def test_auto_id_binary_collection_keeps_ids_and_takes_an_index_override(
     assert (index["index_type"], index["metric_type"]) == ("BIN_FLAT", "HAMMING")
     ids = lambda c: sorted(r["pk"] for r in c.query("hashes", filter="pk >= 0", output_fields=["pk"], limit=1000))  # noqa: E731
     assert ids(copied) == ids(original)
+
+
+def test_filters_that_match_nothing_or_name_no_field(tmp_path, run_cli, source_server, milvus_server):
+    source, target = endpoint(source_server), endpoint(milvus_server)
+    client = client_for(source)
+    client.create_collection("plain", dimension=4, auto_id=False, enable_dynamic_field=False)
+    client.insert("plain", [{"id": i, "vector": [float(i)] * 4} for i in range(10)])
+    client.close()
+    nothing = manifest(
+        tmp_path,
+        {"milvus": {**source, "collection": "plain", "filter": "id > 100"}},
+        {"milvus": {**target, "collection": "plain_none"}},
+    )
+    summary = run_ok(run_cli, nothing)
+    assert summary["rows"] == 0
+    assert summary["warnings"] == ["0 rows matched source.milvus.filter 'id > 100': the target is created empty"]
+    missing = manifest(
+        tmp_path,
+        {"milvus": {**source, "collection": "plain", "filter": "colour == 'red'"}},
+        {"milvus": {**target, "collection": "plain_missing"}},
+    )
+    result = run_cli("run", "-f", missing, "-q", "--state", tmp_path / "state")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "source.milvus.filter" in result.stderr, result.stderr
+    assert "plain_missing" not in client_for(target).list_collections()

@@ -89,7 +89,7 @@ class Hdf5Source(Source):
                 dim=dim,
                 vector_type=vector_type,
                 scalars=tuple(Column.for_numpy(name, ds.dtype) for name, ds in first.fields.items()),
-                metric=self._metric(first.handle) or ("HAMMING" if binary else None),
+                metric=self._metric(first) or ("HAMMING" if binary else None),
             )
         if first.ids is not None:
             check_unique_ids(self._all_ids(), f"source {self.describe()}")
@@ -103,6 +103,11 @@ class Hdf5Source(Source):
             ) from None
         vectors = self._dataset(handle, path, self.spec.vectors, VECTOR_DEFAULTS, "vectors")
         kind = vector_kind(vectors)
+        if kind is None and handle.attrs.get("type") in ("sparse", b"sparse"):
+            raise InputError(
+                f"{path} is a sparse ann-benchmarks dataset (sets of item ids, not vectors of one dimension)",
+                "convert it to dense binary vectors (one bit per item) first; Milvus 2.3 stores no sparse vectors",
+            )
         if kind is None:
             raise InputError(
                 f"dataset {vectors.name!r} in {path} has shape {vectors.shape} of {vectors.dtype}, not (rows, dimension) "
@@ -181,11 +186,20 @@ class Hdf5Source(Source):
                     raise InputError(f"field {name!r} has another type in {file.path} than in {first.path}", "")
 
     @staticmethod
-    def _metric(handle: h5py.File) -> str | None:
-        distance = handle.attrs.get(DISTANCE_ATTRIBUTE)
-        if isinstance(distance, bytes):
-            distance = distance.decode()
-        return DISTANCE_METRICS.get(str(distance).lower()) if distance is not None else None
+    def _metric(file: Hdf5File) -> str | None:
+        """The metric an ann-benchmarks file names; one it names that milvusdm does not know is
+        refused (a silent L2 would build a collection that answers searches wrongly)."""
+        distance = file.handle.attrs.get(DISTANCE_ATTRIBUTE)
+        if distance is None:
+            return None
+        name = (distance.decode() if isinstance(distance, bytes) else str(distance)).lower()
+        if name not in DISTANCE_METRICS:
+            raise InputError(
+                f"{file.path} names the distance {name!r}, which milvusdm does not know "
+                f"(known: {', '.join(sorted(DISTANCE_METRICS))})",
+                "set the file's 'distance' attribute to one of those",
+            )
+        return DISTANCE_METRICS[name]
 
     def _all_ids(self) -> Iterator[np.ndarray]:
         for file in self.files:

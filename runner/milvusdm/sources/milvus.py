@@ -197,15 +197,27 @@ class MilvusSource(Source):
         return " and ".join(parts) or everything(self.key)
 
     def _count(self, partition: str) -> int:
-        rows = self.milvus.retry(
-            "count the source rows",
-            self.milvus.client.query,
-            self.spec.collection,
-            filter=self._filter(),
-            output_fields=["count(*)"],
-            partition_names=[partition],
-            consistency_level="Strong",
-        )
+        """Rows of a partition the filter selects: the first query with the filter, so a filter
+        the server cannot use is refused here, before the target is touched."""
+        try:
+            rows = self.milvus.retry(
+                "count the source rows",
+                self.milvus.client.query,
+                self.spec.collection,
+                filter=self._filter(),
+                output_fields=["count(*)"],
+                partition_names=[partition],
+                consistency_level="Strong",
+            )
+        except InputError as error:
+            if not self.spec.filter:
+                raise
+            names = ", ".join(c.name for c in self.columns)
+            raise InputError(
+                f"source.milvus.filter {self.spec.filter!r} does not work on {self.spec.collection!r}: "
+                f"{error.problem.partition(': ')[2]}",
+                f"write the filter in Milvus' expression language over the collection's fields ({names})",
+            ) from None
         return int(rows[0]["count(*)"])
 
     def _page(self, columns: list[Column], partition: str, after: Any, limit: int) -> list[np.ndarray]:
