@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,13 +75,26 @@ def _state_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("MILVUSDM_STATE_DIR", str(tmp_path / ".milvusdm"))
 
 
+def healthy(server: EmbeddedMilvus) -> EmbeddedMilvus:
+    if not server.alive:
+        warnings.warn(
+            f"the Milvus server at {server.uri} had died; restarted (logs in {server.base_dir})", stacklevel=2
+        )
+        server.restart()
+    return server
+
+
 @pytest.fixture(autouse=True)
-def _drop_server_collections(request):
-    """Collections a test leaves loaded keep the shared servers busy: drop them afterwards."""
+def _shared_servers(request):
+    """The session's servers, healthy for every test: one that crashed in an earlier test is
+    started again (the crash fails that test alone, loudly); collections a test leaves loaded
+    keep the servers busy, so they are dropped afterwards."""
+    for name in sorted(SERVER_FIXTURES & set(request.fixturenames)):
+        healthy(request.getfixturevalue(name))
     yield
-    for fixture in ("milvus_server", "source_server"):
-        if fixture in request.fixturenames:
-            server = request.getfixturevalue(fixture)
+    for name in sorted(SERVER_FIXTURES & set(request.fixturenames)):  # the target fixture asks for one late
+        server = request.getfixturevalue(name)
+        if server.alive:
             client = MilvusClient(uri=server.uri, token=SERVER_TOKEN)
             for database in client.list_databases():
                 inside = MilvusClient(uri=server.uri, token=SERVER_TOKEN, db_name=database)
@@ -99,7 +113,7 @@ def target(request, tmp_path) -> dict:
     """Connection settings of each kind of real Milvus, as a manifest's target.milvus."""
     if request.param == "lite":
         return {"uri": str(tmp_path / "lite.db")}
-    server = request.getfixturevalue("milvus_server")
+    server = healthy(request.getfixturevalue("milvus_server"))
     return {"uri": server.uri, "token": SERVER_TOKEN}
 
 

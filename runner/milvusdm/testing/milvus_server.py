@@ -151,6 +151,16 @@ class EmbeddedMilvus:
         self.stop()
         raise TimeoutError(f"Milvus not healthy within {timeout:.0f}s; logs in {self.base_dir / 'logs'}")
 
+    @property
+    def alive(self) -> bool:
+        return self._server is not None and self._server.server_proc.poll() is None
+
+    def restart(self, timeout: float = 120) -> EmbeddedMilvus:
+        """Start a server that died again, on its ports and data (a crash must not take every
+        later test of a session down with it)."""
+        self.stop()
+        return self.start(timeout)
+
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is None or server.server_proc is None:
