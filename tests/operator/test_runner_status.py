@@ -53,6 +53,21 @@ def seed(kmock, name: str, source: dict, target: dict, **spec) -> None:
     }
 
 
+SPAWNED: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+async def _reap_runners():
+    """A failed test must not leave its runners behind: a process that outlives the test's event
+    loop is finalized after the loop closed, noise that once crashed pytest's own reporting."""
+    yield
+    while SPAWNED:
+        process = SPAWNED.pop()
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
 async def runner(kmock, name: str, index: int = 0, **env) -> asyncio.subprocess.Process:
     """`milvusdm run --resource` as the Job's container runs it (credentials from secretKeyRef env)."""
     environment = {
@@ -62,7 +77,7 @@ async def runner(kmock, name: str, index: int = 0, **env) -> asyncio.subprocess.
         "MILVUSDM_TARGET_TOKEN": SERVER_TOKEN,
         **env,
     }
-    return await asyncio.create_subprocess_exec(
+    process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "milvusdm",
@@ -74,6 +89,8 @@ async def runner(kmock, name: str, index: int = 0, **env) -> asyncio.subprocess.
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    SPAWNED.append(process)
+    return process
 
 
 async def finish(process) -> str:
