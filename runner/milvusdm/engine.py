@@ -329,7 +329,7 @@ class _Run:
         summary.warnings += self._warnings()
         resuming = saved is not None or target_prepared
         try:
-            summary.skipped = not sink.prepare(source.schema, resume=resuming, staged=self.shard.count == 1)
+            summary.skipped = not sink.prepare(source.schema, resume=resuming)
             if summary.skipped:
                 return
             self.state = saved or self._fresh(key)
@@ -352,7 +352,8 @@ class _Run:
             self.clock.lap("finish")
             self._enter("verify")
             self._verify()
-            sink.commit()  # Milvus Lite may refuse the index only now
+            if self.shard.count == 1:  # else the last shard commits, once the whole target is proven
+                sink.commit()  # Milvus Lite may refuse the index only now
             self.clock.lap("verify")
         except InputError as error:
             self._undo(error)
@@ -544,7 +545,8 @@ def check(migration: MilvusMigration, mode: str | None = None) -> str:
 
 
 def check_shards(migration: MilvusMigration, shards: Sequence[Checkpoint]) -> str:
-    """After the last shard of a sharded run: the whole target against the sum of every shard's digest."""
+    """After the last shard of a sharded run: the whole target against the sum of every shard's
+    digest, then what the shards built swapped in (an overwrite's staging copy; safe to repeat)."""
     spec, first = migration.spec, shards[0]
     source, sink = open_source(spec.source, spec.s3), open_sink(spec.target, spec.s3)
     try:
@@ -555,7 +557,15 @@ def check_shards(migration: MilvusMigration, shards: Sequence[Checkpoint]) -> st
         whole = all(s.digest_of == proof.kind and s.seed == first.seed for s in shards)
         baseline = _baseline(first, proof.kind) if whole else None
         expected = first.baseline + source.total if whole else None
-        return verify(proof, source, sink, (0, source.total), expected, spec.verify_sample, baseline)
+        try:
+            verified = verify(proof, source, sink, (0, source.total), expected, spec.verify_sample, baseline)
+        except VerificationError as error:
+            if sink.staging:
+                sink.abandon()
+                error.fix = f"the target is unchanged (the new copy was dropped); {error.fix}"
+            raise
+        sink.commit()
+        return verified
     finally:
         sink.close()
         source.close()

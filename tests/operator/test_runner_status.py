@@ -153,6 +153,41 @@ async def test_indexed_shards_split_the_source(api_server, milvus_server, tmp_pa
     assert count == rows
 
 
+async def test_sharded_overwrite_replaces_the_collection_only_once_the_whole_is_proven(
+    api_server, milvus_server, tmp_path, rng
+):
+    endpoint = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
+    client = client_for(endpoint)
+    client.create_collection("shared", dimension=8, auto_id=False)  # the user's rows, before the run
+    old = np.arange(500, dtype=np.int64) + 10**9
+    client.insert("shared", [{"id": int(i), "vector": [0.5] * 8} for i in old])
+    rows = 30_001
+    vectors = rng.random((rows, 8), dtype=np.float32)
+    broken = vectors.copy()
+    broken[25_000, 3] = np.nan  # in the second shard's range, after both shards wrote into the copy
+    spec = {"batchSize": 1000, "parallelism": 2, "verify": "ids"}
+    for name, data in (("broken", broken), ("clean", vectors)):
+        file = make_h5(tmp_path / f"{name}.h5", data)
+        seed(
+            api_server,
+            name,
+            {"hdf5": {"path": str(file)}},
+            target_for(milvus_server, "shared", mode="overwrite"),
+            **spec,
+        )
+        shards = await asyncio.gather(runner(api_server, name, 1), runner(api_server, name, 0))
+        await asyncio.gather(*(shard.communicate() for shard in shards))
+        if name == "broken":
+            assert shards[0].returncode == 2  # the NaN
+            found, _ = read_back(endpoint, "shared")
+            np.testing.assert_array_equal(found, old)  # untouched: the user's rows, only those
+        else:
+            assert [shard.returncode for shard in shards] == [0, 0]
+            found, _ = read_back(endpoint, "shared")
+            np.testing.assert_array_equal(found, np.arange(rows))
+        assert client.list_collections() == ["shared"]  # no staging copy or retired collection left
+
+
 async def test_restarted_pod_resumes_from_the_status(api_server, milvus_server, tmp_path, rng):
     rows = 200_000  # several seconds of copying: the kill lands mid-stream
     file = make_h5(tmp_path / "d.h5", rng.random((rows, 16), dtype=np.float32), rng.choice(2**40, rows, replace=False))

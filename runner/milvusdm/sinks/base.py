@@ -21,9 +21,9 @@ class Sink(ABC):
     on_conflict: str = "fail"  # what to do with source keys an existing destination holds already
 
     @abstractmethod
-    def prepare(self, schema: Schema, resume: bool, staged: bool = True) -> bool:
-        """Create or check the destination; False means "leave it alone" (mode skip). ``staged``:
-        an overwrite may build beside the old data (false when several shards write at once)."""
+    def prepare(self, schema: Schema, resume: bool) -> bool:
+        """Create or check the destination; False means "leave it alone" (mode skip). An
+        overwrite builds beside the old data, which ``commit`` replaces once verified."""
 
     def resumable(self, schema: Schema) -> bool:
         """Whether what an interrupted run wrote is still there to resume into (a query: it

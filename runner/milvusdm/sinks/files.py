@@ -140,7 +140,7 @@ class FileSink(Sink):
         path = Path(self.spec.path)
         return {f"file:{path.resolve()}"} if not self.store and path.is_file() else set()
 
-    def prepare(self, schema: Schema, resume: bool, staged: bool = True) -> bool:
+    def prepare(self, schema: Schema, resume: bool) -> bool:
         self._plan(schema)
         self.created = True
         if resume:

@@ -138,7 +138,7 @@ class MilvusSink(Sink):
 
     # -- preparing the collection ------------------------------------------------------------
 
-    def prepare(self, schema: Schema, resume: bool, staged: bool = True) -> bool:
+    def prepare(self, schema: Schema, resume: bool) -> bool:
         if resume:
             self.attach(schema)
             return True
@@ -153,12 +153,10 @@ class MilvusSink(Sink):
             )
         if exists and mode == "skip":
             return False
-        if exists and mode == "overwrite" and staged:
+        if exists and mode == "overwrite":
             self.name = name + STAGING
             if self._has(self.name):  # left by an earlier run that did not finish: ours to replace
                 self.milvus.call("drop the old staging collection", client.drop_collection, self.name)
-        elif exists and mode == "overwrite":
-            self.milvus.call("drop the collection", client.drop_collection, name)
         if exists and mode == "append":
             self._check_compatible()
             self._finish_preparing()
