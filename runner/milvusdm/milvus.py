@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -30,6 +30,7 @@ AUTH_GRPC = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 TRANSIENT_CODES = {2, 8}
 RETRY_SECONDS = 120  # long enough for a Milvus restart or a leader change
 QUERY_WINDOW = 16_384  # Milvus caps offset + limit of one query
+MAX_MESSAGE_BYTES = 32 << 20  # half of gRPC's 64 MB message cap: room for the protobuf framing
 STRONG, EVENTUALLY = 0, 3  # common_pb2.ConsistencyLevel
 TRANSIENT_WORDS = (
     "timeout",
@@ -55,6 +56,13 @@ def _rpc_cause(error: BaseException | None) -> grpc.RpcError | None:
             return error
         error = error.__cause__ or error.__context__
     return None
+
+
+def rows_per_message(columns: Sequence[Column], wanted: int) -> int:
+    """At most ``wanted`` rows, and no more than one gRPC message holds, in a request or a
+    response (vectors are what makes rows wide: 600 of 32768 floats are 78 MB)."""
+    row = 64 + sum(c.dim * c.type.bits // 8 for c in columns if c.is_vector and c.dim)
+    return max(1, min(wanted, MAX_MESSAGE_BYTES // row))
 
 
 def is_transient(error: BaseException) -> bool:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import numpy as np
 import pytest
 
 from milvusdm.batch import Batch
-from milvusdm.sinks.milvus import MAX_REQUEST_BYTES
+from milvusdm.milvus import MAX_MESSAGE_BYTES
 from tests.conftest import SERVER_TOKEN, client_for, make_h5, manifest
 
 
 def test_batches_are_split_by_bytes():
-    batch = Batch(0, np.arange(10), np.zeros((10, MAX_REQUEST_BYTES // 16), dtype=np.float32))
-    assert batch.nbytes() > 2 * MAX_REQUEST_BYTES
+    batch = Batch(0, np.arange(10), np.zeros((10, MAX_MESSAGE_BYTES // 16), dtype=np.float32))
+    assert batch.nbytes() > 2 * MAX_MESSAGE_BYTES
     parts = [batch.part(lo, lo + 3) for lo in range(0, 10, 3)]
     assert [p.start for p in parts] == [0, 3, 6, 9] and sum(len(p) for p in parts) == 10
 
@@ -38,6 +39,14 @@ def test_rows_over_grpcs_message_cap_in_one_batch_are_written(tmp_path, run_cli,
     client.close()
     assert {r["id"]: r["vector"] for r in rows}.keys() == {0, 599}
     np.testing.assert_array_equal(next(r["vector"] for r in rows if r["id"] == 599), vectors[599])
+    export = manifest(  # and read back as a source, in pages below the cap too
+        tmp_path, {"milvus": {**target, "collection": "wide"}}, {"hdf5": {"path": str(tmp_path / "back.h5")}}
+    )
+    result = run_cli("run", "-f", export, "--json", "-q")
+    assert result.exit_code == 0, result.stderr
+    with h5py.File(tmp_path / "back.h5") as back:
+        order = np.argsort(back["ids"][:])
+        np.testing.assert_array_equal(back["embeddings"][:][order], vectors)
 
 
 def test_a_metric_the_vectors_cannot_take_is_refused_before_creating(tmp_path, run_cli, lite, rng):

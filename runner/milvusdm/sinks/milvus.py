@@ -21,10 +21,17 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from milvusdm import internals
 from milvusdm.batch import Batch
-from milvusdm.datatypes import info
 from milvusdm.errors import InputError
 from milvusdm.indexes import check_vectors, with_defaults
-from milvusdm.milvus import QUERY_WINDOW, Connection, collection_identity, everything, literal
+from milvusdm.milvus import (
+    MAX_MESSAGE_BYTES,
+    QUERY_WINDOW,
+    Connection,
+    collection_identity,
+    everything,
+    literal,
+    rows_per_message,
+)
 from milvusdm.schema import DYNAMIC_FIELD, Column, Index, Schema
 from milvusdm.sinks.base import Sink
 from milvusdm.spec import MilvusTarget
@@ -46,7 +53,6 @@ def field_params(column: Column) -> dict[str, Any]:
     return {key: value for key, value in params.items() if value is not None}
 
 
-MAX_REQUEST_BYTES = 32 << 20  # half of gRPC's 64 MB message cap: room for the protobuf framing
 INDEX_WAIT_SECONDS = 600  # index builds of a large collection on a busy server
 STAGING, RETIRED = "_milvusdm_staging", "_milvusdm_retired"  # suffixes of a blue/green overwrite's collections
 
@@ -301,7 +307,7 @@ class MilvusSink(Sink):
     def write(self, batch: Batch, replay: bool = False) -> None:
         """Insert, in requests the server accepts whatever ``batchSize`` says; a retried attempt
         upserts instead, as the failed insert may have landed."""
-        parts = -(-batch.nbytes() // MAX_REQUEST_BYTES)
+        parts = -(-batch.nbytes() // MAX_MESSAGE_BYTES)
         if parts > 1 and len(batch) > 1:
             step = -(-len(batch) // parts)
             for lo in range(0, len(batch), step):
@@ -414,8 +420,7 @@ class MilvusSink(Sink):
             found = self._select(ids, [self.key])[0]
             return Batch(0, found, np.empty((len(found), 0), dtype=np.float32))
         columns = [self.key, self.vector, *self.schema.scalars]
-        row_bytes = 64 + sum(c.dim * info(c.dtype).bits // 8 for c in columns if c.is_vector and c.dim)
-        step = max(1, MAX_REQUEST_BYTES // row_bytes)
+        step = rows_per_message(columns, max(len(ids), 1))
         parts = [self._select(ids[lo : lo + step], columns) for lo in range(0, max(len(ids), 1), step)]
         values = [np.concatenate([part[i] for part in parts]) for i in range(len(columns))]
         return Batch(0, values[0], values[1], {c.name: v for c, v in zip(self.schema.scalars, values[2:], strict=True)})
@@ -430,7 +435,7 @@ class MilvusSink(Sink):
         the query nodes have applied every write made before it; the rest need not wait again
         (a Strong read per page costs up to a time tick, ~200 ms, each)."""
         columns = [self.key] + ([self.vector, *self.schema.scalars] if whole else [])
-        size = QUERY_WINDOW if not whole else min(size, QUERY_WINDOW)
+        size = rows_per_message(columns, QUERY_WINDOW if not whole else min(size, QUERY_WINDOW))
         after = None
         while True:
             expr = everything(self.key) if after is None else f"{self.key.name} > {literal(after)}"

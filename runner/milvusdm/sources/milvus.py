@@ -19,7 +19,7 @@ from pymilvus import DataType
 from milvusdm import datatypes
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
-from milvusdm.milvus import QUERY_WINDOW, Connection, collection_identity, everything, literal
+from milvusdm.milvus import QUERY_WINDOW, Connection, collection_identity, everything, literal, rows_per_message
 from milvusdm.schema import DYNAMIC_FIELD, Column, Index, Schema
 from milvusdm.sources.base import Source
 from milvusdm.spec import MilvusSource as MilvusSpec
@@ -241,7 +241,7 @@ class MilvusSource(Source):
             )
 
     def batches(self, start: int, stop: int, size: int) -> Iterator[Batch]:
-        size = min(size, QUERY_WINDOW)
+        size = rows_per_message(self.columns, min(size, QUERY_WINDOW))
         for partition, first, rows in self.parts:
             position, end = max(start, first), min(stop, first + rows)
             after = self._seek(partition, position - first) if position < end else None
@@ -274,8 +274,9 @@ class MilvusSource(Source):
                 position += len(page)
                 if position > wanted[-1]:
                     break
-            for chunk in range(0, len(keys), LOOKUP_KEYS):
-                listed = ", ".join(map(literal, keys[chunk : chunk + LOOKUP_KEYS]))
+            step = rows_per_message(self.columns, LOOKUP_KEYS)
+            for chunk in range(0, len(keys), step):
+                listed = ", ".join(map(literal, keys[chunk : chunk + step]))
                 values = self.milvus.query(self.collection, f"{self.key.name} in [{listed}]", self.columns, [partition])
                 yield Batch(
                     first,
