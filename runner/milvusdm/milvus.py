@@ -18,7 +18,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_de
 from milvusdm import internals, tls
 from milvusdm.errors import InputError, TransientError
 from milvusdm.schema import Column
-from milvusdm.spec import MilvusEndpoint
+from milvusdm.spec import MilvusEndpoint, MilvusSource, MilvusTarget
 from milvusdm.wire import take
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,29 @@ def _ensure_database(client: MilvusClient, endpoint: MilvusEndpoint, role: Liter
                 "check source.milvus.database",
             )
         client.create_database(endpoint.database, timeout=endpoint.timeout_seconds)
+
+
+class OneCollection:
+    """What a Milvus source and sink share: the connection made when opened, and the one
+    collection of their spec (a manifest naming many is planned into one of them per collection)."""
+
+    spec: MilvusSource | MilvusTarget
+    _milvus: Connection | None = None
+
+    def describe(self) -> str:  # the source's and the sink's own
+        return type(self).__name__
+
+    @property
+    def milvus(self) -> Connection:
+        if self._milvus is None:
+            raise RuntimeError(f"{self.describe()} is not connected")
+        return self._milvus
+
+    @property
+    def collection(self) -> str:
+        if self.spec.collection is None:
+            raise RuntimeError(f"{self.describe()} names no single collection")
+        return self.spec.collection
 
 
 class Connection:

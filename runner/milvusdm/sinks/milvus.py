@@ -27,6 +27,7 @@ from milvusdm.milvus import (
     MAX_MESSAGE_BYTES,
     QUERY_WINDOW,
     Connection,
+    OneCollection,
     collection_identity,
     everything,
     literal,
@@ -57,15 +58,16 @@ INDEX_WAIT_SECONDS = 600  # index builds of a large collection on a busy server
 STAGING, RETIRED = "_milvusdm_staging", "_milvusdm_retired"  # suffixes of a blue/green overwrite's collections
 
 
-class MilvusSink(Sink):
-    """Writes into ``self.name``: the target collection, or during an overwrite of an existing one
-    its staging copy, swapped in by ``commit`` once verified (the old collection is dropped last)."""
+class MilvusSink(OneCollection, Sink):
+    """Writes into ``self.name``: ``collection``, or during an overwrite of an existing one its
+    staging copy, swapped in by ``commit`` once verified (the old collection is dropped last)."""
+
+    spec: MilvusTarget
 
     def __init__(self, spec: MilvusTarget) -> None:
         self.spec = spec
         self._name = spec.collection
         self.on_conflict = spec.on_conflict
-        self._milvus: Connection | None = None
         self._schema: Schema | None = None
         self._described: dict[str, Any] | None = None
         self.new_partitions: list[str] = []  # made by this run in a collection that existed before
@@ -81,20 +83,6 @@ class MilvusSink(Sink):
     def name(self, name: str) -> None:
         self._name = name
         self.staging = name != self.spec.collection
-
-    @property
-    def collection(self) -> str:
-        """The target collection: ``name`` once ``commit`` has swapped a staging copy in."""
-        if self.spec.collection is None:
-            raise RuntimeError(f"{self.describe()} names no single collection")
-        return self.spec.collection
-
-    @property
-    def milvus(self) -> Connection:
-        """The connection ``prepare`` or ``attach`` made."""
-        if self._milvus is None:
-            raise RuntimeError(f"{self.describe()} is not connected")
-        return self._milvus
 
     @property
     def schema(self) -> Schema:

@@ -19,7 +19,15 @@ from pymilvus import DataType
 from milvusdm import datatypes
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
-from milvusdm.milvus import QUERY_WINDOW, Connection, collection_identity, everything, literal, rows_per_message
+from milvusdm.milvus import (
+    QUERY_WINDOW,
+    Connection,
+    OneCollection,
+    collection_identity,
+    everything,
+    literal,
+    rows_per_message,
+)
 from milvusdm.schema import DYNAMIC_FIELD, Column, Index, Schema
 from milvusdm.sources.base import Source
 from milvusdm.spec import MilvusSource as MilvusSpec
@@ -59,25 +67,12 @@ def column_of(field: dict[str, Any]) -> Column:
     )
 
 
-class MilvusSource(Source):
+class MilvusSource(OneCollection, Source):
+    spec: MilvusSpec
+
     def __init__(self, spec: MilvusSpec) -> None:
         self.spec = spec
-        self._milvus: Connection | None = None
         self.parts: list[tuple[str, int, int]] = []  # (partition, first position, rows)
-
-    @property
-    def milvus(self) -> Connection:
-        """The connection ``open`` made."""
-        if self._milvus is None:
-            raise RuntimeError(f"{self.describe()} is not open")
-        return self._milvus
-
-    @property
-    def collection(self) -> str:
-        """The one collection read (a manifest naming many is planned into one source per collection)."""
-        if self.spec.collection is None:
-            raise RuntimeError(f"{self.describe()} names no single collection")
-        return self.spec.collection
 
     @property
     def key(self) -> Column:
