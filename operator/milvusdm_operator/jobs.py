@@ -25,13 +25,21 @@ def runner_image() -> str:
 
 
 def job_name(migration_name: str) -> str:
-    return f"mmig-{migration_name}"[:63].rstrip("-.")
+    return _named("mmig", migration_name)
 
 
 def prune_job_name(migration_name: str) -> str:
-    """One per run, also for long names: a digest, and the name's end (where a run's time is)."""
-    name = f"prune-{migration_name}"
-    return name if len(name) <= 63 else f"prune-{hashlib.sha256(name.encode()).hexdigest()[:8]}-{migration_name[-48:]}"
+    return _named("prune", migration_name)
+
+
+def _named(prefix: str, migration_name: str) -> str:
+    """One Job name per migration, also for long names (a Job's name is a label value, at most 63
+    characters): a digest of the whole name, and the name's end, where a scheduled run's time is."""
+    name = f"{prefix}-{migration_name}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(migration_name.encode()).hexdigest()[:8]
+    return f"{prefix}-{digest}-{migration_name[len(name) - 63 + 10 :].lstrip('-.')}"
 
 
 def labels(migration_name: str, component: str = "runner") -> dict[str, str]:

@@ -130,7 +130,10 @@ def run_spec(template: MigrationSpec, at: datetime.datetime) -> MigrationSpec:
     """The template with this run's output under its own timestamped folder, prefix or collection."""
     stamp = at.astimezone(datetime.UTC).strftime(STAMP)
     kind, target = template.target.one_of()
-    if kind == "milvus":
+    if kind == "milvus" and target.collection is None:  # many collections: each run's copies of them
+        rules = {pattern: f"{name}_{stamp}" for pattern, name in target.rename.items()}
+        changed = target.model_copy(update={"rename": {**rules, **({} if "*" in rules else {"*": f"*_{stamp}"})}})
+    elif kind == "milvus":
         changed = target.model_copy(update={"collection": f"{target.collection}_{stamp}"})
     elif kind == "dump" or target.path.endswith("/"):  # a folder: the run's folder inside it
         changed = target.model_copy(update={"path": f"{target.path.rstrip('/')}/{stamp}/"})

@@ -180,6 +180,17 @@ def test_each_run_writes_under_its_own_time():
     at = datetime.datetime(2026, 11, 28, 3, 0, tzinfo=datetime.UTC)
     template = spec.parse(base()).spec
     assert run_spec(template, at).target.milvus.collection == "glove_20261128T030000Z"
+    many = template.model_copy(
+        update={
+            "source": spec.Source(milvus=spec.MilvusSource(uri="http://m:19530", collections=["docs_*", "db2.faq"])),
+            "target": spec.Target(milvus=spec.MilvusTarget(uri="http://t:19530", rename={"docs_a": "a"})),
+        }
+    )
+    from milvusdm.instance import renamed
+
+    rules = run_spec(many, at).target.milvus.rename
+    assert renamed(rules, "default", "docs_a", None) == ("default", "a_20261128T030000Z")
+    assert renamed(rules, "db2", "faq", None) == ("db2", "faq_20261128T030000Z")
     for path, expected in (
         ("/exports/", "/exports/20261128T030000Z/"),
         ("/exports/p.h5", "/exports/20261128T030000Z/p.h5"),

@@ -188,3 +188,13 @@ def test_metrics_rate_and_reconcile_errors():
     with pytest.raises(RuntimeError):
         broken(name="x")
     assert errors() == before + 1
+
+
+def test_job_names_stay_distinct_and_within_63_characters():
+    from milvusdm_operator.jobs import prune_job_name
+
+    runs = [f"nightly-export-of-the-products-catalogue-{stamp}" for stamp in ("20261128t030000z", "20261128t031000z")]
+    names = [f(run) for run in runs for f in (job_name, prune_job_name)]
+    assert len(set(names)) == 4 and all(len(n) <= 63 and n[-1].isalnum() for n in names)
+    assert all(n.endswith(run[-16:]) for n, run in zip(names, [runs[0]] * 2 + [runs[1]] * 2, strict=True))
+    assert job_name("short") == "mmig-short" and prune_job_name("short") == "prune-short"
