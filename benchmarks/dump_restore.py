@@ -9,35 +9,28 @@ folder (defaults: verify sample; includes the SHA-256 and row digest of every fi
 (3) the insert ceiling: column-wise batched insert of the same rows into the target, flush, FLAT
 index, load (``throughput.ceiling``); (4) `milvusdm restore` of the dump (defaults: SHA-256 check
 first, verify sample), ending in the same state, against (3). milvusdm runs as a child process;
-peak RSS is its own VmHWM. Writes benchmarks/results/dump_restore.json.
+peak RSS is its process tree's, sampled from outside (``throughput.measured``). Writes benchmarks/results/dump_restore.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from milvus_source import read_ceiling
 from pymilvus import MilvusClient
-from throughput import Results, ceiling, milvusdm, write_h5
+from throughput import Results, ceiling, measured, milvusdm, write_h5
 
 from milvusdm.testing import EmbeddedMilvus
 
 
-def cli(*arguments: str) -> tuple[float, dict]:
-    """(seconds, JSON summary) of a milvusdm command in a child process."""
-    began = time.perf_counter()
-    child = subprocess.run(
-        [str(Path(sys.executable).with_name("milvusdm")), *arguments, "--json", "-q"],
-        stdout=subprocess.PIPE,
-        check=True,
-    )
-    return time.perf_counter() - began, json.loads(child.stdout)
+def cli(*arguments: str) -> tuple[float, float, dict]:
+    """(seconds, peak process-tree RSS in MB, JSON summary) of a milvusdm command in a child process."""
+    seconds, peak, output = measured([str(Path(sys.executable).with_name("milvusdm")), *arguments, "--json", "-q"])
+    return seconds, peak, json.loads(output)
 
 
 def main() -> None:
@@ -64,9 +57,11 @@ def main() -> None:
                     target={"milvus": {"uri": source.uri, "collection": name, "index": {"type": "FLAT"}}},
                 )
             read = sum(read_ceiling(source.uri, name) for name in files)
-            dump, dumped = cli("dump", "--uri", source.uri, "--out", str(work / "dump"), "--state", str(work / "state"))
+            dump, dump_rss, dumped = cli(
+                "dump", "--uri", source.uri, "--out", str(work / "dump"), "--state", str(work / "state")
+            )
             insert = sum(ceiling(target.uri, path, f"ceiling_{name}") for name, path in files.items())
-            restore, restored = cli(
+            restore, restore_rss, restored = cli(
                 "restore", "--from", str(work / "dump"), "--uri", target.uri, "--state", str(work / "state")
             )
             client = MilvusClient(target.uri)
@@ -74,9 +69,9 @@ def main() -> None:
             client.close()
             rows = each * args.collections
             assert dumped["rows"] == restored["rows"] == counted == rows, (dumped["rows"], restored["rows"], counted)
-            for path, seconds, limit, summary, kind in (
-                ("dump", dump, read, dumped, "read"),
-                ("restore", restore, insert, restored, "insert"),
+            for path, seconds, limit, rss, summary, kind in (
+                ("dump", dump, read, dump_rss, dumped, "read"),
+                ("restore", restore, insert, restore_rss, restored, "insert"),
             ):
                 results.add(
                     {
@@ -86,7 +81,8 @@ def main() -> None:
                         f"{kind}_ceiling_rows_per_s": round(rows / limit),
                         "milvusdm_rows_per_s": round(rows / seconds),
                         "ratio": round(limit / seconds, 3),
-                        "milvusdm_peak_rss_mb": round(summary["peakRssMb"]),
+                        "peak_rss_mb": round(rss),
+                        "own_vmhwm_mb": summary["peakRssMb"],
                         "milvusdm_seconds": round(seconds, 1),
                         "ceiling_seconds": round(limit, 1),
                     }
