@@ -58,7 +58,6 @@ def write_source(kind: str, tmp_path, ids: np.ndarray, vectors: np.ndarray) -> d
     [
         ("hdf5", 0),
         ("hdf5", 17_000),
-        ("hdf5", 46_000),
         ("hdf5", 60_000),
         ("faiss", 5_000),
         ("faiss", 33_000),
