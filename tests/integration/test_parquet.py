@@ -351,3 +351,19 @@ def test_an_export_mixed_with_a_plain_file_is_refused_in_one_line(tmp_path, run_
     client = client_for(lite)
     assert not client.has_collection("mixed")
     client.close()
+
+
+def test_a_sample_is_read_in_one_pass_over_a_large_row_group(tmp_path):
+    rows, rng = 30_000, np.random.default_rng(8)
+    ids = rng.choice(2**40, size=rows, replace=False).astype(np.int64)
+    vectors = rng.random((rows, 4), dtype=np.float32)
+    pq.write_table(pa.table({"id": ids, "emb": vectors_column(vectors)}), tmp_path / "one.parquet")  # one row group
+    source = ParquetSource(ParquetSpec(path=str(tmp_path / "one.parquet")))
+    source.open()
+    try:
+        positions = np.array([0, 9_999, 10_000, 17_777, 29_999])
+        picked = list(source.rows_at(positions))  # in one pass, not a decode of the row group per row
+        np.testing.assert_array_equal(np.concatenate([b.ids for b in picked]), ids[positions])
+        np.testing.assert_array_equal(np.concatenate([b.normalized().vectors for b in picked]), vectors[positions])
+    finally:
+        source.close()

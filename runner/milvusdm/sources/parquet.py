@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 ID_DEFAULTS = ("id", "pk")
 PINECONE = {"id", "values", "sparse_values", "metadata"}  # metadata becomes the dynamic field
 READ_BUFFER = 4 << 20  # column chunks are read through this many bytes at a time
+SAMPLE_PASS_ROWS = 10_000  # rows per batch of the pass that picks a verification sample
 METRIC_KEYS = (b"distance", b"metric", b"metric_type")
 
 
@@ -277,6 +278,19 @@ class ParquetSource(Source):
                 for row, record in part.read(names, lo - part.offset, hi - part.offset, size) if lo < hi else ():
                     yield self._batch(part, row, record, partition)
                 first += rows
+
+    def rows_at(self, positions: np.ndarray) -> Iterator[Batch]:
+        """One pass over the rows from the first sampled to the last, keeping the sampled ones:
+        Parquet cannot seek to a row inside a row group, so a read per row would decode its row
+        group up to that row each time (minutes for a sample of 1M rows in one row group)."""
+        if not len(positions):
+            return
+        for batch in self.batches(int(positions[0]), int(positions[-1]) + 1, SAMPLE_PASS_ROWS):
+            lo, hi = np.searchsorted(positions, [batch.start, batch.stop])
+            if lo < hi:
+                keep = np.zeros(len(batch), dtype=bool)
+                keep[positions[lo:hi] - batch.start] = True
+                yield batch.where(keep)
 
     def _batch(self, part: ParquetPart, row: int, record: pa.RecordBatch, partition: str | None) -> Batch:
         begin = part.offset + row
