@@ -160,7 +160,8 @@ def milvusdm(
         )
     )
     cli = Path(sys.executable).with_name("milvusdm")
-    seconds, peak, output = measured([str(cli), "run", "-f", str(manifest), "--json", "-q"])
+    state = ["--state", str(workdir / "state")]  # a killed benchmark leaves nothing for the next one to trip on
+    seconds, peak, output = measured([str(cli), "run", "-f", str(manifest), "--json", "-q", *state])
     summary = json.loads(output)
     if target is None:
         client = MilvusClient(uri)
