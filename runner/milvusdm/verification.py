@@ -13,7 +13,6 @@ append), the source's ids are looked up in the target instead. Memory stays O(ba
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,15 +91,6 @@ class Findings:
         self.missing_count += len(ids)
         self.missing.extend(ids[: max(0, EXAMPLES - len(self.missing))].tolist())
 
-    def add(self, other: Findings) -> None:
-        """What another check found (its rows compared, missing and differing), beside these."""
-        self.compared += other.compared
-        self.note_missing(np.array(other.missing, dtype=object))
-        self.missing_count += other.missing_count - len(other.missing)
-        for text in other.differing:
-            self.note_difference(text)
-        self.differing_count += other.differing_count - len(other.differing)
-
     def note_difference(self, text: str) -> None:
         self.differing_count += 1
         if len(self.differing) < EXAMPLES:
@@ -137,22 +127,13 @@ def verify(
         return f"count ({found_count} rows)" if found_count is not None else "none (count needs the whole target)"
     if expected_count is not None and baseline is not None:
         findings = Findings(checked=proof.copied.rows)
-        with ThreadPoolExecutor(1, thread_name_prefix="milvusdm-sample") as sampler:
-            sampled = Findings()  # the sample is read while the target is scanned: two reads at once
-            positions = _sample_positions(bounds, sample_size)
-            sampling = (
-                sampler.submit(_compare_sample, proof, source, sink, positions, sampled) if mode == "sample" else None
-            )
-            if proof.of_target(sink) - baseline != proof.copied:
-                if sampling is not None:
-                    sampling.result()  # the second pass reads the source too: one reader at a time
-                findings = _locate(proof, source, sink, bounds)
-                if not findings.missing_count and not findings.differing_count:
-                    problems.append("its digest differs from the source's, but no differing row was found")
-            if sampling is not None:
-                sampling.result()
-                findings.add(sampled)
-        if mode == "full" and not findings.differing_count and not findings.missing_count:
+        if proof.of_target(sink) - baseline != proof.copied:
+            findings = _locate(proof, source, sink, bounds)
+            if not findings.missing_count and not findings.differing_count:
+                problems.append("its digest differs from the source's, but no differing row was found")
+        if mode == "sample":
+            _compare_sample(proof, source, sink, _sample_positions(bounds, sample_size), findings)
+        elif mode == "full" and not findings.differing_count and not findings.missing_count:
             findings.compared = proof.copied.rows
     else:
         findings = _look_up(proof, source, sink, bounds, sample_size)
