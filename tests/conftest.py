@@ -15,7 +15,7 @@ from pymilvus import MilvusClient
 from typer.testing import CliRunner, Result
 
 from milvusdm.cli import app
-from milvusdm.testing import EmbeddedMilvus, MotoS3
+from milvusdm.testing import QUICK_SETTINGS, EmbeddedMilvus, MotoS3
 
 SERVER_TOKEN = "root:Milvus"
 REPO = Path(__file__).resolve().parents[1]
@@ -36,14 +36,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory) -> EmbeddedMilvus:
     """One real Milvus standalone for the session, with authentication on."""
-    with EmbeddedMilvus(tmp_path_factory.mktemp("milvus"), authorization=True) as server:
+    with EmbeddedMilvus(tmp_path_factory.mktemp("milvus"), authorization=True, settings=QUICK_SETTINGS) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def source_server(tmp_path_factory) -> EmbeddedMilvus:
     """A second real Milvus, running beside ``milvus_server``: the other cluster of a copy."""
-    with EmbeddedMilvus(tmp_path_factory.mktemp("milvus-source"), authorization=True) as server:
+    with EmbeddedMilvus(
+        tmp_path_factory.mktemp("milvus-source"), authorization=True, settings=QUICK_SETTINGS
+    ) as server:
         yield server
 
 

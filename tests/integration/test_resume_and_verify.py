@@ -14,7 +14,7 @@ import pytest
 from milvusdm import engine, spec, verification
 from milvusdm.checkpoint import FileCheckpoints
 from milvusdm.errors import VerificationError
-from milvusdm.testing import EmbeddedMilvus
+from milvusdm.testing import QUICK_SETTINGS, EmbeddedMilvus
 from milvusdm.testing.interrupt import CLI, resume, run_until_killed
 from milvusdm.testing.milvus1x_writer import Milvus1xWriter
 from tests.conftest import SERVER_TOKEN, client_for, make_h5, manifest, read_back
@@ -111,7 +111,7 @@ def test_server_restart_mid_run_is_survived(tmp_path, rng):
     rows = 40_000
     vectors = rng.random((rows, 16), dtype=np.float32)
     file = make_h5(tmp_path / "data.h5", vectors, np.arange(rows))
-    with EmbeddedMilvus(tmp_path / "milvus") as server:
+    with EmbeddedMilvus(tmp_path / "milvus", settings=QUICK_SETTINGS) as server:
         migration = spec.parse(
             {
                 "apiVersion": "milvusdm.io/v1alpha1",

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from milvusdm.testing import EmbeddedMilvus
+from milvusdm.testing import QUICK_SETTINGS, EmbeddedMilvus
 from tests.conftest import make_h5, manifest
 
 pytestmark = pytest.mark.server
@@ -75,7 +75,7 @@ def _server(folder: Path, pki: Path, mode: int) -> EmbeddedMilvus:
         "server_key_path": pki / "server.key",
         "ca_pem_path": pki / "ca.crt",
     }
-    return EmbeddedMilvus(folder, tls_mode=mode, tls_files=files)
+    return EmbeddedMilvus(folder, tls_mode=mode, tls_files=files, settings=QUICK_SETTINGS)
 
 
 @pytest.fixture(scope="module")

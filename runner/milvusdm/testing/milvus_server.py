@@ -55,11 +55,36 @@ def free_port_block(size: int = PORTS_USED + 8, start: int = 20000, stop: int = 
     raise RuntimeError("no block of free loopback ports")
 
 
-def _config_class() -> type[Any]:
-    """The stock config, probing ports with SO_REUSEADDR so a restart survives TIME_WAIT."""
+QUICK_SETTINGS: dict[str, Any] = {
+    # A test server's latencies, not a benchmark's: each flush waits out the segment assignments
+    # (2 s by default) and each load waits on 1 s checker loops, ~6 s per collection a test loads.
+    "dataCoord.segment.assignmentExpiration": 200,
+    "queryCoord.checkInterval": 200,
+    "queryCoord.checkSegmentInterval": 200,
+    "queryCoord.checkChannelInterval": 200,
+    "queryCoord.distPullInterval": 100,
+}
+
+
+def _config_class(settings: dict[str, Any]) -> type[Any]:
+    """The stock config, probing ports with SO_REUSEADDR so a restart survives TIME_WAIT, and
+    writing ``settings`` (dotted milvus.yaml keys, also those its template leaves out)."""
+    import yaml
     from milvus import MilvusServerConfig
 
     class Config(MilvusServerConfig):  # type: ignore[misc]  # milvus ships no type hints
+        def write_config(self) -> None:
+            super().write_config()
+            path = Path(self.base_data_dir) / "configs" / "milvus.yaml"
+            document = yaml.safe_load(path.read_text())
+            for key, value in settings.items():
+                *parents, last = key.split(".")
+                node = document
+                for parent in parents:
+                    node = node.setdefault(parent, {})
+                node[last] = value
+            path.write_text(yaml.safe_dump(document))
+
         def try_bind_port(self, port: int) -> socket.socket | None:
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -84,6 +109,7 @@ class EmbeddedMilvus:
     authorization: bool = False  # then log in as root:Milvus
     tls_mode: int = 0  # 1: TLS, 2: mutual TLS (then plain clients are refused)
     tls_files: dict[str, Path] = field(default_factory=dict)  # server_pem_path, server_key_path, ca_pem_path
+    settings: dict[str, Any] = field(default_factory=dict)  # milvus.yaml keys, e.g. QUICK_SETTINGS
     _server: Any = field(default=None, init=False, repr=False)  # a milvus.MilvusServer (untyped)
 
     @property
@@ -111,7 +137,7 @@ class EmbeddedMilvus:
 
         self.base_dir.mkdir(parents=True, exist_ok=True)
         ports = {key: self.port + offset for offset, key in enumerate(PORT_KEYS)}
-        config = _config_class()(data_dir=str(self.base_dir), **ports)
+        config = _config_class(self.settings)(data_dir=str(self.base_dir), **ports)
         for component in COMPONENTS:
             config.set(f"{component}.ip", "127.0.0.1")
         config.set("common.gracefulStopTimeout", self.graceful_stop_seconds)
