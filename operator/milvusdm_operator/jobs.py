@@ -16,7 +16,10 @@ LABEL = "milvusdm.io/migration"  # on the Jobs whose state the operator maps ont
 PRUNE_LABEL = "milvusdm.io/prune"  # on the Jobs deleting a run's output
 CONTAINER = "runner"
 RUNNER_SERVICE_ACCOUNT = "milvusdm-runner"
-# Retrying cannot fix bad input or a target that does not match: fail the Job at once.
+# The runner's name for itself in its shard's lease (the downward API).
+POD_NAME_ENV = {"name": env.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+# Retrying cannot fix bad input or a target that does not match: fail the Job at once. A shard
+# another pod holds (LeaseHeld, 5) is retried, the Job's backoff (10 s, 20 s, 40 s…) outlasting its lease.
 PERMANENT_EXIT_CODES = [InputError.exit_code, VerificationError.exit_code]
 
 
@@ -124,7 +127,7 @@ def _job(
     settings = migration.spec.job
     secrets = secret_env(migration)
     tls, tls_mounts = tls_volumes(migration)
-    if clash := {e["name"] for e in secrets} & {e.get("name") for e in settings.env}:
+    if clash := {e["name"] for e in [*secrets, POD_NAME_ENV]} & {e.get("name") for e in settings.env}:
         raise InputError(
             f"spec.job.env sets {', '.join(sorted(clash))}, which the operator sets from the spec",
             "remove them from spec.job.env",
@@ -133,7 +136,7 @@ def _job(
         "name": CONTAINER,
         "image": settings.image or default_image,
         "args": [command, "--resource", f"{namespace}/{migration.metadata.name}"],
-        "env": [*settings.env, *secrets],
+        "env": [*settings.env, *secrets, POD_NAME_ENV],
         "resources": settings.resources.model_dump(),
         "securityContext": {
             "allowPrivilegeEscalation": False,

@@ -62,6 +62,9 @@ class ShardStatus(Checkpoint):
     copied: int = 0  # rows of this shard committed so far
     total: int = 0  # rows in this shard
     completed: bool = False
+    holder: str = ""  # the pod copying this shard now ("": nobody); see ``lease``
+    renew_time: str = ""  # when it last renewed its lease (RFC 3339, UTC, microseconds)
+    lease_seconds: int = 0  # how long after renewTime the lease lasts
 
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(**{f.name: getattr(self, f.name) for f in fields(Checkpoint)})

@@ -44,6 +44,21 @@ class VerificationError(MigrationError):
     reason = "VerificationFailed"
 
 
+class LeaseHeld(MigrationError):
+    """Another pod is copying this shard (its lease in the status is fresh): the Job retries this
+    pod later (backoff 10 s, 20 s, 40 s…), and the retry takes over once that lease expires."""
+
+    exit_code = 5
+    reason = "LeaseHeld"
+
+
+class LeaseLost(LeaseHeld):
+    """This pod's lease was taken over (or could not be renewed in time): it stops before
+    committing more, leaving the shard to the pod that holds it now."""
+
+    reason = "LeaseLost"
+
+
 class Interrupted(MigrationError):
     """Stopped by Ctrl-C or SIGTERM (a suspended Job's pods get SIGTERM); the checkpoint holds."""
 

@@ -2,12 +2,14 @@
 
 Each shard writes only ``status.shards.<index>`` (a map key, so a merge-patch never clobbers a
 sibling) plus the totals it computes from the freshest object; patches are throttled. A restarted
-pod resumes from its shard's entry; shard N of an Indexed Job is ``JOB_COMPLETION_INDEX``.
+pod resumes from its shard's entry; shard N of an Indexed Job is ``JOB_COMPLETION_INDEX``. The
+entry carries a lease (``lease``): a second pod of the same shard is refused while the first runs.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -17,11 +19,14 @@ from kubernetes.client.rest import ApiException
 
 from milvusdm import engine, env, instance
 from milvusdm.checkpoint import Checkpoint, Shard, ShardStatus
-from milvusdm.errors import Interrupted, MigrationError, TransientError
-from milvusdm.kube import MigrationResource, now
+from milvusdm.errors import Interrupted, LeaseHeld, LeaseLost, MigrationError, TransientError
+from milvusdm.kube import MigrationResource
+from milvusdm.kube import now as kube_now
+from milvusdm.lease import Heartbeat, Lease, utcnow
 from milvusdm.spec import MigrationStatus, MilvusMigration
 
 log = logging.getLogger(__name__)
+CONFLICTS = 20  # conditional writes refused in a row (other shards, the operator) before giving up
 
 
 def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Summary | instance.RunSummary:
@@ -30,8 +35,24 @@ def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Sum
     migration = resource.migration()
     shard = Shard(env.shard_index(), migration.spec.parallelism)
     status = ResourceStatus(resource, shard, interval=env.status_interval())
-    if migration.spec.source.many:
-        return _run_collections(migration, resource, status, observers)
+    stores = ResourceStores(resource, env.status_interval())
+    try:
+        if migration.spec.source.many:
+            return _run_collections(migration, stores, status, observers)
+        return _run_shard(migration, resource, shard, status, observers)
+    except KeyboardInterrupt:  # the heartbeat interrupts the main thread once the lease is lost
+        if lost := next((s.lease.lost for s in [status, *stores.statuses.values()] if s.lease.lost), None):
+            raise lost from None
+        raise
+
+
+def _run_shard(
+    migration: MilvusMigration,
+    resource: MigrationResource,
+    shard: Shard,
+    status: ResourceStatus,
+    observers: Sequence[engine.Observer],
+) -> engine.Summary:
     if shard.index > 0:
         try:
             wait_for_first_shard(resource)
@@ -59,26 +80,31 @@ def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Sum
 
 def _run_collections(
     migration: MilvusMigration,
-    resource: MigrationResource,
+    stores: ResourceStores,
     status: ResourceStatus,
     observers: Sequence[engine.Observer],
 ) -> instance.RunSummary:
-    """Many collections: one status key per collection (``database.collection``: its checkpoint
-    and counts); a restarted pod skips the finished ones and resumes the interrupted one."""
+    """Many collections: one status key per collection (``database.collection``: its checkpoint,
+    counts and lease); a restarted pod skips the finished ones and resumes the interrupted one."""
     try:
-        return instance.run(migration, observers, stores=ResourceStores(resource, env.status_interval()), resume=True)
+        return instance.run(migration, observers, stores=stores, resume=True)
     except MigrationError as error:
         status.failed(error)
         raise
 
 
 class ResourceStatus:
-    """Checkpoint store and observer for one shard (or one collection), backed by the resource's status."""
+    """Checkpoint store and observer for one shard (or one collection), backed by the resource's
+    status; the runner holds the entry's lease (see ``lease``) from ``load`` to its end."""
 
     def __init__(
         self, resource: MigrationResource, shard: Shard, interval: float = 1.0, key: str | None = None
     ) -> None:
         self.resource, self.key, self.interval = resource, key or str(shard.index), interval
+        what = f"collection {key}" if key else f"shard {self.key}"
+        self.lease = Lease(f"{what} of {resource.namespace}/{resource.name}", env.holder(), env.lease_seconds())
+        self.heartbeat = Heartbeat(self.lease, self.renew)
+        self.lock = threading.Lock()  # the heartbeat and the copy write one entry
         self.mine = ShardStatus()
         self.last_patch = 0.0
         self.describe: dict[str, str] = {}  # source and target, for the printer columns
@@ -86,13 +112,14 @@ class ResourceStatus:
     # -- CheckpointStore ------------------------------------------------------------------
 
     def load(self) -> Checkpoint | None:
-        saved = self.resource.status().shards.get(self.key)
+        saved = self.resource.status().shards.get(self.key) if self.lease.held else self._acquire()
         if saved is None or not saved.fingerprint or saved.completed:
             return None
         self.mine = saved
         return saved.checkpoint()
 
     def save(self, checkpoint: Checkpoint) -> None:
+        self.lease.check()  # a lost lease stops the run before it commits more
         self.mine = self.mine.at(checkpoint)
         if time.monotonic() - self.last_patch >= self.interval:
             self.flush()
@@ -103,7 +130,7 @@ class ResourceStatus:
 
     def complete(self) -> None:
         self.mine = replace(self.mine, completed=True)
-        self.flush()
+        self.release()
 
     def completed_shards(self, count: int) -> list[Checkpoint] | None:
         """Every shard's final checkpoint once all ``count`` have completed (else None). Each shard
@@ -124,37 +151,93 @@ class ResourceStatus:
         self.mine = replace(self.mine, copied=done)
 
     def phase(self, name: str) -> None:
+        self.lease.check()
         self.flush(message=f"copied; {name} phase")
 
     def finished(self, summary: engine.Summary) -> None:
-        self.flush(verified=summary.verified, message=summary.line())
+        self.release(verified=summary.verified, message=summary.line())
 
     def failed(self, error: BaseException) -> None:
+        if isinstance(error, LeaseHeld) or self.lease.lost is not None:
+            self.heartbeat.stop()
+            return  # the entry is another pod's: not a word into it
         reason = error.reason if isinstance(error, MigrationError) else Interrupted.reason
-        self.flush(message=str(error) or type(error).__name__, failure_reason=reason)
+        self.release(message=str(error) or type(error).__name__, failure_reason=reason)
+
+    # -- the lease ------------------------------------------------------------------------
+
+    def _acquire(self) -> ShardStatus | None:
+        """Take the entry's lease (refused while another pod's is fresh); the entry as it was."""
+        for _ in range(CONFLICTS):
+            status, version = self.resource.versioned_status()
+            saved, now = status.shards.get(self.key), utcnow()
+            self.lease.refuse(saved, now)
+            began = time.monotonic()
+            try:
+                entry = self.lease.stamped(saved or ShardStatus(), now)
+                self.resource.patch_status(MigrationStatus(shards={self.key: entry}), version)
+            except ApiException as error:
+                if error.status == 409:
+                    continue
+                raise TransientError(f"cannot write the status of {self.lease.what}: {error.reason}", "") from None
+            self.lease.held, self.lease.renewed = True, began
+            self.heartbeat = Heartbeat(self.lease, self.renew)
+            self.heartbeat.start()
+            return saved
+        raise TransientError(f"the status of {self.lease.what} kept changing while taking its lease", "")
+
+    def renew(self) -> None:
+        """The heartbeat: write the entry as it is (a newer checkpoint too), renewing the lease."""
+        self._write(totals=False)
+
+    def release(self, **result: Any) -> None:
+        """The last write of the entry: nobody holds it after (if this pod still did)."""
+        self.heartbeat.stop()
+        self.flush(release=True, **result)
+        self.lease.held = False
 
     # -- writing --------------------------------------------------------------------------
 
-    def flush(self, **result: Any) -> None:
-        """Patch this shard's entry and the totals over all shards reported so far."""
+    def flush(self, release: bool = False, **result: Any) -> None:
+        """Patch this shard's entry (renewing its lease) and the totals over all shards reported so far."""
         try:
-            shards = {**self.resource.status().shards, self.key: self.mine}
-            copied = sum(s.copied for s in shards.values())
-            total = sum(s.total for s in shards.values())
-            self.resource.patch_status(
-                MigrationStatus(
-                    shards={self.key: self.mine},
-                    rows_copied=copied,
-                    total_rows=total,
-                    progress=f"{100 * copied // total if total else 100}%",
-                    last_batch_time=now(),
-                    **self.describe,
-                    **result,
-                )
-            )
-            self.last_patch = time.monotonic()
+            self._write(release=release, **result)
+        except LeaseLost:
+            raise
         except (ApiException, MigrationError, OSError) as error:  # progress reports must not stop the copy
             log.warning("could not update the MilvusMigration status: %s", error)
+
+    def _write(self, totals: bool = True, release: bool = False, **result: Any) -> None:
+        """One patch from a fresh read; while this pod holds the lease, conditional on the object's
+        resourceVersion (409 Conflict: read again) and refused if another pod took the entry."""
+        held = self.lease.held
+        with self.lock:
+            for _ in range(CONFLICTS):
+                status, version = self.resource.versioned_status()
+                if held and (lost := self.lease.taken(status.shards.get(self.key))):
+                    raise lost
+                began, now = time.monotonic(), utcnow()
+                fields: dict[str, Any] = dict(result)
+                if held:
+                    entry = self.lease.stamped(self.mine, now)
+                    fields["shards"] = {self.key: replace(entry, holder="") if release else entry}
+                if totals:
+                    shards = {**status.shards, **fields.get("shards", {})}
+                    copied, total = sum(s.copied for s in shards.values()), sum(s.total for s in shards.values())
+                    progress = f"{100 * copied // total if total else 100}%"
+                    fields |= {"rows_copied": copied, "total_rows": total, "progress": progress}
+                    fields |= {"last_batch_time": kube_now(), **self.describe}
+                try:
+                    self.resource.patch_status(MigrationStatus(**fields), version if held else None)
+                except ApiException as error:
+                    if held and error.status == 409:
+                        continue
+                    raise
+                if held:
+                    self.lease.renewed = began
+                self.last_patch = time.monotonic()
+                return
+        raise TransientError(f"the status of {self.lease.what} kept changing ({CONFLICTS} conflicts in a row)", "")
 
 
 class ResourceLedger:
@@ -186,7 +269,7 @@ class ResourceStores:
         self.ledger = ResourceLedger(resource)
         self.statuses: dict[str, ResourceStatus] = {}
 
-    def _status(self, key: str) -> ResourceStatus:
+    def _status(self, key: str) -> ResourceStatus:  # one per collection, its lease taken when it starts
         if key not in self.statuses:
             self.statuses[key] = ResourceStatus(self.resource, Shard(), self.interval, key=key)
         return self.statuses[key]

@@ -71,6 +71,12 @@ class MigrationResource:
         """The status, freshly read."""
         return MigrationStatus.model_validate(self.get().get("status") or {})
 
+    def versioned_status(self) -> tuple[MigrationStatus, str | None]:
+        """The status, freshly read, and the object's resourceVersion (for a conditional patch)."""
+        found = self.get()
+        status = MigrationStatus.model_validate(found.get("status") or {})
+        return status, found.get("metadata", {}).get("resourceVersion")
+
     def seed(self) -> str:
         """The digests' keys, the same for every shard and pod: from the object's uid (random, given
         by the API server)."""
@@ -80,8 +86,11 @@ class MigrationResource:
     def migration(self) -> MilvusMigration:
         return parse(self.get(), origin=f"MilvusMigration {self.namespace}/{self.name}")
 
-    def patch_status(self, status: MigrationStatus) -> None:
-        """Merge-patch the fields set on ``status`` (and only those)."""
-        self.api.patch_namespaced_custom_object_status(
-            GROUP, VERSION, self.namespace, PLURAL, self.name, status.patch()
-        )
+    def patch_status(self, status: MigrationStatus, resource_version: str | None = None) -> None:
+        """Merge-patch the fields set on ``status`` (and only those). With ``resource_version``
+        (of the object as read), the API server refuses the patch with 409 Conflict if anyone
+        wrote the object since: optimistic concurrency."""
+        body = status.patch()
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        self.api.patch_namespaced_custom_object_status(GROUP, VERSION, self.namespace, PLURAL, self.name, body)

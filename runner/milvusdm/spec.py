@@ -668,7 +668,8 @@ class MigrationStatus(BaseModel):
         None, description="Why it failed, e.g. InvalidInput, Unavailable, VerificationFailed."
     )
     shards: dict[str, ShardStatus] = Field(
-        default_factory=dict, description="Per shard (JOB_COMPLETION_INDEX): its checkpoint and counts."
+        default_factory=dict,
+        description="Per shard (JOB_COMPLETION_INDEX) or collection: its checkpoint, counts and lease (holder).",
     )
 
     def patch(self) -> dict[str, Any]:

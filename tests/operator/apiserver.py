@@ -3,7 +3,9 @@
 For the project's CRDs (read from crds/): create ignores ``status`` and update ignores it too,
 while ``/status`` changes nothing else (the status subresource); unknown fields are pruned
 against the structural schema and values of the wrong type (or breaking a CEL rule) are refused
-with 422; ``metadata.generation`` starts at 1 and grows on each spec change. Pruned paths are kept
+with 422; ``metadata.generation`` starts at 1 and grows on each spec change; every write gives a new
+``metadata.resourceVersion``, and a patch carrying a stale one is refused with 409 Conflict
+(optimistic concurrency). Pruned paths are kept
 in ``pruned`` so a test can fail when a writer's field is missing from the CRD.
 """
 
@@ -34,6 +36,13 @@ SCHEMAS = {
 class KubernetesInvalidError(KubernetesError):
     status: int = 422
     reason: str = "Invalid"
+    message: str = ""
+
+
+@attrs.frozen
+class KubernetesConflictError(KubernetesError):
+    status: int = 409
+    reason: str = "Conflict"
     message: str = ""
 
 
@@ -74,6 +83,8 @@ class Emulator(kmocklib.KubernetesEmulator):
             except KubernetesInvalidError as error:
                 self.rejected.append(error.message)
                 return await self._render_error(error)
+            except KubernetesConflictError as error:
+                return await self._render_error(error)
         return await super()._handle(request)
 
     async def _admit(self, request, schema: Schema) -> None:
@@ -93,15 +104,23 @@ class Emulator(kmocklib.KubernetesEmulator):
             if key not in self.objects or self.objects[key].deleted:
                 return  # kmock answers 404
             old = self.objects[key].raw
+            given = (request.data.get("metadata") or {}).get("resourceVersion")
+            if given is not None and given != old.get("metadata", {}).get("resourceVersion"):
+                raise KubernetesConflictError(
+                    message=f'Operation cannot be fulfilled on {request.resource.plural} "{request.name}": the object has '
+                    "been modified; please apply your changes to the latest version and try again"
+                )
             if request.subresource == "status":
                 document = {**old, "status": merge_patch(old.get("status"), request.data.get("status"))}
             else:
                 document = merge_patch(old, {k: v for k, v in request.data.items() if k != "status"})
+                document["metadata"] = dict(document["metadata"])
                 document["status"] = old.get("status")
                 generation = old["metadata"].get("generation", 1)
                 changed = document.get("spec") != old.get("spec")
                 document["metadata"]["generation"] = generation + 1 if changed else generation
             document = {k: v for k, v in document.items() if v is not None}
+            document["metadata"] = {**document["metadata"], "resourceVersion": str(next(versions))}
             self.objects[key].history.append(self._check(schema, document, old))
         request.data.clear()
 

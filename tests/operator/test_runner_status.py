@@ -26,6 +26,7 @@ from tests.operator.test_operator import (
     set_job_status,
     stored,
 )
+from tests.operator.apiserver import versions
 from tests.rbac import granted, used
 
 pytestmark = [pytest.mark.kmock(cls=Emulator), pytest.mark.server]
@@ -48,7 +49,13 @@ def seed(kmock, name: str, source: dict, target: dict, **spec) -> None:
     kmock.objects[MIGRATIONS, NS, name] = {
         "apiVersion": "milvusdm.io/v1alpha1",
         "kind": "MilvusMigration",
-        "metadata": {"name": name, "namespace": NS, "uid": str(uuid.uuid4()), "generation": 1},
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": str(uuid.uuid4()),
+            "generation": 1,
+            "resourceVersion": str(next(versions)),
+        },
         "spec": {"source": source, "target": target, **spec},
     }
 
