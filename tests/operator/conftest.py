@@ -12,6 +12,8 @@ import pytest
 import milvusdm_operator.handlers  # noqa: F401  (registers the handlers)
 from tests.operator.test_operator import MIGRATIONS, NS, SCHEDULES, assert_kept
 
+SPAWNED: list[asyncio.subprocess.Process] = []  # runner processes (``test_runner_status.runner``)
+
 
 @pytest.fixture
 async def cluster(kmock, monkeypatch):
@@ -41,3 +43,30 @@ async def cluster(kmock, monkeypatch):
     with contextlib.suppress(asyncio.CancelledError):
         await operator
     assert_kept(kmock)
+
+
+@pytest.fixture
+def api_server(kmock):
+    kmock.resources[MIGRATIONS] = kmocklib.ResourceInfo(
+        kind="MilvusMigration",
+        singular="milvusmigration",
+        namespaced=True,
+        subresources={"status"},
+        verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
+    )
+    yield kmock
+    assert_kept(kmock)
+
+
+@pytest.fixture(autouse=True)
+async def _reap_runners():
+    """No runner outlives its test, nor a pipe of one unread: asyncio leaves a process' transport
+    open until its pipes reach their end, and one collected after the event loop closed raises in
+    its finalizer (on Python 3.11, a finalizer running inside ``ast.parse`` as pytest formats a
+    failure makes pytest itself crash: "AST constructor recursion depth mismatch")."""
+    yield
+    while SPAWNED:
+        process = SPAWNED.pop()
+        if process.returncode is None:
+            process.kill()
+        await process.communicate()  # reads both pipes to their end, which closes the transport

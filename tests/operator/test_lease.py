@@ -19,7 +19,7 @@ from milvusdm.jobrunner import ResourceStatus
 from milvusdm.kube import MigrationResource
 from tests.conftest import make_h5
 from tests.operator.test_operator import MIGRATIONS, NS, Emulator, api, eventually, stored
-from tests.operator.test_runner_status import _reap_runners, api_server, runner, seed  # noqa: F401 (fixtures)
+from tests.operator.test_runner_status import runner, seed
 
 pytestmark = pytest.mark.kmock(cls=Emulator)
 
@@ -66,8 +66,11 @@ async def test_a_second_pod_is_refused_while_the_lease_is_fresh_and_takes_over_o
     _, err = await asyncio.wait_for(second.communicate(), timeout=60)
     assert second.returncode == 5, err.decode()  # retried by the Job (not a podFailurePolicy FailJob code)
     until = expiry(held).strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert err.decode().strip().splitlines()[-1].startswith(
-        f"milvusdm: error: pod pod-a is running shard 0 of {NS}/twice: its lease expires at {until} (in "
+    assert (
+        err.decode()
+        .strip()
+        .splitlines()[-1]
+        .startswith(f"milvusdm: error: pod pod-a is running shard 0 of {NS}/twice: its lease expires at {until} (in ")
     )
     assert entry(api_server, "twice") == held  # the refused pod wrote nothing into it
 

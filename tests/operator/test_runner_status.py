@@ -9,40 +9,26 @@ import signal
 import sys
 import uuid
 
-import kmock as kmocklib
 import numpy as np
 import pytest
 
 from tests.conftest import REPO, SERVER_TOKEN, client_for, make_h5, read_back
+from tests.operator.apiserver import versions
+from tests.operator.conftest import SPAWNED
 from tests.operator.test_operator import (
     JOBS,
     MIGRATIONS,
     NS,
     Emulator,
-    assert_kept,
     condition,
     create,
     eventually,
     set_job_status,
     stored,
 )
-from tests.operator.apiserver import versions
 from tests.rbac import granted, used
 
 pytestmark = [pytest.mark.kmock(cls=Emulator), pytest.mark.server]
-
-
-@pytest.fixture
-def api_server(kmock):
-    kmock.resources[MIGRATIONS] = kmocklib.ResourceInfo(
-        kind="MilvusMigration",
-        singular="milvusmigration",
-        namespaced=True,
-        subresources={"status"},
-        verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
-    )
-    yield kmock
-    assert_kept(kmock)
 
 
 def seed(kmock, name: str, source: dict, target: dict, **spec) -> None:
@@ -58,23 +44,6 @@ def seed(kmock, name: str, source: dict, target: dict, **spec) -> None:
         },
         "spec": {"source": source, "target": target, **spec},
     }
-
-
-SPAWNED: list[asyncio.subprocess.Process] = []
-
-
-@pytest.fixture(autouse=True)
-async def _reap_runners():
-    """No runner outlives its test, nor a pipe of one unread: asyncio leaves a process' transport
-    open until its pipes reach their end, and one collected after the event loop closed raises in
-    its finalizer (on Python 3.11, a finalizer running inside ``ast.parse`` as pytest formats a
-    failure makes pytest itself crash: "AST constructor recursion depth mismatch")."""
-    yield
-    while SPAWNED:
-        process = SPAWNED.pop()
-        if process.returncode is None:
-            process.kill()
-        await process.communicate()  # reads both pipes to their end, which closes the transport
 
 
 async def runner(kmock, name: str, index: int = 0, **env) -> asyncio.subprocess.Process:

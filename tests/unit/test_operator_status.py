@@ -91,7 +91,8 @@ def test_job_for_a_single_run():
     assert container["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
     assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "milvusdm-runner"
     assert built["spec"]["ttlSecondsAfterFinished"] == 86400 and "completionMode" not in built["spec"]
-    assert built["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 4]
+    assert built["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 4]  # 5 (LeaseHeld) retried
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
     assert not any("value" in e and "TOKEN" in e["name"] for e in container["env"])
 
 
