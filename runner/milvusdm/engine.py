@@ -454,7 +454,8 @@ class _Run:
         """The digest of the rows committed so far: from the checkpoint, or read again from the source
         if it kept another kind (the manifest's verify mode changed between attempts)."""
         state = self.state
-        proof = Proof(self.spec.verify, self.source.schema, state.seed or self.seed)
+        bounds, size = (self.start, self.stop), self.spec.verify_sample
+        proof = Proof(self.spec.verify, self.source.schema, state.seed or self.seed, bounds=bounds, sample_size=size)
         if proof.kind and state.digest_of == proof.kind and state.digest:
             proof.copied = Digest.parse(state.digest)
         elif proof.kind:

@@ -12,7 +12,9 @@ append), the source's ids are looked up in the target instead. Memory stays O(ba
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,12 +41,27 @@ def digests(mode: str) -> bool:
 
 
 class Proof:
-    """The digest a run keeps of what it copied: of keys, or of whole rows for ``full``."""
+    """The digest a run keeps of what it copied: of keys, or of whole rows for ``full``. For
+    ``sample``, given the copy's ``bounds``, it also keeps the key and whole-row hash of each
+    sampled row as the copy passes it, so the sample needs no second read of the source (a
+    Milvus source would scan its keys up to each sampled position again)."""
 
-    def __init__(self, mode: str, schema: Schema, seed: str, copied: Digest | None = None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        schema: Schema,
+        seed: str,
+        copied: Digest | None = None,
+        bounds: tuple[int, int] | None = None,
+        sample_size: int = 0,
+    ) -> None:
         self.mode, self.whole, self.seed = mode, mode == "full", seed
         self.hasher = Hasher(seed, schema, self.whole) if digests(mode) else None
         self.copied = copied or Digest()
+        self.positions, self.sampled = np.empty(0, np.int64), None
+        if mode == "sample" and bounds is not None:
+            self.positions = _sample_positions(bounds, sample_size)
+            self.sampled = Sampled(Hasher(seed, schema, whole=True))
 
     @property
     def rows_hasher(self) -> Hasher:
@@ -59,6 +76,10 @@ class Proof:
     def fold(self, batch: Batch) -> None:
         if self.hasher is not None:
             self.copied += self.rows_hasher.digest(batch)
+        if self.sampled is not None:
+            lo, hi = np.searchsorted(self.positions, [batch.start, batch.stop])
+            if hi > lo:
+                self.sampled.add(self.positions[lo:hi], _take(batch, self.positions[lo:hi] - batch.start).normalized())
 
     def of_source(self, source: Source, start: int, stop: int, size: int) -> Digest:
         """The digest of source rows ``start..stop``, read again (keys alone unless ``full``)."""
@@ -72,10 +93,45 @@ class Proof:
         return total
 
     def of_target(self, sink: Sink) -> Digest:
+        """The digest of what the target holds, its scan's lanes read at once."""
+        lanes = sink.lanes(self.whole, SCAN_BATCH)
+        if len(lanes) == 1:
+            return self._of(lanes[0])
+        stop = threading.Event()  # an interrupt ends the other lanes at their next page
+        with ThreadPoolExecutor(len(lanes), thread_name_prefix="milvusdm-scan") as pool:
+            lanes_read = [pool.submit(self._of, lane, stop) for lane in lanes]
+            try:
+                return sum((lane.result() for lane in lanes_read), Digest())
+            finally:
+                stop.set()
+
+    def _of(self, batches: Iterator[Batch], stop: threading.Event | None = None) -> Digest:
         total = Digest()
-        for batch in sink.scan(self.whole, SCAN_BATCH):
+        for batch in batches:
+            if stop is not None and stop.is_set():
+                break
             total += self.rows_hasher.digest(batch)
         return total
+
+
+class Sampled:
+    """Sampled rows as the copy saw them: position, key and both lanes of the whole-row hash."""
+
+    def __init__(self, hasher: Hasher) -> None:
+        self.hasher = hasher
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, positions: np.ndarray, rows: Batch) -> None:
+        self.parts.append((positions, rows.ids, *self.hasher.rows(rows)))
+
+    def at(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(positions, keys, hash a, hash b) of those of ``positions`` seen, in position order."""
+        if not self.parts:
+            return positions[:0], np.empty(0, np.int64), np.empty(0, np.uint64), np.empty(0, np.uint64)
+        seen, keys, a, b = (np.concatenate(column) for column in zip(*self.parts, strict=True))
+        keep = np.isin(seen, positions)
+        order = np.argsort(seen[keep], kind="stable")
+        return seen[keep][order], keys[keep][order], a[keep][order], b[keep][order]
 
 
 @dataclass
@@ -255,9 +311,28 @@ def _locate(proof: Proof, source: Source, sink: Sink, bounds: tuple[int, int]) -
 
 
 def _compare_sample(proof: Proof, source: Source, sink: Sink, positions: np.ndarray, findings: Findings) -> None:
-    """The sampled source rows against the target's rows with the same keys, field by field, in
-    lookups of up to LOOKUP_BATCH keys (a lookup per row would pay a consistent read each)."""
+    """The sampled source rows against the target's rows with the same keys, in lookups of up to
+    LOOKUP_BATCH keys (a lookup per row would pay a consistent read each). Rows the copy hashed
+    are compared by hash; the others (copied before a resume, or ``milvusdm verify``), and any
+    row whose hash differs (to name the field), are read from the source again."""
     hasher = Hasher(proof.seed, proof.rows_hasher.schema, whole=True)
+    if proof.sampled is not None:
+        seen, keys, ours_a, ours_b = proof.sampled.at(positions)
+        reread = [positions[~np.isin(positions, seen)]]
+        for lo in range(0, len(keys), LOOKUP_BATCH):
+            chunk = slice(lo, lo + LOOKUP_BATCH)
+            found = sink.fetch(keys[chunk], with_data=True)
+            where = {pk: i for i, pk in enumerate(found.ids.tolist())}
+            present = np.array([pk in where for pk in keys[chunk].tolist()], dtype=bool)
+            findings.note_missing(keys[chunk][~present])
+            rows = np.array([where[pk] for pk in keys[chunk][present].tolist()], dtype=np.intp)
+            theirs_a, theirs_b = hasher.rows(_take(found, rows))
+            equal = (theirs_a == ours_a[chunk][present]) & (theirs_b == ours_b[chunk][present])
+            findings.compared += int(equal.sum())
+            reread.append(seen[chunk][present][~equal])
+        positions = np.sort(np.concatenate(reread))
+        if not len(positions):
+            return
     pending: list[Batch] = []
     for batch in source.rows_at(positions):
         pending.append(batch.normalized())

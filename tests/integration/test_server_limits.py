@@ -111,3 +111,18 @@ def test_the_lowest_int64_key_is_refused_before_writing(tmp_path, run_cli, lite,
     client = client_for(lite)
     assert client.list_collections() == []
     client.close()
+
+
+@pytest.mark.server
+def test_the_target_scan_lanes_cover_keys_of_every_sign_and_parity(tmp_path, run_cli, milvus_server, rng):
+    """A server's key scan runs as two lanes (even and odd keys, read at once); ``%`` keeps the
+    sign, so odd negative keys must land in the odd lane: any key left out fails the digest."""
+    edges = [-(2**63) + 1, -(2**63) + 2, -3, -2, -1, 0, 1, 2, 2**63 - 3, 2**63 - 2]
+    ids = np.concatenate([np.array(edges, dtype=np.int64), rng.integers(-(2**62), 2**62, 3000, dtype=np.int64)])
+    ids = np.unique(ids)
+    file = make_h5(tmp_path / "signs.h5", rng.random((len(ids), 4), dtype=np.float32), ids)
+    target = {"uri": milvus_server.uri, "token": SERVER_TOKEN, "collection": "signs", "index": {"type": "FLAT"}}
+    path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": target}, verify="ids")
+    result = run_cli("run", "-f", path, "--json", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["verified"] == f"ids ({len(ids)} ids present, count {len(ids)})"

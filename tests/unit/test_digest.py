@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from pymilvus import DataType
@@ -123,3 +125,25 @@ def test_varchar_keys():
     batch = Batch(0, keys, np.zeros((100, 0), np.float32))
     assert hasher.digest(batch) == hasher.digest(Batch(0, keys[::-1].copy(), batch.vectors))
     assert hasher.digest(Batch(0, keys[1:], batch.vectors[1:])) != hasher.digest(batch)
+
+
+def test_the_sample_is_kept_as_the_copy_passes_it():
+    """A ``sample`` proof keeps the key and whole-row hash of exactly the sampled positions, whatever
+    the batching, so the sample needs no second read of the source; a resumed run's proof only
+    holds the rows it copied itself (the rest are read again)."""
+    from milvusdm.verification import Proof, _sample_positions
+
+    seed, everything = new_seed(), rows(5000, seed=3)
+    bounds, positions = (1000, 5000), _sample_positions((1000, 5000), 300)
+    proof = Proof("sample", SCHEMA, seed, bounds=bounds, sample_size=300)
+    cuts = [1000, 1001, 1777, 2500, 4999, 5000]
+    for lo, hi in itertools.pairwise(cuts):
+        proof.fold(everything.part(lo, hi))
+    seen, keys, a, b = proof.sampled.at(positions)
+    assert np.array_equal(seen, positions) and np.array_equal(keys, everything.ids[positions])
+    expected = Hasher(seed, SCHEMA, whole=True).rows(part(everything, positions).normalized())
+    assert np.array_equal(a, expected[0]) and np.array_equal(b, expected[1])
+
+    resumed = Proof("sample", SCHEMA, seed, bounds=bounds, sample_size=300)
+    resumed.fold(everything.part(2500, 5000))
+    assert np.array_equal(resumed.sampled.at(positions)[0], positions[positions >= 2500])

@@ -69,6 +69,11 @@ class Sink(ABC):
         """Every row the destination holds, ``size`` at a time in any order: keys only (the batches'
         vectors empty), or ``whole`` rows. Verification digests these."""
 
+    def lanes(self, whole: bool, size: int) -> list[Iterator[Batch]]:
+        """``scan`` split into disjoint parts that may be read concurrently (one, unless the
+        destination can serve several reads at once)."""
+        return [self.scan(whole, size)]
+
     @abstractmethod
     def abandon(self) -> None:
         """Remove what this migration created (the collection, its staging copy, partial files);

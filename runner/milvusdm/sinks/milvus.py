@@ -418,6 +418,16 @@ class MilvusSink(OneCollection, Sink):
         return self.milvus.query(self.name, expr, columns, self._partitions, strong=True)
 
     def scan(self, whole: bool, size: int) -> Iterator[Batch]:
+        return self._pages(whole, size)
+
+    def lanes(self, whole: bool, size: int) -> list[Iterator[Batch]]:
+        """Even and odd int64 keys (``%`` keeps the sign: odd negatives are ``!= 0``), read at once:
+        a server answers two paged reads in about the time of one (Milvus Lite parses no ``%``)."""
+        if self.milvus.endpoint.is_lite or self.key.dtype != DataType.INT64:
+            return [self.scan(whole, size)]
+        return [self._pages(whole, size, f"{self.key.name} % 2 {test}") for test in ("== 0", "!= 0")]
+
+    def _pages(self, whole: bool, size: int, within: str | None = None) -> Iterator[Batch]:
         """Pages by key with the server's iterator ordering; each key once, even if stored twice
         (the count shows those). The first page is read with Strong consistency, which waits until
         the query nodes have applied every write made before it; the rest need not wait again
@@ -426,7 +436,9 @@ class MilvusSink(OneCollection, Sink):
         size = rows_per_message(columns, QUERY_WINDOW if not whole else min(size, QUERY_WINDOW))
         after = None
         while True:
-            expr = everything(self.key) if after is None else f"{self.key.name} > {literal(after)}"
+            expr = (within or everything(self.key)) if after is None else f"{self.key.name} > {literal(after)}"
+            if within and after is not None:
+                expr = f"({within}) and {expr}"
             values = self.milvus.query(self.name, expr, columns, self._partitions, limit=size, strong=after is None)
             if not len(values[0]):
                 return
