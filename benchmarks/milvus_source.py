@@ -6,7 +6,8 @@ Two embedded servers (source and target). For each N: the source collection is f
 random rows; then (1) the read ceiling — pymilvus ``query_iterator`` (batch 10k, all fields) over
 the source; (2) the insert ceiling — column-wise batched insert of the same rows into the target,
 flush, FLAT index, load (``throughput.ceiling``); (3) `milvusdm run` source -> target, ending in
-the same state, against the slower of (1) and (2); (4) `milvusdm run` source -> HDF5 file,
+the same state, against the slower of (1) and (2), with the default verification and with
+``verify: none`` (the default's cost); (4) `milvusdm run` source -> HDF5 file,
 against (1). Wall clock around everything; milvusdm runs as a child process (its own VmHWM).
 Writes benchmarks/results/milvus_source.json.
 """
@@ -63,6 +64,13 @@ def main() -> None:
                 copy, copy_rss, copy_summary = milvusdm(
                     target.uri, {"milvus": {"uri": source.uri, "collection": name}}, f"copy_{rows}", work
                 )
+                bare, bare_rss, bare_summary = milvusdm(
+                    target.uri,
+                    {"milvus": {"uri": source.uri, "collection": name}},
+                    f"bare_{rows}",
+                    work,
+                    verify="none",
+                )
                 export = work / f"export-{rows}.h5"
                 dump, dump_rss, _ = milvusdm(
                     target.uri,
@@ -73,21 +81,25 @@ def main() -> None:
                 )
                 export.unlink()
                 MilvusClient(source.uri).drop_collection(name)
-                for path, seconds, limit, rss in (
-                    ("milvus-to-milvus", copy, max(read, insert), copy_rss),
-                    ("milvus-to-hdf5", dump, read, dump_rss),
+                for path, verify, seconds, limit, rss, summary in (
+                    ("milvus-to-milvus", "sample", copy, max(read, insert), copy_rss, copy_summary),
+                    ("milvus-to-milvus", "none", bare, max(read, insert), bare_rss, bare_summary),
+                    ("milvus-to-hdf5", "sample", dump, read, dump_rss, None),
                 ):
                     result = {
                         "rows": rows,
                         "path": path,
+                        "verify": verify,
                         "read_ceiling_rows_per_s": round(rows / read),
                         "insert_ceiling_rows_per_s": round(rows / insert),
                         "milvusdm_rows_per_s": round(rows / seconds),
                         "ratio": round(limit / seconds, 3),
                         "milvusdm_peak_rss_mb": round(rss),
                     }
-                    if path == "milvus-to-milvus":
-                        result["milvusdm_phases_s"] = copy_summary["phases"]
+                    if summary is not None:
+                        result["milvusdm_phases_s"] = summary["phases"]
+                    if seconds is copy:
+                        result["verify_cost_vs_none"] = round(copy / bare - 1, 3)
                     results.add(result)
     results.save("milvus_source")
 

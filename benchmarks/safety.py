@@ -16,48 +16,24 @@ processes; writes benchmarks/results/safety.json.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import Results, ceiling, write_h5
+from throughput import Results, ceiling, milvusdm, write_h5
 
 from milvusdm.testing import EmbeddedMilvus
 
 
-def run(uri: str, path: Path, collection: str, work: Path, **target) -> tuple[float, dict]:
-    """Seconds and JSON summary of `milvusdm run` with the manifest defaults."""
-    manifest = work / f"{collection}-{len(list(work.glob('*.yaml')))}.yaml"
-    spec = target.pop("spec", {})
-    manifest.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "milvusdm.io/v1alpha1",
-                "kind": "MilvusMigration",
-                "metadata": {"name": "bench"},
-                "spec": {
-                    "source": {"hdf5": {"path": str(path)}},
-                    "target": {"milvus": {"uri": uri, "collection": collection, **target}},
-                    **spec,
-                },
-            }
-        )
-    )
-    began = time.perf_counter()
-    child = subprocess.run(
-        [sys.executable, "-m", "milvusdm", "run", "-f", str(manifest), "--json", "-q", "--state", str(work / "state")],
-        stdout=subprocess.PIPE,
-        check=True,
-    )
-    return time.perf_counter() - began, json.loads(child.stdout)
+def run(uri: str, path: Path, collection: str, work: Path, spec: dict | None = None, **target) -> tuple[float, dict]:
+    """Seconds and JSON summary of `milvusdm run` with the manifest defaults (AUTOINDEX)."""
+    into = {"milvus": {"uri": uri, "collection": collection, **target}}
+    seconds, _, summary = milvusdm(uri, {"hdf5": {"path": str(path)}}, collection, work, target=into, spec=spec)
+    return seconds, summary
 
 
 def main() -> None:

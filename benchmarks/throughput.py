@@ -138,10 +138,11 @@ def milvusdm(
     target: dict | None = None,
     s3: dict | None = None,
     verify: str | None = None,
+    spec: dict | None = None,
 ) -> tuple[float, float, dict]:
     """(seconds, peak process-tree RSS in MB, summary) of `milvusdm run` as a child process, with the
-    manifest's defaults (``verify`` given: that mode); the target is a FLAT-indexed collection on
-    ``uri`` (dropped afterwards) unless given."""
+    manifest's defaults (``verify`` given: that mode; ``spec``: other settings); the target is a
+    FLAT-indexed collection on ``uri`` (dropped afterwards) unless given."""
     manifest = workdir / f"{collection}.yaml"
     into = target or {"milvus": {"uri": uri, "collection": collection, "index": {"type": "FLAT"}}}
     manifest.write_text(
@@ -155,6 +156,7 @@ def milvusdm(
                     "target": into,
                     **({"verify": verify} if verify else {}),
                     **({"s3": s3} if s3 else {}),
+                    **(spec or {}),
                 },
             }
         )
