@@ -28,6 +28,16 @@ def build_instance(server) -> None:
     make_docs(endpoint(server, "db2"))
 
 
+def dumping(server, out, state, *more) -> list:
+    """``milvusdm dump`` of ``server`` into ``out``: its arguments, then ``more``."""
+    return ["dump", "--uri", server.uri, "--token", SERVER_TOKEN, "--out", out, "--state", state, *more]
+
+
+def restoring(out, server, state, *more) -> list:
+    """``milvusdm restore`` of ``out`` into ``server``: its arguments, then ``more``."""
+    return ["restore", "--from", out, "--uri", server.uri, "--token", SERVER_TOKEN, "--state", state, *more]
+
+
 def cli(run_cli, *args) -> dict:
     result = run_cli(*args, "-q", "--json")
     assert result.exit_code == 0, result.stderr
@@ -49,19 +59,7 @@ def assert_same(source: dict, target: dict, name: str, target_name: str | None =
 def dumped(tmp_path, run_cli, source_server):
     build_instance(source_server)
     out = tmp_path / "dump"
-    summary = cli(
-        run_cli,
-        "dump",
-        "--uri",
-        source_server.uri,
-        "--token",
-        SERVER_TOKEN,
-        "--out",
-        out,
-        "--state",
-        tmp_path / "state",
-    )
-    return out, summary
+    return out, cli(run_cli, *dumping(source_server, out, tmp_path / "state"))
 
 
 def test_dump_then_restore_reproduces_every_collection(dumped, tmp_path, run_cli, source_server, milvus_server):
@@ -77,20 +75,7 @@ def test_dump_then_restore_reproduces_every_collection(dumped, tmp_path, run_cli
     assert listed[("default", "hashes")]["aliases"] == ["hash_alias"]
     assert items["schema"]["indexes"][0]["index_type"] == "HNSW"
 
-    restored = cli(
-        run_cli,
-        "restore",
-        "--from",
-        out,
-        "--uri",
-        milvus_server.uri,
-        "--token",
-        SERVER_TOKEN,
-        "--verify",
-        "full",
-        "--state",
-        tmp_path / "state",
-    )
+    restored = cli(run_cli, *restoring(out, milvus_server, tmp_path / "state", "--verify", "full"))
     assert restored["rows"] == 1300
     assert all(c["verified"].startswith("full") for c in restored["collections"])
     for database, name in listed:
@@ -101,13 +86,7 @@ def test_restore_a_subset_with_rename_and_partitions(dumped, tmp_path, run_cli, 
     out, _ = dumped
     summary = cli(
         run_cli,
-        "restore",
-        "--from",
-        out,
-        "--uri",
-        milvus_server.uri,
-        "--token",
-        SERVER_TOKEN,
+        *restoring(out, milvus_server, tmp_path / "state"),
         "--collections",
         "items",
         "--collections",
@@ -120,8 +99,6 @@ def test_restore_a_subset_with_rename_and_partitions(dumped, tmp_path, run_cli, 
         "db2.*=default.*",
         "--verify",
         "full",
-        "--state",
-        tmp_path / "state",
     )
     assert summary["rows"] == 200 + 400
     target, source = endpoint(milvus_server), endpoint(source_server)
@@ -139,20 +116,7 @@ def test_a_corrupted_file_is_refused_before_anything_is_written(dumped, tmp_path
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    result = run_cli(
-        "restore",
-        "--from",
-        out,
-        "--uri",
-        milvus_server.uri,
-        "--token",
-        SERVER_TOKEN,
-        "--collections",
-        "hashes",
-        "-q",
-        "--state",
-        tmp_path / "state",
-    )
+    result = run_cli(*restoring(out, milvus_server, tmp_path / "state", "--collections", "hashes", "-q"))
     assert result.exit_code == 2
     assert damaged["path"] in result.stderr and "checksum" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -164,40 +128,23 @@ def test_killed_dump_and_restore_resume_to_the_same_result(tmp_path, run_cli, so
     make_hashes(source, rows=300, alias="hash_alias")
     make_docs(source, "big", rows=20_000, dim=16)
     out, state = tmp_path / "dump", tmp_path / "state"
-    login = ["--token", SERVER_TOKEN, "-q"]
     position = kill_when(
-        ["dump", "--uri", source_server.uri, "--out", str(out), "--state", str(state), *login],
+        [*map(str, dumping(source_server, out, state)), "-q"],
         state / "dump.default.big.json",
         6_000,
     )
     assert position < 20_000 and not (out / "dump.json").exists()
-    resumed = cli(
-        run_cli, "dump", "--uri", source_server.uri, "--out", out, "--state", state, "--resume", "--token", SERVER_TOKEN
-    )
+    resumed = cli(run_cli, *dumping(source_server, out, state, "--resume"))
     assert resumed["rows"] + position >= 20_300 and (out / "dump.json").exists()
 
     target = endpoint(milvus_server)
     position = kill_when(
-        ["restore", "--from", str(out), "--uri", milvus_server.uri, "--state", str(state), *login],
+        [*map(str, restoring(out, milvus_server, state)), "-q"],
         state / "restore.default.big.json",
         6_000,
     )
     assert position < 20_000
-    cli(
-        run_cli,
-        "restore",
-        "--from",
-        out,
-        "--uri",
-        milvus_server.uri,
-        "--state",
-        state,
-        "--resume",
-        "--verify",
-        "full",
-        "--token",
-        SERVER_TOKEN,
-    )
+    cli(run_cli, *restoring(out, milvus_server, state, "--resume", "--verify", "full"))
     for name in ("big", "hashes"):
         assert all_rows(target, name, "id" if name == "big" else "pk") == all_rows(
             source, name, "id" if name == "big" else "pk"
@@ -209,34 +156,8 @@ def test_dump_to_and_restore_from_s3(tmp_path, run_cli, s3, source_server, milvu
     make_docs(endpoint(source_server), rows=300)
     prefix = f"s3://{s3['bucket']}/backups/one"
     endpoint_option = ["--s3-endpoint", s3["settings"]["endpoint"]]
-    cli(
-        run_cli,
-        "dump",
-        "--uri",
-        source_server.uri,
-        "--token",
-        SERVER_TOKEN,
-        "--out",
-        prefix,
-        "--state",
-        tmp_path / "state",
-        *endpoint_option,
-    )
+    cli(run_cli, *dumping(source_server, prefix, tmp_path / "state", *endpoint_option))
     keys = sorted(o["Key"] for o in s3["client"].list_objects_v2(Bucket=s3["bucket"])["Contents"])
     assert keys == ["backups/one/default/docs/docs__default.h5", "backups/one/dump.json"]
-    cli(
-        run_cli,
-        "restore",
-        "--from",
-        prefix,
-        "--uri",
-        milvus_server.uri,
-        "--token",
-        SERVER_TOKEN,
-        "--verify",
-        "full",
-        "--state",
-        tmp_path / "state",
-        *endpoint_option,
-    )
+    cli(run_cli, *restoring(prefix, milvus_server, tmp_path / "state", "--verify", "full", *endpoint_option))
     assert all_rows(endpoint(milvus_server), "docs", "id") == all_rows(endpoint(source_server), "docs", "id")
