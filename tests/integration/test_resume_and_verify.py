@@ -127,24 +127,12 @@ def test_server_restart_mid_run_is_survived(tmp_path, rng):
         )
         restarted = threading.Event()
 
-        class RestartServer:
-            def started(self, total, done):
-                pass
-
+        class RestartServer(engine.Observer):  # the other events: the protocol's no-ops
             def committed(self, done):
                 if done >= 10_000 and not restarted.is_set():
                     restarted.set()
                     server.stop()
                     threading.Timer(2, server.start).start()
-
-            def phase(self, name):
-                pass
-
-            def finished(self, summary):
-                pass
-
-            def failed(self, error):
-                pass
 
         summary = engine.run(migration, [RestartServer()])
         assert restarted.is_set()
@@ -288,24 +276,12 @@ def test_tampering_during_a_fresh_run_fails_it(tmp_path, milvus_server, case, mo
     )
     client = client_for(target)
 
-    class Tamper:
+    class Tamper(engine.Observer):
         touched = None
-
-        def started(self, summary, done):
-            pass
 
         def committed(self, done):
             if done >= TAMPER_ROWS // 2 and self.touched is None:
                 self.touched = tamper(client, collection, case, ids, vectors, tags)
-
-        def phase(self, name):
-            pass
-
-        def finished(self, summary):
-            pass
-
-        def failed(self, error):
-            pass
 
     observer = Tamper()
     with pytest.raises(VerificationError) as failed:
