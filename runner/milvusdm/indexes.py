@@ -22,6 +22,19 @@ METRICS: dict[DataType, tuple[str, ...]] = {  # what each kind of vector can be 
     DataType.SPARSE_FLOAT_VECTOR: ("IP",),
 }
 NLIST = {"nlist": (1, 65536)}
+# ann-benchmarks' distance names (and common spellings) -> Milvus metric; the first name per metric is written
+DISTANCE_METRICS = {
+    "euclidean": "L2",
+    "l2": "L2",
+    "angular": "COSINE",
+    "cosine": "COSINE",
+    "dot": "IP",
+    "ip": "IP",
+    "inner_product": "IP",
+    "hamming": "HAMMING",
+    "jaccard": "JACCARD",
+}
+DISTANCES = {metric: name for name, metric in reversed(DISTANCE_METRICS.items())}
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import numpy as np
 from pymilvus import DataType
 
 from milvusdm.batch import objects
+from milvusdm.indexes import DISTANCES
 from milvusdm.schema import Column, Schema
 
 VECTORS, IDS = "embeddings", "ids"  # MilvusDM's names, written by exports
@@ -21,19 +22,6 @@ VECTOR_DEFAULTS = (VECTORS, "train")  # read: MilvusDM's layout, else ann-benchm
 SCHEMA_ATTRIBUTE = "milvusdm_schema"
 DISTANCE_ATTRIBUTE = "distance"  # ann-benchmarks' metric attribute
 TEXT = h5py.string_dtype()
-# ann-benchmarks' distance names (and common spellings) -> Milvus metric; the first name per metric is written
-DISTANCE_METRICS = {
-    "euclidean": "L2",
-    "l2": "L2",
-    "angular": "COSINE",
-    "cosine": "COSINE",
-    "dot": "IP",
-    "ip": "IP",
-    "inner_product": "IP",
-    "hamming": "HAMMING",
-    "jaccard": "JACCARD",
-}
-DISTANCES = {metric: name for name, metric in reversed(DISTANCE_METRICS.items())}
 
 
 def key_column(schema: Schema) -> Column:

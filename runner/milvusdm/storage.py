@@ -3,6 +3,7 @@
 HDF5 files are streamed, not downloaded: ``RangeReader`` is a seekable file for h5py backed
 by ranged GETs of ``block_size_mb`` (a GET costs ~100 ms on real object stores, so blocks are
 large) and a small cache of blocks. Memory: ``CACHED_BLOCKS`` blocks, whatever the file size.
+boto3 is imported when a store is made: a run without s3:// paths does not pay its ~8 MB.
 """
 
 from __future__ import annotations
@@ -17,22 +18,21 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 from typing_extensions import Buffer
 
 from milvusdm.errors import InputError, TransientError
 from milvusdm.spec import S3Settings
 
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
+
 log = logging.getLogger(__name__)
 SCHEME = "s3://"
 CACHED_BLOCKS = 2  # one per dataset read in step (vectors and ids), no more: memory is the cache
 READ_BYTES = 1 << 20  # the HTTP body is copied into the block this much at a time
-UPLOAD = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
+PART_BYTES, UPLOAD_THREADS = 64 << 20, 4  # multipart uploads: parts, and parts in flight
 DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "InvalidToken", "ExpiredToken"}
 MISSING = {"NoSuchKey", "404", "NotFound"}
 DELETE_BATCH = 1000  # keys per DeleteObjects request, S3's limit
@@ -51,6 +51,9 @@ class ObjectStore:
     """One S3 client for a migration's ``spec.s3`` settings; every failure becomes one line."""
 
     def __init__(self, settings: S3Settings | None) -> None:
+        import boto3
+        from botocore.config import Config
+
         self.settings = settings or S3Settings()
         self.settings.check_credentials()
         addressing = "path" if self.settings.path_style else "auto"
@@ -67,6 +70,8 @@ class ObjectStore:
         return self.settings.endpoint or "AWS S3"
 
     def call(self, what: str, url: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
         try:
             return fn(**kwargs)
         except ClientError as error:
@@ -84,6 +89,8 @@ class ObjectStore:
             raise InputError(f"S3 failed to {what} {url}: {error}", "check spec.s3 and the path") from None
 
     def _bucket_missing(self, bucket: str) -> bool:
+        from botocore.exceptions import ClientError
+
         try:
             self.client.head_bucket(Bucket=bucket)
         except ClientError as error:
@@ -114,6 +121,8 @@ class ObjectStore:
         return bool(self.call("check", url, lambda: self._head(url)))
 
     def _head(self, url: str) -> bool:
+        from botocore.exceptions import ClientError
+
         bucket, key = split(url)
         try:
             self.client.head_object(Bucket=bucket, Key=key)
@@ -171,9 +180,14 @@ class ObjectStore:
 
     def upload(self, path: Path, url: str) -> None:
         """Multipart upload from the file, streaming: memory is a few parts, not the file."""
+        from boto3.s3.transfer import TransferConfig
+
         bucket, key = split(url)
+        parts = TransferConfig(
+            multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, max_concurrency=UPLOAD_THREADS
+        )
         log.info("uploading %s to %s", path, url)
-        self.call("upload", url, self.client.upload_file, Filename=str(path), Bucket=bucket, Key=key, Config=UPLOAD)
+        self.call("upload", url, self.client.upload_file, Filename=str(path), Bucket=bucket, Key=key, Config=parts)
 
 
 def staging(url: str) -> Path:

@@ -18,10 +18,17 @@ from milvusdm.internals import read_varint, varint
 from milvusdm.schema import DYNAMIC_FIELD, Column
 
 
-def packed(message_type: type[Message], values: np.ndarray, dtype: str) -> Message:
-    """A repeated fixed-width field parsed straight from the array's bytes."""
-    raw = np.ascontiguousarray(values, dtype=dtype).tobytes()
-    return message_type.FromString(b"\x0a" + varint(len(raw)) + raw)
+def fill_packed(target: Message, values: np.ndarray, dtype: str) -> None:
+    """Set a message whose field 1 is a repeated fixed-width field (``FloatArray``, ``LongArray``…)
+    by parsing the array's bytes, framed as that field, straight into it: one copy into the frame,
+    then the parse. (Parsing a message apart and ``CopyFrom`` into the request made two more
+    copies of each batch's vectors and took several times as long.)"""
+    data = np.ascontiguousarray(values, dtype=dtype).reshape(-1).view(np.uint8)
+    prefix = np.frombuffer(b"\x0a" + varint(data.nbytes), dtype=np.uint8)
+    frame = np.empty(len(prefix) + data.nbytes, dtype=np.uint8)
+    frame[: len(prefix)], frame[len(prefix) :] = prefix, data
+    target.Clear()
+    target.MergeFromString(memoryview(frame))
 
 
 def unpacked(message: Message, dtype: str) -> np.ndarray:
@@ -50,8 +57,7 @@ def put(field: schema_pb2.FieldData, column: Column, values: np.ndarray) -> None
     if kind.is_vector:
         field.vectors.dim = column.dim
         if kind.packed:
-            target = getattr(field.vectors, kind.wire)
-            target.CopyFrom(packed(type(target), values, kind.packed))
+            fill_packed(getattr(field.vectors, kind.wire), values, kind.packed)
         else:
             setattr(field.vectors, kind.wire, np.ascontiguousarray(values, dtype=np.uint8).tobytes())
     elif column.dtype == DataType.ARRAY:
@@ -62,7 +68,7 @@ def put(field: schema_pb2.FieldData, column: Column, values: np.ndarray) -> None
     else:
         target = getattr(field.scalars, kind.wire)
         if kind.packed:
-            target.CopyFrom(packed(type(target), values, kind.packed))
+            fill_packed(target, values, kind.packed)
         elif column.dtype == DataType.JSON:
             target.data.extend(v if isinstance(v, bytes) else str(v).encode() for v in values)
         else:

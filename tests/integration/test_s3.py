@@ -10,7 +10,6 @@ import faiss
 import h5py
 import numpy as np
 import pytest
-from boto3.s3.transfer import TransferConfig
 
 from milvusdm import storage
 from tests.collections import make_collection, rows_of
@@ -126,7 +125,7 @@ def test_export_to_s3_and_back(tmp_path, run_cli, lite, s3, rng):
 
 
 def test_collection_exported_to_an_s3_folder_in_parts(tmp_path, run_cli, lite, s3, monkeypatch):
-    monkeypatch.setattr(storage, "UPLOAD", TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20))
+    monkeypatch.setattr(storage, "PART_BYTES", 5 << 20)
     make_collection(lite, rows=6000, dim=512)  # ~8 MB per file: two parts each
     prefix = f"s3://{s3['bucket']}/backup/"
     run(

@@ -24,10 +24,11 @@ def test_varints_round_trip():
         assert internals.read_varint(b"\x0a" + encoded, 1) == (value, 1 + len(encoded)), BROKEN + "varints"
 
 
-def test_packed_fields_parse_from_a_length_prefixed_buffer():
+def test_packed_fields_parse_from_a_length_prefixed_buffer_into_a_field():
     raw = (1.5).hex().encode()  # any bytes of a length that is a multiple of 4
-    message = schema_pb2.FloatArray.FromString(b"\x0a" + internals.varint(len(raw[:8])) + raw[:8])
-    assert len(message.data) == 2, BROKEN + "packed FloatArray parsing"
+    field = schema_pb2.FieldData()
+    field.vectors.float_vector.MergeFromString(memoryview(b"\x0a" + internals.varint(len(raw[:8])) + raw[:8]))
+    assert len(field.vectors.float_vector.data) == 2, BROKEN + "packed FloatArray parsing from a memoryview"
 
 
 def test_query_request_takes_iterator_paging():

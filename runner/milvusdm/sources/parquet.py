@@ -25,7 +25,7 @@ from pymilvus import DataType
 from milvusdm.arrow import columns, from_arrow, infer, stored_schema, vector_kind
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError
-from milvusdm.layout import DISTANCE_METRICS
+from milvusdm.indexes import DISTANCE_METRICS
 from milvusdm.schema import DYNAMIC_FIELD, VARCHAR_MAX_LENGTH, Column, Schema
 from milvusdm.sources.base import Source, expand, readable, refuse_sentinel_key
 from milvusdm.spec import ParquetSource as ParquetSpec

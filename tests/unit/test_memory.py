@@ -1,0 +1,54 @@
+"""Memory a run does not need to hold (peak RSS ≤ 300 MB is a target, issues 16 and 18): modules a
+run of other formats does not import, and the HDF5 source's chunk cache sized to the file's chunks."""
+
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+from milvusdm.sources.hdf5 import Hdf5Source
+from milvusdm.spec import Hdf5Source as Hdf5Spec
+from tests.conftest import REPO
+
+PARQUET_AND_MILVUS = (
+    "milvusdm.cli",
+    "milvusdm.engine",
+    "milvusdm.instance",
+    "milvusdm.sources.parquet",
+    "milvusdm.sinks.parquet",
+    "milvusdm.sources.milvus",
+    "milvusdm.sinks.milvus",
+)
+
+
+def test_parquet_and_milvus_runs_import_neither_h5py_nor_boto3():
+    code = f"import json, sys; import {', '.join(PARQUET_AND_MILVUS)}; print(json.dumps(sorted(sys.modules)))"
+    path = os.pathsep.join([str(REPO / "runner"), str(REPO / "operator")])
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True, check=True
+    ).stdout
+    loaded = {m.split(".")[0] for m in json.loads(out)}
+    assert "pyarrow" in loaded and "pymilvus" in loaded
+    assert not loaded & {"h5py", "boto3", "botocore"}, "~10 MB (h5py) and ~8 MB (boto3) a run without HDF5 or S3 never uses"
+
+
+def _chunk_cache(path, **layout):
+    with h5py.File(path, "w") as f:
+        f.create_dataset("embeddings", data=np.zeros((1000, 16), np.float32), chunks=(100, 16), **layout)
+        f.create_dataset("ids", data=np.arange(1000), chunks=(100,), **layout)
+    source = Hdf5Source(Hdf5Spec(path=str(path)))
+    source.open()
+    try:
+        file = source.files[0]
+        assert sum(len(b) for b in source.batches(0, source.total, 250)) == 1000
+        return [d.id.get_access_plist().get_chunk_cache()[1] for d in (file.vectors, file.ids)]
+    finally:
+        source.close()
+
+
+def test_hdf5_chunk_cache_holds_one_compressed_chunk_per_dataset_and_no_plain_one(tmp_path):
+    assert _chunk_cache(tmp_path / "gzip.h5", compression="gzip") == [100 * 16 * 4, 100 * 8]
+    assert _chunk_cache(tmp_path / "plain.h5") == [0, 0]
