@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 from rich.console import Console
 
-from milvusdm import __version__, env, legacy, spec
+from milvusdm import __version__, allocator, env, legacy, spec
 from milvusdm.errors import InputError, Interrupted, MigrationError
 
 if TYPE_CHECKING:  # imported where used: a command loads only what it runs
@@ -429,5 +429,7 @@ def version() -> None:
 
 
 def main() -> None:
+    """The ``milvusdm`` command, also the Job's (the operator runs ``milvusdm run --resource``)."""
     env.quiet_grpc(verbose=bool({"-v", "--verbose"} & set(sys.argv)))  # before gRPC loads
+    allocator.tune()  # before any thread starts
     app()

@@ -28,7 +28,7 @@ def fill_packed(target: Message, values: np.ndarray, dtype: str) -> None:
     frame = np.empty(len(prefix) + data.nbytes, dtype=np.uint8)
     frame[: len(prefix)], frame[len(prefix) :] = prefix, data
     target.Clear()
-    target.MergeFromString(memoryview(frame))
+    target.MergeFromString(frame.data)
 
 
 def unpacked(message: Message, dtype: str) -> np.ndarray:

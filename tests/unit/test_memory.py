@@ -1,6 +1,7 @@
 """Memory a run does not need to hold (peak RSS ≤ 300 MB is a target, issues 16 and 18): modules a
 run of other formats does not import, and the HDF5 source's chunk cache sized to the file's chunks."""
 
+import ctypes
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import sys
 
 import h5py
 import numpy as np
+import pytest
 
 from milvusdm.sources.hdf5 import Hdf5Source
 from milvusdm.spec import Hdf5Source as Hdf5Spec
@@ -32,7 +34,9 @@ def test_parquet_and_milvus_runs_import_neither_h5py_nor_boto3():
     ).stdout
     loaded = {m.split(".")[0] for m in json.loads(out)}
     assert "pyarrow" in loaded and "pymilvus" in loaded
-    assert not loaded & {"h5py", "boto3", "botocore"}, "~10 MB (h5py) and ~8 MB (boto3) a run without HDF5 or S3 never uses"
+    assert not loaded & {"h5py", "boto3", "botocore"}, (
+        "~10 MB (h5py) and ~8 MB (boto3) a run without HDF5 or S3 never uses"
+    )
 
 
 def _chunk_cache(path, **layout):
@@ -52,3 +56,33 @@ def _chunk_cache(path, **layout):
 def test_hdf5_chunk_cache_holds_one_compressed_chunk_per_dataset_and_no_plain_one(tmp_path):
     assert _chunk_cache(tmp_path / "gzip.h5", compression="gzip") == [100 * 16 * 4, 100 * 8]
     assert _chunk_cache(tmp_path / "plain.h5") == [0, 0]
+
+
+TUNED = """
+import ctypes, json, numpy as np
+from milvusdm import allocator
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+tuned = allocator.tune()
+warm = np.ones(8 << 20, np.uint8); del warm  # untuned, glibc would now serve such buffers from its heap
+before = libc.mallinfo2().hblkhd
+buffer = np.ones(4 << 20, np.uint8)
+during = libc.mallinfo2().hblkhd
+del buffer
+print(json.dumps([tuned, during - before, libc.mallinfo2().hblkhd - before]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="glibc >= 2.33 reports mmapped bytes")
+def test_tuned_allocator_serves_batch_sized_buffers_from_mmap_and_returns_them():
+    out = subprocess.run(
+        [sys.executable, "-c", TUNED],
+        env={**os.environ, "PYTHONPATH": str(REPO / "runner")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    tuned, held, after = json.loads(out)
+    assert tuned and held >= 4 << 20 and after <= 0

@@ -272,7 +272,7 @@ def _chunk_cache_bytes(dataset: h5py.Dataset) -> int:
     64 MB) kept every chunk read up to that size: +64 MB at 250k x 128 rows of a dump's file."""
     if dataset.chunks is None or not dataset.id.get_create_plist().get_nfilters():
         return 0
-    return int(np.prod(dataset.chunks)) * dataset.dtype.itemsize
+    return int(np.prod(dataset.chunks)) * int(dataset.dtype.itemsize)
 
 
 def _read_column(dataset: h5py.Dataset, a: int, b: int, column: Column) -> np.ndarray:
