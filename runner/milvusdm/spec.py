@@ -7,7 +7,7 @@ two cannot drift apart. Field names are camelCase in manifests, snake_case in Py
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -46,6 +46,24 @@ class Model(BaseModel):
         """(name, value) of the single alternative set on a one-of model."""
         (name,) = self.set_fields()
         return name, getattr(self, name)
+
+
+class OneOf(Model):
+    """A choice: exactly one of ``choices`` (default: every field) is set, in the model and (CEL)
+    in the CRD."""
+
+    choices: ClassVar[tuple[str, ...]] = ()
+
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema, cls: schema.update(exactly_one(*(cls.choices or cls.model_fields)))
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> OneOf:
+        names = type(self).choices or tuple(type(self).model_fields)
+        if sum(getattr(self, name) is not None for name in names) != 1:
+            raise ValueError(f"set exactly one of: {', '.join(names)}")
+        return self
 
 
 class SecretKeyRef(Model):
@@ -171,21 +189,15 @@ class S3Settings(Model):
                 )
 
 
-class Files(Model):
+class Files(OneOf):
     """Files named one by one or by patterns; a base for file sources."""
+
+    choices = ("path", "paths")
 
     path: str | None = Field(None, description="One file.")
     paths: list[str] | None = Field(
         None, min_length=1, description="Files, glob patterns or s3:// prefixes ending in '/', read in order."
     )
-
-    model_config = ConfigDict(json_schema_extra=exactly_one("path", "paths"))
-
-    @model_validator(mode="after")
-    def _one_location(self) -> Files:
-        if (self.path is None) == (self.paths is None):
-            raise ValueError("set exactly one of: path, paths")
-        return self
 
     @property
     def patterns(self) -> list[str]:
@@ -222,9 +234,11 @@ class FaissSource(Model):
     path: str
 
 
-class MilvusSource(MilvusEndpoint):
+class MilvusSource(MilvusEndpoint, OneOf):
     """A collection on a Milvus 2.x server or in Milvus Lite, or (``collections``) every
     collection matching the patterns, each copied with its own schema and checkpoint."""
+
+    choices = ("collection", "collections")
 
     collection: Name | None = None
     collections: list[CollectionPattern] | None = Field(
@@ -236,12 +250,8 @@ class MilvusSource(MilvusEndpoint):
     filter: str | None = None
     fields: list[Name] | None = None
 
-    model_config = ConfigDict(json_schema_extra=exactly_one("collection", "collections"))
-
     @model_validator(mode="after")
     def _one_choice(self) -> MilvusSource:
-        if (self.collection is None) == (self.collections is None):
-            raise ValueError("set exactly one of: collection, collections")
         if self.collections is not None and (self.partitions or self.filter or self.fields):
             raise ValueError("partitions, filter and fields apply to one collection: use collection")
         return self
@@ -284,19 +294,11 @@ class MysqlMeta(Model):
         return password
 
 
-class Milvus1xMeta(Model):
+class Milvus1xMeta(OneOf):
     """Where the directory's metadata is: its SQLite file, or a MySQL database."""
 
     sqlite: str | None = Field(None, description="The SQLite meta file; default: db/meta.sqlite under path.")
     mysql: MysqlMeta | None = None
-
-    model_config = ConfigDict(json_schema_extra=exactly_one("sqlite", "mysql"))
-
-    @model_validator(mode="after")
-    def _one_meta(self) -> Milvus1xMeta:
-        if (self.sqlite is None) == (self.mysql is None):
-            raise ValueError("set exactly one of: sqlite, mysql")
-        return self
 
 
 class Milvus1xCollection(Model):
@@ -378,18 +380,6 @@ class Milvus1xSource(Model):
         if self.collection is not None:
             return [Milvus1xCollection(name=self.collection, partitions=self.partitions)]
         return list(self.collections) if self.collections is not None else None
-
-
-class OneOf(Model):
-    """A choice between kinds: exactly one field is set, in the model and (CEL) in the CRD."""
-
-    model_config = ConfigDict(json_schema_extra=lambda schema, cls: schema.update(exactly_one(*cls.model_fields)))
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> OneOf:
-        if len(self.set_fields()) != 1:
-            raise ValueError(f"set exactly one of: {', '.join(type(self).model_fields)}")
-        return self
 
 
 class Source(OneOf):
