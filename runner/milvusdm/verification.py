@@ -58,6 +58,8 @@ class Proof:
         self.mode, self.whole, self.seed = mode, mode == "full", seed
         self.hasher = Hasher(seed, schema, self.whole) if digests(mode) else None
         self.copied = copied or Digest()
+        self.lowest: int | None = None  # of the int keys this process folded: where a target scan splits
+        self.highest: int | None = None
         self.positions, self.sampled = np.empty(0, np.int64), None
         if mode == "sample" and bounds is not None:
             self.positions = _sample_positions(bounds, sample_size)
@@ -76,6 +78,7 @@ class Proof:
     def fold(self, batch: Batch) -> None:
         if self.hasher is not None:
             self.copied += self.rows_hasher.digest(batch)
+            self._span(batch.ids)
         if self.sampled is not None:
             lo, hi = np.searchsorted(self.positions, [batch.start, batch.stop])
             if hi > lo:
@@ -87,14 +90,30 @@ class Proof:
         if self.whole:
             for batch in source.batches(start, stop, size):
                 total += self.rows_hasher.digest(batch.normalized())
+                self._span(batch.ids)
         else:
             for keys in source.keys(start, stop, size):
                 total += self.rows_hasher.digest(_keys(keys))
+                self._span(keys)
         return total
+
+    def _span(self, ids: np.ndarray) -> None:
+        if len(ids) and ids.dtype.kind in "iu":
+            low, high = int(ids.min()), int(ids.max())
+            self.lowest = low if self.lowest is None else min(self.lowest, low)
+            self.highest = high if self.highest is None else max(self.highest, high)
+
+    @property
+    def split(self) -> int | None:
+        """The middle of the keys seen: the target scan's two lanes part there (any split is
+        correct, as the lanes cover every key; the middle balances them for evenly spread keys)."""
+        if self.lowest is None or self.highest is None or self.highest <= self.lowest:
+            return None
+        return (self.lowest + self.highest + 1) // 2
 
     def of_target(self, sink: Sink) -> Digest:
         """The digest of what the target holds, its scan's lanes read at once."""
-        lanes = sink.lanes(self.whole, SCAN_BATCH)
+        lanes = sink.lanes(self.whole, SCAN_BATCH, self.split)
         if len(lanes) == 1:
             return self._of(lanes[0])
         stop = threading.Event()  # an interrupt ends the other lanes at their next page

@@ -69,9 +69,9 @@ class Sink(ABC):
         """Every row the destination holds, ``size`` at a time in any order: keys only (the batches'
         vectors empty), or ``whole`` rows. Verification digests these."""
 
-    def lanes(self, whole: bool, size: int) -> list[Iterator[Batch]]:
+    def lanes(self, whole: bool, size: int, split: int | None = None) -> list[Iterator[Batch]]:
         """``scan`` split into disjoint parts that may be read concurrently (one, unless the
-        destination can serve several reads at once)."""
+        destination can serve several reads at once): int64 keys below ``split`` and the rest."""
         return [self.scan(whole, size)]
 
     @abstractmethod

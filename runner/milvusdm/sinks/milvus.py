@@ -420,12 +420,15 @@ class MilvusSink(OneCollection, Sink):
     def scan(self, whole: bool, size: int) -> Iterator[Batch]:
         return self._pages(whole, size)
 
-    def lanes(self, whole: bool, size: int) -> list[Iterator[Batch]]:
-        """Even and odd int64 keys (``%`` keeps the sign: odd negatives are ``!= 0``), read at once:
-        a server answers two paged reads in about the time of one (Milvus Lite parses no ``%``)."""
-        if self.milvus.endpoint.is_lite or self.key.dtype != DataType.INT64:
+    def lanes(self, whole: bool, size: int, split: int | None = None) -> list[Iterator[Batch]]:
+        """Keys below ``split`` and the rest, read at once: a server answers two paged reads in
+        about the time of one (1M keys: 2.0 s against 3.0 s). A range, not ``key % 2``: a filter
+        with arithmetic made every page cost more (4.9 s). Keys only: whole rows are hashed on
+        this side, and two lanes of them ran slower than one (1M x 128 rows: 15.6 s against 11.5 s)."""
+        if whole or split is None or self.milvus.endpoint.is_lite or self.key.dtype != DataType.INT64:
             return [self.scan(whole, size)]
-        return [self._pages(whole, size, f"{self.key.name} % 2 {test}") for test in ("== 0", "!= 0")]
+        name = self.key.name
+        return [self._pages(whole, size, f"{name} < {split}"), self._pages(whole, size, f"{name} >= {split}")]
 
     def _pages(self, whole: bool, size: int, within: str | None = None) -> Iterator[Batch]:
         """Pages by key with the server's iterator ordering; each key once, even if stored twice
