@@ -15,23 +15,22 @@ from tests.operator.test_operator import MIGRATIONS, NS, SCHEDULES, assert_kept
 SPAWNED: list[asyncio.subprocess.Process] = []  # runner processes (``test_runner_status.runner``)
 
 
+def custom_resource(kind: str) -> kmocklib.ResourceInfo:
+    """One of this project's kinds as kmock serves it: namespaced, with a status subresource."""
+    return kmocklib.ResourceInfo(
+        kind=kind,
+        singular=kind.lower(),
+        namespaced=True,
+        subresources={"status"},
+        verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
+    )
+
+
 @pytest.fixture
 async def cluster(kmock, monkeypatch):
     """kmock serving MilvusMigrations and the built-in resources; kopf watching one namespace."""
-    kmock.resources[MIGRATIONS] = kmocklib.ResourceInfo(
-        kind="MilvusMigration",
-        singular="milvusmigration",
-        namespaced=True,
-        subresources={"status"},
-        verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
-    )
-    kmock.resources[SCHEDULES] = kmocklib.ResourceInfo(
-        kind="MilvusMigrationSchedule",
-        singular="milvusmigrationschedule",
-        namespaced=True,
-        subresources={"status"},
-        verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
-    )
+    kmock.resources[MIGRATIONS] = custom_resource("MilvusMigration")
+    kmock.resources[SCHEDULES] = custom_resource("MilvusMigrationSchedule")
     kmock.resources.load_bundled()
     monkeypatch.setenv("MILVUSDM_KUBE_API", str(kmock.url))
     monkeypatch.setenv("MILVUSDM_RUNNER_IMAGE", "registry.example/milvusdm:test")
@@ -47,13 +46,7 @@ async def cluster(kmock, monkeypatch):
 
 @pytest.fixture
 def api_server(kmock):
-    kmock.resources[MIGRATIONS] = kmocklib.ResourceInfo(
-        kind="MilvusMigration",
-        singular="milvusmigration",
-        namespaced=True,
-        subresources={"status"},
-        verbs={"get", "list", "watch", "create", "patch", "update", "delete"},
-    )
+    kmock.resources[MIGRATIONS] = custom_resource("MilvusMigration")
     yield kmock
     assert_kept(kmock)
 
