@@ -437,11 +437,10 @@ class MilvusSink(OneCollection, Sink):
         (a Strong read per page costs up to a time tick, ~200 ms, each)."""
         columns = [self.key] + ([self.vector, *self.schema.scalars] if whole else [])
         size = rows_per_message(columns, QUERY_WINDOW if not whole else min(size, QUERY_WINDOW))
+        first, inside = within or everything(self.key), f"({within}) and " if within else ""
         after = None
         while True:
-            expr = (within or everything(self.key)) if after is None else f"{self.key.name} > {literal(after)}"
-            if within and after is not None:
-                expr = f"({within}) and {expr}"
+            expr = first if after is None else f"{inside}{self.key.name} > {literal(after)}"
             values = self.milvus.query(self.name, expr, columns, self._partitions, limit=size, strong=after is None)
             if not len(values[0]):
                 return
