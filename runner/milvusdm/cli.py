@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 from rich.console import Console
 
-from milvusdm import __version__, allocator, env, legacy, spec
+from milvusdm import __version__, allocator, env, interrupts, legacy, spec
 from milvusdm.errors import InputError, Interrupted, MigrationError
 
 if TYPE_CHECKING:  # imported where used: a command loads only what it runs
@@ -113,7 +112,7 @@ def run(
     """Run a migration: check the source, prepare the target, copy, index, load, verify."""
     _setup_logging(verbose, quiet)
     observers = [] if quiet else [_progress()]
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: settle, keep the checkpoint
+    interrupts.install()  # SIGTERM like Ctrl-C: settle, keep the checkpoint
     try:
         if (file is None) == (resource is None):
             raise InputError("pass exactly one of --file and --resource", "see milvusdm run --help")
@@ -168,7 +167,7 @@ def _run_document(
 ) -> None:
     _setup_logging(verbose, quiet)
     observers = [] if quiet else [_progress()]
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    interrupts.install()
     try:
         migration = spec.parse(
             {"apiVersion": spec.API_VERSION, "kind": spec.KIND, "metadata": {"name": name}, "spec": document},

@@ -10,13 +10,11 @@ from __future__ import annotations
 import logging
 import queue
 import resource
-import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -24,6 +22,7 @@ import numpy as np
 from pydantic.alias_generators import to_camel
 from pymilvus import DataType
 
+from milvusdm import interrupts
 from milvusdm.batch import Batch
 from milvusdm.checkpoint import Checkpoint, CheckpointStore, Shard, fingerprint
 from milvusdm.checks import check as check_manifest
@@ -37,7 +36,6 @@ from milvusdm.verification import Proof, verify
 log = logging.getLogger(__name__)
 DEFAULT_INFLIGHT = 2
 KEY_SCAN = 10_000  # source keys per lookup in the target (below Milvus' 16384-row query window)
-INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
 MAX_CONFLICTS = 100_000  # keys already in an append target that a run can track (they live in its checkpoint)
 
 
@@ -166,7 +164,7 @@ def stream(
     pending: deque[tuple[Batch, Future[None]]] = deque()
     write = conflicts.write if conflicts is not None else sink.write
     reader.start()
-    with ThreadPoolExecutor(inflight, thread_name_prefix="milvusdm-writer") as writers:
+    with interrupts.installed(), ThreadPoolExecutor(inflight, thread_name_prefix="milvusdm-writer") as writers:
         try:
             for batch in reader:
                 pending.append((batch, writers.submit(write, batch, replay)))
@@ -188,22 +186,9 @@ def _commit(pending: deque[tuple[Batch, Future[None]]], on_commit: Callable[[Bat
     from the checkpoint, nor leave its digest half folded."""
     batch, future = pending[0]
     future.result()
-    with _uninterrupted():
+    with interrupts.held():
         pending.popleft()
         on_commit(batch)
-
-
-@contextmanager
-def _uninterrupted() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (they are delivered at the end); a no-op off the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _settle(pending: deque[tuple[Batch, Future[None]]], on_commit: Callable[[Batch], None]) -> None:
@@ -216,7 +201,7 @@ def _settle(pending: deque[tuple[Batch, Future[None]]], on_commit: Callable[[Bat
             continue
         landed = future.exception() is None
         if landed:
-            with _uninterrupted():
+            with interrupts.held():
                 on_commit(batch)
     pending.clear()
 

@@ -48,3 +48,24 @@ def test_an_interrupt_while_waiting_for_a_write_still_commits_it_and_keeps_the_o
     # the slow write was under way when the interrupt came: it landed, so it must be committed,
     # and nothing may be committed after a batch that was not
     assert sorted(sink.landed) == committed == [0, 10]
+
+
+def test_a_signal_whose_handler_runs_inside_a_commit_is_raised_only_once_the_commit_is_whole():
+    """A signal that came just before a commit began runs its Python handler inside it (blocking
+    the signal there cannot stop that): the commit must still finish, then the interrupt rises."""
+    done: list[tuple[int, str]] = []
+
+    def commit(batch: Batch) -> None:
+        done.append((batch.start, "folded"))
+        if batch.start == 10:  # what the interpreter does with a signal pending from before
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        done.append((batch.start, "saved"))
+
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            stream(Rows(), SlowFirstWrite(), 0, 40, 10, commit, inflight=2)
+        assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler  # put back after the copy
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert done == [(0, "folded"), (0, "saved"), (10, "folded"), (10, "saved")]
