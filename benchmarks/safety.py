@@ -5,7 +5,9 @@ verify sample, AUTOINDEX):
 
 (1) ``mode: create`` into a fresh collection, then (2) ``mode: overwrite`` of the same rows over it
 (blue/green: built under a staging name, verified, renamed in, the old collection dropped): the
-ratio is the overwrite's cost. (3) ``mode: append`` of N new keys to a collection holding N rows:
+ratio is the overwrite's cost. Each starts once the server is idle (an index build of the run
+before must not slow the next), and the server's CPU seconds per run are reported beside the
+wall clock: with HNSW builds of ~130 s on two cores, one run's wall clock is noisy. (3) ``mode: append`` of N new keys to a collection holding N rows:
 the ``keys`` phase is the scan of the target for the source's keys, as a share of the run.
 (4) Byte-sized requests: 600 rows x 32768 dims (78 MB, over gRPC's 64 MB cap) in the default batch
 (split into requests below 32 MB) against batchSize 200 (no split needed). The raw pymilvus
@@ -18,10 +20,12 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import h5py
 import numpy as np
+import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput import Results, ceiling, milvusdm, write_h5
@@ -34,6 +38,29 @@ def run(uri: str, path: Path, collection: str, work: Path, spec: dict | None = N
     into = {"milvus": {"uri": uri, "collection": collection, **target}}
     seconds, _, summary = milvusdm(uri, {"hdf5": {"path": str(path)}}, collection, work, target=into, spec=spec)
     return seconds, summary
+
+
+def cpu_seconds(server: psutil.Process) -> float:
+    """CPU time of the server and its children so far."""
+    return sum(sum(p.cpu_times()[:2]) for p in (server, *server.children(recursive=True)))
+
+
+def idle(server: psutil.Process, below: float = 0.2, window: float = 5, limit: float = 300) -> None:
+    """Wait until the server uses less than ``below`` cores over ``window`` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds(server)
+        time.sleep(window)
+        if cpu_seconds(server) - before < below * window:
+            return
+
+
+def timed(server: psutil.Process, *args, **target) -> tuple[float, dict, float]:
+    """``run`` from an idle server: (seconds, summary, the server's CPU seconds)."""
+    idle(server)
+    before = cpu_seconds(server)
+    seconds, summary = run(*args, **target)
+    return seconds, summary, cpu_seconds(server) - before
 
 
 def main() -> None:
@@ -50,9 +77,9 @@ def main() -> None:
         with h5py.File(second, "r+") as f:
             f["ids"][:] = np.arange(rows, 2 * rows)
         raw = ceiling(server.uri, first, "ceiling")
-
-        create, summary = run(server.uri, first, "items", work)
-        overwrite, again = run(server.uri, first, "items", work, mode="overwrite")
+        process = psutil.Process(server.pid)
+        create, summary, create_cpu = timed(process, server.uri, first, "items", work)
+        overwrite, again, overwrite_cpu = timed(process, server.uri, first, "items", work, mode="overwrite")
         assert again["rows"] == rows, again
         results.add(
             {
@@ -61,6 +88,9 @@ def main() -> None:
                 "create_s": round(create, 2),
                 "overwrite_s": round(overwrite, 2),
                 "ratio": round(overwrite / create, 3),
+                "create_server_cpu_s": round(create_cpu, 1),
+                "overwrite_server_cpu_s": round(overwrite_cpu, 1),
+                "cpu_ratio": round(overwrite_cpu / create_cpu, 3),
                 "create_phases_s": summary["phases"],
                 "overwrite_phases_s": again["phases"],
                 "ceiling_s": round(raw, 2),

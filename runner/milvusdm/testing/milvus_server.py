@@ -204,6 +204,11 @@ class EmbeddedMilvus:
         raise TimeoutError(f"Milvus not healthy within {timeout:.0f}s; logs in {self.base_dir / 'logs'}")
 
     @property
+    def pid(self) -> int | None:
+        """The server process (benchmarks read its CPU time)."""
+        return self._server.server_proc.pid if self.alive else None
+
+    @property
     def alive(self) -> bool:
         return self._server is not None and self._server.server_proc.poll() is None
 
