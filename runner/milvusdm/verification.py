@@ -24,11 +24,11 @@ from milvusdm.batch import Batch
 from milvusdm.digest import Digest, Hasher, words
 from milvusdm.errors import VerificationError
 from milvusdm.schema import Schema
-from milvusdm.sinks import Sink
+from milvusdm.sinks import KeySpan, Sink
 from milvusdm.sources import Source
 
 LOOKUP_BATCH = 5_000  # ids per target query (Milvus caps a query's result window at 16384)
-SCAN_BATCH = 10_000  # whole rows per page of a target scan
+SCAN_BATCH = 20_000  # whole rows per read of a target scan (10 MB at 128 dimensions)
 SAMPLE_SEED = 20_261_128
 BUCKETS = 4096  # hash buckets of the second pass
 EXAMINED_BUCKETS = 8  # differing buckets whose rows are listed
@@ -58,8 +58,9 @@ class Proof:
         self.mode, self.whole, self.seed = mode, mode == "full", seed
         self.hasher = Hasher(seed, schema, self.whole) if digests(mode) else None
         self.copied = copied or Digest()
-        self.lowest: int | None = None  # of the int keys this process folded: where a target scan splits
+        self.lowest: int | None = None  # of the int keys this process folded: how a target scan is cut
         self.highest: int | None = None
+        self.spanned = 0  # how many keys lie from lowest to highest
         self.positions, self.sampled = np.empty(0, np.int64), None
         if mode == "sample" and bounds is not None:
             self.positions = _sample_positions(bounds, sample_size)
@@ -102,18 +103,19 @@ class Proof:
             low, high = int(ids.min()), int(ids.max())
             self.lowest = low if self.lowest is None else min(self.lowest, low)
             self.highest = high if self.highest is None else max(self.highest, high)
+            self.spanned += len(ids)
 
     @property
-    def split(self) -> int | None:
-        """The middle of the keys seen: the target scan's two lanes part there (any split is
-        correct, as the lanes cover every key; the middle balances them for evenly spread keys)."""
-        if self.lowest is None or self.highest is None or self.highest <= self.lowest:
+    def span(self) -> KeySpan | None:
+        """Where the keys seen lie: the target scan is cut into ranges by it (any cut is correct,
+        as the ranges cover every key; this one balances them for evenly spread keys)."""
+        if self.lowest is None or self.highest is None:
             return None
-        return (self.lowest + self.highest + 1) // 2
+        return KeySpan(self.lowest, self.highest, self.spanned)
 
     def of_target(self, sink: Sink) -> Digest:
         """The digest of what the target holds, its scan's lanes read at once."""
-        lanes = sink.lanes(self.whole, SCAN_BATCH, self.split)
+        lanes = sink.lanes(self.whole, SCAN_BATCH, self.span)
         if len(lanes) == 1:
             return self._of(lanes[0])
         stop = threading.Event()  # an interrupt ends the other lanes at their next page

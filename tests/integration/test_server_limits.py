@@ -8,8 +8,10 @@ import h5py
 import numpy as np
 import pytest
 
+from milvusdm import verification
 from milvusdm.batch import Batch
 from milvusdm.milvus import MAX_MESSAGE_BYTES
+from milvusdm.sinks import milvus as milvus_sink
 from tests.conftest import SERVER_TOKEN, client_for, make_h5, manifest
 
 
@@ -114,15 +116,35 @@ def test_the_lowest_int64_key_is_refused_before_writing(tmp_path, run_cli, lite,
 
 
 @pytest.mark.server
-def test_the_target_scan_lanes_cover_every_key_once(tmp_path, run_cli, milvus_server, rng):
-    """A server's key scan runs as two lanes read at once, split at the middle of the copied keys
-    (here 0, itself a key): a key left out of both, or read by both, fails the digest."""
+@pytest.mark.parametrize("mode", ["ids", "full"])
+def test_the_target_scan_ranges_cover_every_key_once(tmp_path, run_cli, milvus_server, rng, monkeypatch, mode):
+    """A server's scan reads key ranges cut from the copied keys' span in two lanes, a range in
+    one query when its count fits, else in pages: here a dense cluster is paged, the sparse
+    ranges are read whole, keys sit at both int64 ends and around zero. A key left out of
+    every range, or read by two, fails the digest."""
+    monkeypatch.setattr(milvus_sink, "KEYS_PER_READ", 400)
+    monkeypatch.setattr(verification, "SCAN_BATCH", 400)
+    reads = {"ranges": 0, "pages": 0}
+    ranged, paged = milvus_sink.MilvusSink._count, milvus_sink.MilvusSink._pages
+
+    def count(self, within, partitions, strong=True):
+        reads["ranges"] += " and " in within
+        return ranged(self, within, partitions, strong)
+
+    def pages(self, whole, size, within=None):
+        reads["pages"] += within is not None
+        return paged(self, whole, size, within)
+
+    monkeypatch.setattr(milvus_sink.MilvusSink, "_count", count)
+    monkeypatch.setattr(milvus_sink.MilvusSink, "_pages", pages)
     edges = [-(2**63) + 1, -(2**63) + 2, -3, -2, -1, 0, 1, 2, 2**63 - 3, 2**63 - 2]
-    ids = np.concatenate([np.array(edges, dtype=np.int64), rng.integers(-(2**62), 2**62, 3000, dtype=np.int64)])
-    ids = np.unique(ids)
+    spread = rng.integers(-(2**62), 2**62, 1000, dtype=np.int64)
+    ids = np.unique(np.concatenate([np.array(edges, dtype=np.int64), spread, np.arange(10, 2010, dtype=np.int64)]))
     file = make_h5(tmp_path / "signs.h5", rng.random((len(ids), 4), dtype=np.float32), ids)
     target = {"uri": milvus_server.uri, "token": SERVER_TOKEN, "collection": "signs", "index": {"type": "FLAT"}}
-    path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": target}, verify="ids")
+    path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": target}, verify=mode)
     result = run_cli("run", "-f", path, "--json", "-q")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["verified"] == f"ids ({len(ids)} ids present, count {len(ids)})"
+    equal = f", {len(ids)} rows equal" if mode == "full" else ""
+    assert json.loads(result.stdout)["verified"] == f"{mode} ({len(ids)} ids present{equal}, count {len(ids)})"
+    assert reads["ranges"] > 2 and reads["pages"] == 1  # the cluster's range alone holds more than a read

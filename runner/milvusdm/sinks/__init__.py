@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from milvusdm.errors import InputError
-from milvusdm.sinks.base import Sink
+from milvusdm.sinks.base import KeySpan, Sink
 from milvusdm.spec import S3Settings, Target
 
 
@@ -25,4 +25,4 @@ def open_sink(spec: Target, s3: S3Settings | None = None) -> Sink:
     raise InputError(f"target.{kind} is not supported yet", "use target.milvus, target.hdf5 or target.parquet")
 
 
-__all__ = ["Sink", "open_sink"]
+__all__ = ["KeySpan", "Sink", "open_sink"]

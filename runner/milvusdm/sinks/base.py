@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +70,9 @@ class Sink(ABC):
         """Every row the destination holds, ``size`` at a time in any order: keys only (the batches'
         vectors empty), or ``whole`` rows. Verification digests these."""
 
-    def lanes(self, whole: bool, size: int, split: int | None = None) -> list[Iterator[Batch]]:
+    def lanes(self, whole: bool, size: int, keys: KeySpan | None = None) -> list[Iterator[Batch]]:
         """``scan`` split into disjoint parts that may be read concurrently (one, unless the
-        destination can serve several reads at once): int64 keys below ``split`` and the rest."""
+        destination can serve several reads at once), cut by where ``keys`` says the int64 keys are."""
         return [self.scan(whole, size)]
 
     @abstractmethod
@@ -89,6 +90,25 @@ class Sink(ABC):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@dataclass(frozen=True)
+class KeySpan:
+    """Where ``rows`` int64 keys lie (all of them from ``lowest`` to ``highest``): what the copy
+    saw, so a scan of the target can be cut into ranges of about equal rows."""
+
+    lowest: int
+    highest: int
+    rows: int
+
+    def ranges(self, rows: int) -> list[tuple[int | None, int | None]]:
+        """Adjacent ranges ``[low, high)`` of about ``rows`` keys each, if the keys are spread
+        evenly; the first and last are open (None), so together they cover every int64 and
+        keys outside the span (a tampered target, rows copied before a resume) are read too."""
+        parts = max(1, min(-(-self.rows // max(rows, 1)), self.highest - self.lowest + 1))
+        width = self.highest - self.lowest + 1
+        edges: list[int | None] = [None, *(self.lowest + width * i // parts for i in range(1, parts)), None]
+        return list(pairwise(edges))
 
 
 def export_files(path: str, local: bool, schema: Schema, suffix: str) -> dict[str | None, tuple[str, Schema, int]]:
