@@ -173,6 +173,15 @@ class Findings:
         if len(self.differing) < EXAMPLES:
             self.differing.append(text)
 
+    def absorb(self, other: Findings) -> None:
+        """Add what a check run beside this one found."""
+        self.compared += other.compared
+        self.note_missing(np.array(other.missing, dtype=object))
+        self.missing_count += other.missing_count - len(other.missing)
+        self.differing_count += other.differing_count - len(other.differing)
+        for text in other.differing:
+            self.note_difference(text)
+
 
 def verify(
     proof: Proof,
@@ -192,27 +201,39 @@ def verify(
     mode = proof.mode
     if mode == "none":
         return "none"
-    problems, found_count = [], None
-    if expected_count is not None:
-        found_count = sink.count()
-        if found_count != expected_count:
-            difference = found_count - expected_count
-            what = "extra or duplicated" if difference > 0 else "missing"
-            problems.append(f"holds {found_count} rows, expected {expected_count} ({abs(difference)} {what})")
+    problems: list[str] = []
+    whole = expected_count is not None and baseline is not None and mode != "count"
+    with ThreadPoolExecutor(2, thread_name_prefix="milvusdm-verify") as pool:
+        # the count and the sample's lookups wait on the server beside the digest's scan
+        counting = pool.submit(sink.count) if expected_count is not None else None
+        sampled, sampling = Findings(), None
+        if whole and mode == "sample":
+            positions = _sample_positions(bounds, sample_size)
+            sampling = pool.submit(_compare_sample, proof, source, sink, positions, sampled)
+        if whole:
+            assert baseline is not None  # for mypy: implied by whole
+            findings = Findings(checked=proof.copied.rows)
+            if proof.of_target(sink) - baseline != proof.copied:
+                if sampling is not None:
+                    sampling.result()  # it may read the source too: one reader at a time
+                findings = _locate(proof, source, sink, bounds)
+                if not findings.missing_count and not findings.differing_count:
+                    problems.append("its digest differs from the source's, but no differing row was found")
+            if mode == "full" and not findings.differing_count and not findings.missing_count:
+                findings.compared = proof.copied.rows
+        found_count = counting.result() if counting is not None else None
+        if sampling is not None:
+            sampling.result()
+            findings.absorb(sampled)
+    if found_count is not None and found_count != expected_count:
+        assert expected_count is not None
+        difference = found_count - expected_count
+        what = "extra or duplicated" if difference > 0 else "missing"
+        problems.insert(0, f"holds {found_count} rows, expected {expected_count} ({abs(difference)} {what})")
     if mode == "count":
         _raise_if(problems, sink)
         return f"count ({found_count} rows)" if found_count is not None else "none (count needs the whole target)"
-    if expected_count is not None and baseline is not None:
-        findings = Findings(checked=proof.copied.rows)
-        if proof.of_target(sink) - baseline != proof.copied:
-            findings = _locate(proof, source, sink, bounds)
-            if not findings.missing_count and not findings.differing_count:
-                problems.append("its digest differs from the source's, but no differing row was found")
-        if mode == "sample":
-            _compare_sample(proof, source, sink, _sample_positions(bounds, sample_size), findings)
-        elif mode == "full" and not findings.differing_count and not findings.missing_count:
-            findings.compared = proof.copied.rows
-    else:
+    if not whole:
         findings = _look_up(proof, source, sink, bounds, sample_size)
     if findings.missing_count:
         examples = ", ".join(map(str, findings.missing))
