@@ -176,11 +176,10 @@ class Findings:
     def absorb(self, other: Findings) -> None:
         """Add what a check run beside this one found."""
         self.compared += other.compared
-        self.note_missing(np.array(other.missing, dtype=object))
-        self.missing_count += other.missing_count - len(other.missing)
-        self.differing_count += other.differing_count - len(other.differing)
-        for text in other.differing:
-            self.note_difference(text)
+        self.missing_count += other.missing_count
+        self.missing.extend(other.missing[: max(0, EXAMPLES - len(self.missing))])
+        self.differing_count += other.differing_count
+        self.differing.extend(other.differing[: max(0, EXAMPLES - len(self.differing))])
 
 
 def verify(
@@ -202,38 +201,22 @@ def verify(
     if mode == "none":
         return "none"
     problems: list[str] = []
-    whole = expected_count is not None and baseline is not None and mode != "count"
+    findings: Findings | None = None
     with ThreadPoolExecutor(2, thread_name_prefix="milvusdm-verify") as pool:
-        # the count and the sample's lookups wait on the server beside the digest's scan
-        counting = pool.submit(sink.count) if expected_count is not None else None
-        sampled, sampling = Findings(), None
-        if whole and mode == "sample":
-            positions = _sample_positions(bounds, sample_size)
-            sampling = pool.submit(_compare_sample, proof, source, sink, positions, sampled)
-        if whole:
-            assert baseline is not None  # for mypy: implied by whole
-            findings = Findings(checked=proof.copied.rows)
-            if proof.of_target(sink) - baseline != proof.copied:
-                if sampling is not None:
-                    sampling.result()  # it may read the source too: one reader at a time
-                findings = _locate(proof, source, sink, bounds)
-                if not findings.missing_count and not findings.differing_count:
-                    problems.append("its digest differs from the source's, but no differing row was found")
-            if mode == "full" and not findings.differing_count and not findings.missing_count:
-                findings.compared = proof.copied.rows
+        counting = pool.submit(sink.count) if expected_count is not None else None  # beside the scan
+        if mode != "count" and expected_count is not None and baseline is not None:
+            findings, problem = _by_digest(proof, source, sink, bounds, sample_size, baseline, pool)
+            problems += [problem] if problem else []
         found_count = counting.result() if counting is not None else None
-        if sampling is not None:
-            sampling.result()
-            findings.absorb(sampled)
-    if found_count is not None and found_count != expected_count:
-        assert expected_count is not None
+    if expected_count is not None and found_count != expected_count:
+        assert found_count is not None  # counted whenever a count is expected
         difference = found_count - expected_count
         what = "extra or duplicated" if difference > 0 else "missing"
         problems.insert(0, f"holds {found_count} rows, expected {expected_count} ({abs(difference)} {what})")
     if mode == "count":
         _raise_if(problems, sink)
         return f"count ({found_count} rows)" if found_count is not None else "none (count needs the whole target)"
-    if not whole:
+    if findings is None:
         findings = _look_up(proof, source, sink, bounds, sample_size)
     if findings.missing_count:
         examples = ", ".join(map(str, findings.missing))
@@ -244,6 +227,37 @@ def verify(
     counted = f", count {found_count}" if found_count is not None else ""
     compared = f", {findings.compared} rows equal" if mode != "ids" else ""
     return f"{mode} ({findings.checked} ids present{compared}{counted})"
+
+
+def _by_digest(
+    proof: Proof,
+    source: Source,
+    sink: Sink,
+    bounds: tuple[int, int],
+    sample_size: int,
+    baseline: Digest,
+    pool: ThreadPoolExecutor,
+) -> tuple[Findings, str]:
+    """The target's digest against the copy's (naming differing ids if they disagree), and for
+    ``sample`` the sampled rows, looked up in ``pool`` beside the scan; also the problem the
+    digests show if no differing row was found ("" if none)."""
+    sampled, sampling = Findings(), None
+    if proof.mode == "sample":
+        positions = _sample_positions(bounds, sample_size)
+        sampling = pool.submit(_compare_sample, proof, source, sink, positions, sampled)
+    findings, problem = Findings(checked=proof.copied.rows), ""
+    if proof.of_target(sink) - baseline != proof.copied:
+        if sampling is not None:
+            sampling.result()  # it may read the source too: one reader at a time
+        findings = _locate(proof, source, sink, bounds)
+        if not findings.missing_count and not findings.differing_count:
+            problem = "its digest differs from the source's, but no differing row was found"
+    if proof.mode == "full" and not findings.differing_count and not findings.missing_count:
+        findings.compared = proof.copied.rows
+    if sampling is not None:
+        sampling.result()
+        findings.absorb(sampled)
+    return findings, problem
 
 
 def _raise_if(problems: list[str], sink: Sink) -> None:

@@ -105,8 +105,8 @@ class KeySpan:
         """Adjacent ranges ``[low, high)`` of about ``rows`` keys each, if the keys are spread
         evenly; the first and last are open (None), so together they cover every int64 and
         keys outside the span (a tampered target, rows copied before a resume) are read too."""
-        parts = max(1, min(-(-self.rows // max(rows, 1)), self.highest - self.lowest + 1))
         width = self.highest - self.lowest + 1
+        parts = max(1, min(-(-self.rows // max(rows, 1)), width))
         edges: list[int | None] = [None, *(self.lowest + width * i // parts for i in range(1, parts)), None]
         return list(pairwise(edges))
 

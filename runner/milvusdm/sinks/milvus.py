@@ -429,12 +429,17 @@ class MilvusSink(OneCollection, Sink):
         return [self._ranges(whole, read, ranges[:half]), self._ranges(whole, read, ranges[half:])]
 
     def _ranges(self, whole: bool, read: int, ranges: list[tuple[int | None, int | None]]) -> Iterator[Batch]:
-        name, strong = self.key.name, True  # the first read waits for every write before it
+        name, columns = self.key.name, self._columns(whole)
+        strong = True  # the first read waits for every write before it
         for low, high in ranges:
-            bounds = [f"{name} >= {low}"] * (low is not None) + [f"{name} < {high}"] * (high is not None)
+            bounds = []
+            if low is not None:
+                bounds.append(f"{name} >= {low}")
+            if high is not None:
+                bounds.append(f"{name} < {high}")
             within = " and ".join(bounds) or everything(self.key)
             if self._count(within, self._partitions, strong) <= read:
-                yield self._batch(whole, self.milvus.query(self.name, within, self._columns(whole), self._partitions))
+                yield self._batch(whole, self.milvus.query(self.name, within, columns, self._partitions))
             else:  # more keys here than one response should hold
                 yield from self._pages(whole, read, within)
             strong = False
