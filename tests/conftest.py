@@ -78,11 +78,14 @@ def _state_dir(tmp_path, monkeypatch):
 
 
 def healthy(server: EmbeddedMilvus) -> EmbeddedMilvus:
-    if not server.alive:
-        warnings.warn(
-            f"the Milvus server at {server.uri} had died; restarted (logs in {server.base_dir})", stacklevel=2
-        )
+    if not server.serving():
+        state = "hung (alive, its port refused connections)" if server.alive else "died"
+        why = "\n".join(server.crash_lines()) or "no panic or error line in its logs"
         server.restart()
+        warnings.warn(
+            f"the Milvus server at {server.uri} had {state}; restarted (its logs and data in {server.base_dir}/crashed-N):\n{why}",
+            stacklevel=2,
+        )
     return server
 
 

@@ -195,7 +195,7 @@ class EmbeddedMilvus:
                 raise RuntimeError(f"Milvus exited early; logs in {self.base_dir / 'logs'}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
-                    if b"OK" in resp.read():
+                    if b"OK" in resp.read() and self.serving():
                         return
             except OSError:
                 pass
@@ -212,10 +212,41 @@ class EmbeddedMilvus:
     def alive(self) -> bool:
         return self._server is not None and self._server.server_proc.poll() is None
 
+    def serving(self, timeout: float = 5) -> bool:
+        """Alive and accepting connections on its gRPC port: a server can hang with its
+        process up and its proxy gone."""
+        if not self.alive:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=timeout).close()
+        except OSError:
+            return False
+        return True
+
+    def crash_lines(self, limit: int = 12) -> list[str]:
+        """The last lines of its logs that say why it stopped (panics, fatal errors, signals)."""
+        marks = ("panic", "fatal", "SIGSEGV", "SIGABRT", "out of memory", '"level":"ERROR"', "[ERROR]")
+        found: list[str] = []
+        for log in sorted((self.base_dir / "logs").glob("*.log")):
+            with log.open(errors="replace") as lines:
+                found += [f"{log.name}: {line.strip()[:300]}" for line in lines if any(m in line for m in marks)]
+        return found[-limit:]
+
     def restart(self, timeout: float = 120) -> EmbeddedMilvus:
-        """Start a server that died again, on its ports and data (a crash must not take every
-        later test of a session down with it)."""
+        """Start a server that died or hung again, on its ports, with fresh data (a crash must
+        not take every later test of a session down with it; the dead server's sessions in its
+        etcd would hold a restart back until they expire). Its logs and data move to
+        ``crashed-N`` first: the launcher truncates the logs on start, and they hold why it stopped."""
         self.stop()
+        kept = 1
+        while (self.base_dir / f"crashed-{kept}").exists():
+            kept += 1
+        crashed = self.base_dir / f"crashed-{kept}"
+        crashed.mkdir()
+        for name in ("logs", "data"):
+            if (self.base_dir / name).is_dir():
+                (self.base_dir / name).rename(crashed / name)
+        (self.base_dir / "logs").mkdir()
         return self.start(timeout)
 
     def stop(self) -> None:

@@ -1,0 +1,31 @@
+"""The suite's own guard: a session server that stops serving is started again, its logs and data kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from pymilvus import MilvusClient
+
+from tests.conftest import SERVER_TOKEN, healthy
+
+
+def test_a_killed_session_server_is_restarted_with_its_logs_kept(milvus_server):
+    pid = milvus_server.pid
+    assert pid is not None and milvus_server.serving()
+    kept = set(milvus_server.base_dir.glob("crashed-*"))
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while milvus_server.alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not milvus_server.serving()
+    with pytest.warns(UserWarning, match="had died; restarted"):
+        healthy(milvus_server)
+    assert milvus_server.serving() and milvus_server.pid != pid
+    (old,) = set(milvus_server.base_dir.glob("crashed-*")) - kept
+    assert (old / "logs" / "milvus-stdout.log").stat().st_size > 0 and (old / "data").is_dir()
+    client = MilvusClient(uri=milvus_server.uri, token=SERVER_TOKEN)
+    assert isinstance(client.list_collections(), list)
+    client.close()
