@@ -27,6 +27,12 @@ def run(run_cli, path, code=0):
     return json.loads(result.stdout) if code == 0 else result.stderr.strip()
 
 
+def import_parquet(run_cli, tmp_path, settings: dict, target: dict, collection: str, **spec) -> dict:
+    """source.parquet with ``settings`` into ``collection``, verified in full; the run's summary."""
+    source, into = {"parquet": settings}, {"milvus": {**target, "collection": collection}}
+    return run(run_cli, manifest(tmp_path, source, into, verify="full", **spec))
+
+
 def vectors_column(vectors: np.ndarray) -> pa.ListArray:
     rows, dim = vectors.shape
     return pa.ListArray.from_arrays(
@@ -118,16 +124,7 @@ def test_vectordbbench_train_file(tmp_path, run_cli, lite, rng):
     pq.write_table(
         pa.table({"id": ids, "emb": vectors_column(vectors)}), tmp_path / "train.parquet", row_group_size=700
     )
-    summary = run(
-        run_cli,
-        manifest(
-            tmp_path,
-            {"parquet": {"path": str(tmp_path / "train.parquet")}},
-            {"milvus": {**lite, "collection": "vdb"}},
-            verify="full",
-            batchSize=1000,
-        ),
-    )
+    summary = import_parquet(run_cli, tmp_path, {"path": str(tmp_path / "train.parquet")}, lite, "vdb", batchSize=1000)
     assert summary["verified"] == "full (3000 ids present, 3000 rows equal, count 3000)"
     found, rows = read_back(lite, "vdb")
     np.testing.assert_array_equal(found, np.sort(ids))
@@ -140,12 +137,7 @@ def test_vectordbbench_train_file(tmp_path, run_cli, lite, rng):
             tmp_path, {"milvus": {**lite, "collection": "vdb"}}, {"parquet": {"path": str(export)}}, verify="full"
         ),
     )
-    run(
-        run_cli,
-        manifest(
-            tmp_path, {"parquet": {"path": str(export)}}, {"milvus": {**lite, "collection": "again"}}, verify="full"
-        ),
-    )
+    import_parquet(run_cli, tmp_path, {"path": str(export)}, lite, "again")
     assert read_back(lite, "again")[1] == rows
 
 
@@ -154,15 +146,7 @@ def test_pinecone_file_keys_strings_and_metadata_as_dynamic_fields(tmp_path, run
     metadata = [json.dumps({"genre": ["drama", "comedy"][i % 2], "year": 2000 + i % 20}) for i in range(500)]
     table = pa.table({"id": [f"doc-{i}" for i in range(500)], "values": list(vectors), "metadata": metadata})
     pq.write_table(table.replace_schema_metadata({"metric": "cosine"}), tmp_path / "pinecone.parquet")
-    run(
-        run_cli,
-        manifest(
-            tmp_path,
-            {"parquet": {"path": str(tmp_path / "pinecone.parquet")}},
-            {"milvus": {**lite, "collection": "pc"}},
-            verify="full",
-        ),
-    )
+    import_parquet(run_cli, tmp_path, {"path": str(tmp_path / "pinecone.parquet")}, lite, "pc")
     client = client_for(lite)
     info = client.describe_collection("pc")
     assert info["enable_dynamic_field"] and (info["fields"][0]["name"], info["fields"][0]["type"]) == (
@@ -174,6 +158,72 @@ def test_pinecone_file_keys_strings_and_metadata_as_dynamic_fields(tmp_path, run
     assert sorted(r["id"] for r in dramas) == sorted(f"doc-{i}" for i in range(500) if i % 2 == 0 and i % 20 == 4)
     np.testing.assert_allclose(dramas[0]["vector"], vectors[int(dramas[0]["id"][4:])].astype(np.float32))
     client.close()
+
+
+@pytest.mark.parametrize("ids", ["key", None])
+def test_settings_pick_the_vector_id_and_field_columns(tmp_path, run_cli, lite, rng, ids):
+    """Two list columns could be the vectors and ``key`` is no default id name: ``vectors`` and
+    ``fields`` pick columns, ``ids`` the key; without it rows are numbered 0..N-1 across the files."""
+    keys = rng.choice(2**40, size=500, replace=False)
+    alt, emb, price = rng.random((500, 8), dtype=np.float32), rng.random((500, 6)), rng.random(500)
+    paths = [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
+    for path, rows in zip(paths, (slice(0, 300), slice(300, 500)), strict=True):
+        columns = {"key": keys[rows], "emb": vectors_column(emb[rows]), "alt": vectors_column(alt[rows])}
+        pq.write_table(pa.table(columns | {"price": price[rows], "note": ["n"] * len(keys[rows])}), path)
+    settings = {"paths": paths, "vectors": "alt", "fields": ["price"]} | ({"ids": ids} if ids else {})
+    summary = import_parquet(run_cli, tmp_path, settings, lite, "picked")
+    assert summary["verified"] == "full (500 ids present, 500 rows equal, count 500)"
+    expected = keys if ids else np.arange(500)
+    found, rows = read_back(lite, "picked")
+    np.testing.assert_array_equal(found, np.sort(expected))
+    for i in (0, 299, 300, 499):
+        row = rows[int(expected[i])]
+        assert set(row) == {"id", "vector", "price"} and row["price"] == pytest.approx(price[i])
+        np.testing.assert_array_equal(row["vector"], alt[i])
+
+
+@pytest.mark.parametrize("meta", ["json text", "struct"])
+def test_a_meta_column_of_a_plain_file_becomes_the_dynamic_field(tmp_path, run_cli, lite, rng, meta):
+    values = [{"colour": ["red", "blue"][i % 2], "n": i} for i in range(200)]
+    column = pa.array([json.dumps(v) for v in values]) if meta == "json text" else pa.array(values)
+    vectors = vectors_column(rng.random((200, 4), dtype=np.float32))
+    pq.write_table(pa.table({"id": np.arange(200), "emb": vectors, "$meta": column}), tmp_path / "meta.parquet")
+    import_parquet(run_cli, tmp_path, {"path": str(tmp_path / "meta.parquet")}, lite, "meta")
+    client = client_for(lite)
+    info = client.describe_collection("meta")
+    assert info["enable_dynamic_field"] and [f["name"] for f in info["fields"]] == ["id", "vector"]
+    blues = client.query("meta", filter='colour == "blue" and n < 10', output_fields=["n"])
+    assert sorted((r["id"], r["n"]) for r in blues) == [(i, i) for i in (1, 3, 5, 7, 9)]
+    client.close()
+
+
+@pytest.mark.server
+def test_binary_vectors_into_milvus_and_out_to_parquet(tmp_path, run_cli, milvus_server, rng):
+    """Fixed-size binary in; out as lists of bytes (Milvus' import layout), which re-import exactly.
+    On the server: Milvus Lite has no binary vectors."""
+    server = endpoint(milvus_server)
+    codes = rng.integers(0, 256, (300, 8), dtype=np.uint8)
+    ids = np.arange(300, dtype=np.int64) * 3 + 2**55
+    table = pa.table({"id": ids, "code": pa.array([c.tobytes() for c in codes], pa.binary(8))})
+    pq.write_table(table, tmp_path / "bits.parquet", row_group_size=100)
+    export = tmp_path / "export.parquet"
+    steps = [
+        ({"parquet": {"path": str(tmp_path / "bits.parquet")}}, {"milvus": {**server, "collection": "bits"}}),
+        ({"milvus": {**server, "collection": "bits"}}, {"parquet": {"path": str(export)}}),
+        ({"parquet": {"path": str(export)}}, {"milvus": {**server, "collection": "again"}}),
+    ]
+    for source, target in steps:
+        summary = run(run_cli, manifest(tmp_path, source, target, verify="full"))
+        assert summary["verified"] == "full (300 ids present, 300 rows equal, count 300)"
+    client = client_for(server)
+    assert next(f for f in client.describe_collection("bits")["fields"] if f["name"] == "vector")["params"]["dim"] == 64
+    client.close()
+    written = pq.read_table(export)
+    assert written.schema.field("vector").type == pa.list_(pa.uint8())
+    order = np.argsort(written.column("id").to_numpy())
+    np.testing.assert_array_equal(written.column("id").to_numpy()[order], ids)
+    np.testing.assert_array_equal(np.stack(written.column("vector").to_numpy(zero_copy_only=False))[order], codes)
+    assert read_back(server, "again")[1] == read_back(server, "bits")[1]
 
 
 def test_types_read_without_a_schema(tmp_path):
@@ -238,6 +288,8 @@ def bad_file(path, problem: str) -> None:
         columns["emb"] = pa.array(vectors[:, 0])
     if problem == "ragged vectors":
         columns["emb"] = pa.array([list(v) for v in vectors[:90]] + [list(v[:3]) for v in vectors[90:]])
+    if problem == "two vector columns":
+        columns["alt"] = vectors_column(vectors)
     if problem == "null vector":
         columns["emb"] = pa.array([list(v) for v in vectors[:95]] + [None] * 5, pa.list_(pa.float32()))
     if problem == "null id":
@@ -253,6 +305,7 @@ def bad_file(path, problem: str) -> None:
         ("not Parquet", "is not a readable Parquet file"),
         ("no vector column", "no column (list of floats or fixed-size binary) holds the vectors"),
         ("ragged vectors", "the vector at row 90 of"),
+        ("two vector columns", "columns emb, alt could be the vectors"),
         ("null vector", "holds null vectors"),
         ("null id", "id column 'id' of source parquet:"),
         ("duplicate ids", "has 1 duplicate id(s), e.g. 7"),
