@@ -116,11 +116,14 @@ def from_arrow(column: Column, array: pa.Array, where: str, first: int = 0) -> n
         )
     if column.is_vector:
         return _vectors(column, array, where, first)
+    if column.dtype == DataType.ARRAY:
+        _values(array, f"array {column.name!r}", where, first)
+        return objects(array.to_pylist())
     if column.dtype == DataType.JSON:
         if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
             return objects([text.encode() for text in array.to_pylist()])
         return objects([json.dumps(_plain(value)).encode() for value in array.to_pylist()])
-    if column.dtype in (DataType.VARCHAR, DataType.ARRAY):
+    if column.dtype == DataType.VARCHAR:
         return objects(array.to_pylist())
     values: np.ndarray = array.to_numpy(zero_copy_only=False)
     return values.astype(column.type.numpy, copy=False)
@@ -139,9 +142,21 @@ def _vectors(column: Column, array: pa.Array, where: str, first: int) -> np.ndar
             f"the vector at row {first + row} of {where} has {lengths[row]} values, not {column.width}",
             "give every vector the same dimension",
         )
-    flat: np.ndarray = array.flatten().to_numpy(zero_copy_only=False)
+    flat: np.ndarray = _values(array, "vector", where, first).to_numpy(zero_copy_only=False)
     dtype = column.type.numpy if column.dtype != DataType.FLOAT_VECTOR else flat.dtype  # floats: normalized later
     return flat.astype(dtype, copy=False).reshape(len(array), column.width)
+
+
+def _values(array: pa.Array, what: str, where: str, first: int) -> pa.Array:
+    """The values of a list column's rows, refusing a null inside a list (null rows are refused
+    before): Milvus vectors and arrays cannot hold one."""
+    values = array.flatten()
+    if values.null_count:
+        row = pc.list_parent_indices(array).filter(values.is_null())[0].as_py()
+        raise InputError(
+            f"the {what} at row {first + row} of {where} holds a null value", "fill it in or drop that row"
+        )
+    return values
 
 
 def _plain(value: object) -> object:

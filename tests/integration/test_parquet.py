@@ -292,11 +292,15 @@ def bad_file(path, problem: str) -> None:
         columns["alt"] = vectors_column(vectors)
     if problem == "null vector":
         columns["emb"] = pa.array([list(v) for v in vectors[:95]] + [None] * 5, pa.list_(pa.float32()))
+    if problem.startswith("null in a vector"):
+        columns["emb"] = pa.array([list(v) for v in vectors[:95]] + [[0.5, None, 0.5, 0.5]] * 5, pa.list_(pa.float32()))
+    if problem == "null in an array":
+        columns["tags"] = pa.array([[1, 2]] * 96 + [[1, None]] * 4)
     if problem == "null id":
         columns["id"] = pa.array([*ids[:99].tolist(), None], pa.int64())
     if problem == "duplicate ids":
         columns["id"] = pa.array(np.where(ids == 70, 7, ids))
-    pq.write_table(pa.table(columns), path, row_group_size=30)
+    pq.write_table(pa.table(columns), path, row_group_size=30, write_statistics=not problem.endswith("no statistics"))
 
 
 @pytest.mark.parametrize(
@@ -307,6 +311,9 @@ def bad_file(path, problem: str) -> None:
         ("ragged vectors", "the vector at row 90 of"),
         ("two vector columns", "columns emb, alt could be the vectors"),
         ("null vector", "holds null vectors"),
+        ("null in a vector", "holds null vectors or values (row group 3)"),  # seen in the statistics
+        ("null in a vector, no statistics", "the vector at row 95 of"),
+        ("null in an array", "the array 'tags' at row 96 of"),
         ("null id", "id column 'id' of source parquet:"),
         ("duplicate ids", "has 1 duplicate id(s), e.g. 7"),
     ],
