@@ -5,7 +5,8 @@ The layout is the one Milvus' bulk import reads (and pymilvus' ``BulkWriter`` wr
 column per field named after it, the vector as a list of float32 (binary and float16 kinds as
 lists of bytes), JSON and ``$meta`` as JSON text, arrays as lists. The collection schema rides
 in the file's key-value metadata, so importing an export recreates the collection.
-Fixed-width columns cross between Arrow and numpy without a Python object per value.
+Fixed-width columns cross between Arrow and numpy without a Python object per value; strings
+and JSON text become str and bytes objects in pyarrow's C++.
 """
 
 from __future__ import annotations
@@ -118,15 +119,14 @@ def from_arrow(column: Column, array: pa.Array, where: str, first: int = 0) -> n
         return _vectors(column, array, where, first)
     if column.dtype == DataType.ARRAY:
         _values(array, f"array {column.name!r}", where, first)
-        return objects(array.to_pylist())
+        return objects(array.to_pylist())  # 1M short lists: 0.6 s; values converted in C, then cut per row: 0.7 s
     if column.dtype == DataType.JSON:
-        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-            return objects([text.encode() for text in array.to_pylist()])
-        return objects([json.dumps(_plain(value)).encode() for value in array.to_pylist()])
-    if column.dtype == DataType.VARCHAR:
-        return objects(array.to_pylist())
+        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+            return objects([json.dumps(_plain(value)).encode() for value in array.to_pylist()])  # structs, maps
+        array = pc.cast(array, pa.large_binary())  # the JSON text's UTF-8 bytes
+    # numbers without a copy; strings (VARCHAR) and bytes (JSON) as str and bytes objects made in C
     values: np.ndarray = array.to_numpy(zero_copy_only=False)
-    return values.astype(column.type.numpy, copy=False)
+    return values if column.type.numpy is None else values.astype(column.type.numpy, copy=False)
 
 
 def _vectors(column: Column, array: pa.Array, where: str, first: int) -> np.ndarray:

@@ -236,6 +236,7 @@ def test_types_read_without_a_schema(tmp_path):
             "code": pa.array([b.tobytes() for b in bits], pa.binary(4)),
             "flag": [i % 2 == 0 for i in range(rows)],
             "score": pa.array(np.arange(rows, dtype=np.float32)),
+            "name": [f"n{i}" for i in range(rows)],
             "info": [{"a": i, "b": "x"} for i in range(rows)],
             "props": pa.array([[("k", i)] for i in range(rows)], pa.map_(pa.string(), pa.int64())),
             "tags": [["t"] * (i % 3) for i in range(rows)],
@@ -252,6 +253,7 @@ def test_types_read_without_a_schema(tmp_path):
         assert kinds == {
             "flag": (DataType.BOOL, None),
             "score": (DataType.FLOAT, None),
+            "name": (DataType.VARCHAR, None),
             "info": (DataType.JSON, None),
             "props": (DataType.JSON, None),
             "tags": (DataType.ARRAY, DataType.VARCHAR),
@@ -266,6 +268,7 @@ def test_types_read_without_a_schema(tmp_path):
         assert json.loads(batch.scalars["info"][at]) == {"a": 20, "b": "x"}
         assert json.loads(batch.scalars["props"][at + 1]) == {"k": 21}
         assert batch.scalars["tags"][at + 3] == ["t", "t"] and batch.scalars["flag"].dtype == np.bool_
+        assert type(batch.scalars["name"][at]) is str and batch.scalars["name"][at] == "n20"
     finally:
         source.close()
     source = ParquetSource(ParquetSpec(path=str(tmp_path / "half.parquet")))
