@@ -1,6 +1,6 @@
 """Milvus -> Milvus and Milvus -> HDF5 throughput and memory against the raw ceilings, in one run.
 
-    .venv/bin/python benchmarks/milvus_source.py [--rows 100000 1000000] [--dim 128]
+    .venv/bin/python benchmarks/milvus_source.py [--rows 100000 1000000] [--dim 128] [--repeat 3]
 
 Two embedded servers (source and target). For each N: the source collection is filled with N
 random rows; then (1) the read ceiling — pymilvus ``query_iterator`` (batch 10k, all fields) over
@@ -8,19 +8,21 @@ the source; (2) the insert ceiling — column-wise batched insert of the same ro
 flush, FLAT index, load (``throughput.ceiling``); (3) `milvusdm run` source -> target, ending in
 the same state, against the slower of (1) and (2), with the default verification and with
 ``verify: none`` (the default's cost); (4) `milvusdm run` source -> HDF5 file,
-against (1). Wall clock around everything; milvusdm runs as a child process (its own VmHWM).
+against (1). Each timed step starts once both servers are idle, and is repeated ``--repeat`` times
+(the ceilings first, then the runs, in a rotated order each repeat); medians are reported. Wall clock around everything; milvusdm runs as a child process (its own VmHWM).
 Writes benchmarks/results/milvus_source.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from pymilvus import MilvusClient
-from throughput import BATCH, Results, ceiling, milvusdm, write_h5
+from throughput import BATCH, Results, ceiling, middle, milvusdm, settle, write_h5
 
 from milvusdm.testing import EmbeddedMilvus
 
@@ -43,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, interleaved; the median is reported")
     args = parser.parse_args()
     results = Results()
     with tempfile.TemporaryDirectory() as scratch:
@@ -59,33 +62,36 @@ def main() -> None:
                     work,
                     target={"milvus": {"uri": source.uri, "collection": name, "index": {"type": "FLAT"}}},
                 )
-                read = read_ceiling(source.uri, name)
-                insert = ceiling(target.uri, h5, f"ceiling_{rows}")
-                copy, copy_rss, copy_summary = milvusdm(
-                    target.uri, {"milvus": {"uri": source.uri, "collection": name}}, f"copy_{rows}", work
-                )
-                bare, bare_rss, bare_summary = milvusdm(
-                    target.uri,
-                    {"milvus": {"uri": source.uri, "collection": name}},
-                    f"bare_{rows}",
-                    work,
-                    verify="none",
-                )
+                copy_from = {"milvus": {"uri": source.uri, "collection": name}}
                 export = work / f"export-{rows}.h5"
-                dump, dump_rss, _ = milvusdm(
-                    target.uri,
-                    {"milvus": {"uri": source.uri, "collection": name}},
-                    f"export_{rows}",
-                    work,
-                    target={"hdf5": {"path": str(export)}},
-                )
-                export.unlink()
+                to_file = {"hdf5": {"path": str(export)}}
+                reads, inserts, runs = [], [], {"sample": [], "none": [], "export": []}
+                for _ in range(args.repeat):  # the ceilings first: a dropped collection leaves work behind
+                    settle(source, target)
+                    reads.append(read_ceiling(source.uri, name))
+                    settle(source, target)
+                    inserts.append(ceiling(target.uri, h5, f"ceiling_{rows}"))
+                steps: dict[str, tuple[str, dict]] = {
+                    "sample": (f"copy_{rows}", {}),
+                    "none": (f"bare_{rows}", {"verify": "none"}),
+                    "export": (f"export_{rows}", {"target": to_file}),
+                }
+                for turn in range(args.repeat):  # each repeat in another order, each run from idle servers
+                    order = list(steps)[turn % len(steps) :] + list(steps)[: turn % len(steps)]
+                    for step in order:
+                        settle(source, target)
+                        collection, settings = steps[step]
+                        runs[step].append(milvusdm(target.uri, copy_from, collection, work, **settings))
+                        export.unlink(missing_ok=True)
                 MilvusClient(source.uri).drop_collection(name)
-                for path, verify, seconds, limit, rss, summary in (
-                    ("milvus-to-milvus", "sample", copy, max(read, insert), copy_rss, copy_summary),
-                    ("milvus-to-milvus", "none", bare, max(read, insert), bare_rss, bare_summary),
-                    ("milvus-to-hdf5", "sample", dump, read, dump_rss, None),
+                read, insert = statistics.median(reads), statistics.median(inserts)
+                copy, bare = middle(runs["sample"]), middle(runs["none"])
+                for path, verify, done, limit in (
+                    ("milvus-to-milvus", "sample", runs["sample"], max(read, insert)),
+                    ("milvus-to-milvus", "none", runs["none"], max(read, insert)),
+                    ("milvus-to-hdf5", "sample", runs["export"], read),
                 ):
+                    seconds, _, summary = middle(done)
                     result = {
                         "rows": rows,
                         "path": path,
@@ -94,12 +100,13 @@ def main() -> None:
                         "insert_ceiling_rows_per_s": round(rows / insert),
                         "milvusdm_rows_per_s": round(rows / seconds),
                         "ratio": round(limit / seconds, 3),
-                        "milvusdm_peak_rss_mb": round(rss),
+                        "milvusdm_seconds_runs": [round(r[0], 2) for r in done],
+                        "milvusdm_peak_rss_mb": round(max(r[1] for r in done)),
                     }
-                    if summary is not None:
+                    if path == "milvus-to-milvus":
                         result["milvusdm_phases_s"] = summary["phases"]
-                    if seconds is copy:
-                        result["verify_cost_vs_none"] = round(copy / bare - 1, 3)
+                    if verify == "sample" and path == "milvus-to-milvus":
+                        result["verify_cost_vs_none"] = round(copy[0] / bare[0] - 1, 3)
                     results.add(result)
     results.save("milvus_source")
 

@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
-import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import Results, ceiling, milvusdm, write_h5
+from throughput import Results, ceiling, cpu_seconds, milvusdm, settle, write_h5
 
 from milvusdm.testing import EmbeddedMilvus
 
@@ -40,24 +38,9 @@ def run(uri: str, path: Path, collection: str, work: Path, spec: dict | None = N
     return seconds, summary
 
 
-def cpu_seconds(server: psutil.Process) -> float:
-    """CPU time of the server and its children so far."""
-    return sum(sum(p.cpu_times()[:2]) for p in (server, *server.children(recursive=True)))
-
-
-def idle(server: psutil.Process, below: float = 0.2, window: float = 5, limit: float = 300) -> None:
-    """Wait until the server uses less than ``below`` cores over ``window`` seconds."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        before = cpu_seconds(server)
-        time.sleep(window)
-        if cpu_seconds(server) - before < below * window:
-            return
-
-
-def timed(server: psutil.Process, *args, **target) -> tuple[float, dict, float]:
+def timed(server: EmbeddedMilvus, *args, **target) -> tuple[float, dict, float]:
     """``run`` from an idle server: (seconds, summary, the server's CPU seconds)."""
-    idle(server)
+    settle(server)
     before = cpu_seconds(server)
     seconds, summary = run(*args, **target)
     return seconds, summary, cpu_seconds(server) - before
@@ -77,9 +60,8 @@ def main() -> None:
         with h5py.File(second, "r+") as f:
             f["ids"][:] = np.arange(rows, 2 * rows)
         raw = ceiling(server.uri, first, "ceiling")
-        process = psutil.Process(server.pid)
-        create, summary, create_cpu = timed(process, server.uri, first, "items", work)
-        overwrite, again, overwrite_cpu = timed(process, server.uri, first, "items", work, mode="overwrite")
+        create, summary, create_cpu = timed(server, server.uri, first, "items", work)
+        overwrite, again, overwrite_cpu = timed(server, server.uri, first, "items", work, mode="overwrite")
         assert again["rows"] == rows, again
         results.add(
             {

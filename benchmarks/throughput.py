@@ -1,23 +1,26 @@
 """Throughput and memory of `milvusdm run` against the raw pymilvus ceiling, in one run, on one server.
 
     .venv/bin/python benchmarks/throughput.py [--rows 200000 1000000] [--dim 128] [--sources hdf5 faiss-flat faiss-ivf]
-                                              [--modes sample none full]
+                                              [--modes sample none full] [--repeat 3]
 
 For each N: (1) the ceiling — column-wise batched insert of N random rows with pymilvus
 (``.tolist()`` columns, the fastest stock path), then flush, FLAT index and load; (2) `milvusdm run`
 of an HDF5 file (or Faiss index) holding the same N rows into the same server, ending in the same
-state (indexed, loaded, verified), once per verify mode. Every run uses the manifest's defaults
+state (indexed, loaded, verified), once per verify mode. Each is run ``--repeat`` times (the
+ceiling first, then the modes in a rotated order each repeat, each run from an idle server) and
+the median wall clock is reported, with that run's phases: one run's clock moves by ~10%. Every run uses the manifest's defaults
 (``verify: sample``, batch 10,000) except ``index: {type: FLAT}``, the ceiling's index, and the
 row's verify mode. Both clocks are wall clock around the whole thing. milvusdm runs as a child
 process; its peak memory is measured from outside, as a pod's limit sees it: the summed RSS of
-its process tree, sampled every 20 ms (``peak_rss_mb``; the summary's own VmHWM is reported
-beside it). Prints a table and writes benchmarks/results/throughput.json.
+its process tree, sampled every 20 ms (``peak_rss_mb``, the highest of the repeats; the summary's
+own VmHWM is reported beside it). Prints a table and writes benchmarks/results/throughput.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +31,7 @@ from pathlib import Path
 import faiss
 import h5py
 import numpy as np
+import psutil
 import yaml
 from pymilvus import DataType, MilvusClient
 
@@ -35,6 +39,24 @@ from milvusdm.testing import EmbeddedMilvus
 
 BATCH = 10_000
 RESULTS = Path(__file__).with_name("results")
+
+
+def cpu_seconds(server: EmbeddedMilvus) -> float:
+    """CPU time of a server and its children so far."""
+    process = psutil.Process(server.pid)
+    return sum(sum(p.cpu_times()[:2]) for p in (process, *process.children(recursive=True)))
+
+
+def settle(*servers: EmbeddedMilvus, below: float = 0.2, window: float = 5, limit: float = 300) -> None:
+    """Wait until each server uses less than ``below`` cores over ``window`` seconds: a timed run
+    must not pay for the compaction and index builds the run before it left behind."""
+    deadline = time.monotonic() + limit
+    for server in servers:
+        while time.monotonic() < deadline:
+            before = cpu_seconds(server)
+            time.sleep(window)
+            if cpu_seconds(server) - before < below * window:
+                break
 
 
 def write_h5(path: Path, rows: int, dim: int, seed: int) -> None:
@@ -130,6 +152,14 @@ def measured(command: list[str]) -> tuple[float, float, bytes]:
     return seconds, peak, output[0]
 
 
+Run = tuple[float, float, dict]  # seconds, peak RSS MB, summary
+
+
+def middle(runs: list[Run]) -> Run:
+    """The run of median wall clock, with its own phases (one run's clock moves by ~10%)."""
+    return sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+
+
 def milvusdm(
     uri: str,
     source: dict,
@@ -139,7 +169,7 @@ def milvusdm(
     s3: dict | None = None,
     verify: str | None = None,
     spec: dict | None = None,
-) -> tuple[float, float, dict]:
+) -> Run:
     """(seconds, peak process-tree RSS in MB, summary) of `milvusdm run` as a child process, with the
     manifest's defaults (``verify`` given: that mode; ``spec``: other settings); the target is a
     FLAT-indexed collection on ``uri`` (dropped afterwards) unless given."""
@@ -192,6 +222,7 @@ def main() -> None:
     parser.add_argument(
         "--modes", nargs="+", default=["sample", "none", "full"], help="verify modes; sample is the default"
     )
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, interleaved; the median is reported")
     args = parser.parse_args()
     results = Results()
     with tempfile.TemporaryDirectory() as scratch, EmbeddedMilvus(Path(scratch) / "milvus") as server:
@@ -199,7 +230,11 @@ def main() -> None:
         for rows in args.rows:
             h5 = work / f"data-{rows}.h5"
             write_h5(h5, rows, args.dim, seed=rows)
-            raw = ceiling(server.uri, h5, f"ceiling_{rows}")
+            ceilings = []
+            for _ in range(args.repeat):
+                settle(server)
+                ceilings.append(ceiling(server.uri, h5, f"ceiling_{rows}"))
+            raw = statistics.median(ceilings)
             for kind in args.sources:
                 if kind == "hdf5":
                     path, source = h5, {"hdf5": {"path": str(h5)}}
@@ -207,12 +242,22 @@ def main() -> None:
                     path = work / f"{kind}-{rows}.faiss"
                     write_faiss(h5, path, kind)
                     source = {"faiss": {"path": str(path)}}
-                for mode in args.modes:
-                    collection = f"{kind.replace('-', '_')}_{rows}_{mode}"
-                    ours, rss, summary = milvusdm(
-                        server.uri, source, collection, work, verify=None if mode == "sample" else mode
-                    )
-                    assert summary["rows"] == rows and summary["verified"].startswith(mode), summary
+                runs: dict[str, list[Run]] = {mode: [] for mode in args.modes}
+                for turn in range(args.repeat):  # each repeat in another order, each run from an idle server
+                    for mode in args.modes[turn % len(args.modes) :] + args.modes[: turn % len(args.modes)]:
+                        settle(server)
+                        run = milvusdm(
+                            server.uri,
+                            source,
+                            f"{kind.replace('-', '_')}_{rows}_{mode}",
+                            work,
+                            verify=None if mode == "sample" else mode,
+                        )
+                        assert run[2]["rows"] == rows and run[2]["verified"].startswith(mode), run[2]
+                        runs[mode].append(run)
+                for mode, done in runs.items():
+                    ours, _, summary = middle(done)
+                    rss = max(r[1] for r in done)  # the most any run held
                     file_mb = path.stat().st_size / 2**20 if kind != "hdf5" else 0
                     results.add(
                         {
@@ -223,6 +268,8 @@ def main() -> None:
                             "milvusdm_rows_per_s": round(rows / ours),
                             "ratio": round(raw / ours, 3),
                             "milvusdm_seconds": round(ours, 2),
+                            "milvusdm_seconds_runs": [round(r[0], 2) for r in done],
+                            "ceiling_seconds_runs": [round(c, 2) for c in ceilings],
                             "peak_rss_mb": round(rss),
                             "own_vmhwm_mb": summary["peakRssMb"],
                             "peak_rss_above_index_mb": round(rss - file_mb),
