@@ -341,6 +341,25 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, run_cli, lite, probl
     client.close()
 
 
+def test_a_field_named_like_the_key_is_refused_in_one_line(tmp_path, run_cli, lite):
+    ids = np.arange(10)
+    table = {"id": pa.array(ids), "uid": pa.array(ids + 100), "emb": vectors_column(np.ones((10, 4), np.float32))}
+    pq.write_table(pa.table(table), tmp_path / "clash.parquet")
+    error = run(
+        run_cli,
+        manifest(
+            tmp_path,
+            {"parquet": {"path": str(tmp_path / "clash.parquet"), "ids": "uid"}},
+            {"milvus": {**lite, "collection": "clash"}},
+        ),
+        code=2,
+    )
+    assert error.splitlines() == [error.splitlines()[-1]] and "the source's field 'id' has the name" in error, error
+    client = client_for(lite)
+    assert not client.has_collection("clash")
+    client.close()
+
+
 def test_killed_export_resumes_to_the_same_data(tmp_path, rng):
     rows = 120_000
     vectors = rng.random((rows, 32), dtype=np.float32)

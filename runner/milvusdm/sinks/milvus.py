@@ -124,6 +124,13 @@ class MilvusSink(OneCollection, Sink):
             if schema.vector_name and not self._chosen("vector_field")
             else replace(vector, name=self.spec.vector_field)
         )
+        for column in schema.scalars:
+            role = {self.key.name: "idField", self.vector.name: "vectorField"}.get(column.name)
+            if role is not None:
+                raise InputError(
+                    f"the source's field {column.name!r} has the name of the target's key or vector (target.milvus.{role})",
+                    f"leave the field out with the source's fields setting, or set target.milvus.{role} to another name",
+                )
         self.by_partition = not self.spec.partition and not any(c.partition_key for c in schema.scalars)
         self._connect()
 
