@@ -360,26 +360,43 @@ def test_a_field_named_like_the_key_is_refused_in_one_line(tmp_path, run_cli, li
     client.close()
 
 
-def test_killed_export_resumes_to_the_same_data(tmp_path, rng):
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_killed_export_resumes_to_the_same_data(tmp_path, rng, request, where):
+    """SIGKILLed midway, nothing appears under the final name (a local file, or an S3 key: the
+    export is staged on disk and uploaded once whole); the resumed export holds every row once."""
     rows = 120_000
     vectors = rng.random((rows, 32), dtype=np.float32)
     ids = rng.choice(2**62, size=rows, replace=False).astype(np.int64)
     pq.write_table(
         pa.table({"id": ids, "emb": vectors_column(vectors)}), tmp_path / "in.parquet", row_group_size=25_000
     )
-    export = tmp_path / "out.parquet"
+    s3 = request.getfixturevalue("s3") if where == "s3" else None
+    local = tmp_path / "out.parquet"
+    export = f"s3://{s3['bucket']}/out.parquet" if s3 else str(local)
     path = manifest(
         tmp_path,
         {"parquet": {"path": str(tmp_path / "in.parquet")}},
-        {"parquet": {"path": str(export)}},
+        {"parquet": {"path": export}},
         batchSize=500,
         verify="ids",
+        **({"s3": s3["settings"]} if s3 else {}),
     )
+
+    def exported() -> pa.Table | None:
+        if s3 is None:
+            return pq.read_table(local) if local.exists() else None
+        found = s3["client"].list_objects_v2(Bucket=s3["bucket"]).get("Contents", [])
+        if not found:
+            return None
+        body = s3["client"].get_object(Bucket=s3["bucket"], Key="out.parquet")["Body"].read()
+        return pq.read_table(pa.BufferReader(body))
+
     killed_at = run_until_killed(path, tmp_path / "state", "test", 40_000)
-    assert killed_at < rows and not export.exists() and (tmp_path / "out.parquet.partial").is_dir()
+    assert killed_at < rows and exported() is None
     summary = resume(path, tmp_path / "state")
     assert summary["verified"] == f"ids ({rows} ids present, count {rows})"
-    table = pq.read_table(export)
+    table = exported()
+    assert table is not None
     np.testing.assert_array_equal(table.column("id").to_numpy(), ids)
     np.testing.assert_array_equal(np.stack(table.column("vector").to_numpy(zero_copy_only=False)), vectors)
     assert not (tmp_path / "out.parquet.partial").exists()
