@@ -8,9 +8,10 @@ the source; (2) the insert ceiling — column-wise batched insert of the same ro
 flush, FLAT index, load (``throughput.ceiling``); (3) `milvusdm run` source -> target, ending in
 the same state, against the slower of (1) and (2), with the default verification and with
 ``verify: none`` (the default's cost); (4) `milvusdm run` source -> HDF5 file,
-against (1). Each timed step starts once both servers are idle, and is repeated ``--repeat`` times
-(the ceilings first, then the runs, in a rotated order each repeat); medians are reported. Wall clock around everything; milvusdm runs as a child process (its own VmHWM).
-Writes benchmarks/results/milvus_source.json.
+against (1). Each timed step starts once both servers are idle, and is repeated ``--repeat``
+times (the ceilings first, then the runs, in a rotated order each repeat); medians are reported.
+Wall clock around everything; milvusdm runs as a child process, its peak memory the summed RSS of
+its process tree (``throughput.measured``). Writes benchmarks/results/milvus_source.json.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 from pymilvus import MilvusClient
-from throughput import BATCH, Results, ceiling, middle, milvusdm, settle, write_h5
+from throughput import BATCH, Results, ceiling, middle, milvusdm, rotated, settle, write_h5
 
 from milvusdm.testing import EmbeddedMilvus
 
@@ -65,7 +66,7 @@ def main() -> None:
                 copy_from = {"milvus": {"uri": source.uri, "collection": name}}
                 export = work / f"export-{rows}.h5"
                 to_file = {"hdf5": {"path": str(export)}}
-                reads, inserts, runs = [], [], {"sample": [], "none": [], "export": []}
+                reads, inserts = [], []
                 for _ in range(args.repeat):  # the ceilings first: a dropped collection leaves work behind
                     settle(source, target)
                     reads.append(read_ceiling(source.uri, name))
@@ -76,22 +77,23 @@ def main() -> None:
                     "none": (f"bare_{rows}", {"verify": "none"}),
                     "export": (f"export_{rows}", {"target": to_file}),
                 }
+                runs: dict[str, list] = {step: [] for step in steps}
                 for turn in range(args.repeat):  # each repeat in another order, each run from idle servers
-                    order = list(steps)[turn % len(steps) :] + list(steps)[: turn % len(steps)]
-                    for step in order:
+                    for step in rotated(list(steps), turn):
                         settle(source, target)
                         collection, settings = steps[step]
                         runs[step].append(milvusdm(target.uri, copy_from, collection, work, **settings))
                         export.unlink(missing_ok=True)
                 MilvusClient(source.uri).drop_collection(name)
                 read, insert = statistics.median(reads), statistics.median(inserts)
-                copy, bare = middle(runs["sample"]), middle(runs["none"])
-                for path, verify, done, limit in (
-                    ("milvus-to-milvus", "sample", runs["sample"], max(read, insert)),
-                    ("milvus-to-milvus", "none", runs["none"], max(read, insert)),
-                    ("milvus-to-hdf5", "sample", runs["export"], read),
+                median = {step: middle(done) for step, done in runs.items()}
+                for path, step, verify, limit in (
+                    ("milvus-to-milvus", "sample", "sample", max(read, insert)),
+                    ("milvus-to-milvus", "none", "none", max(read, insert)),
+                    ("milvus-to-hdf5", "export", "sample", read),
                 ):
-                    seconds, _, summary = middle(done)
+                    seconds, _, summary = median[step]
+                    done = runs[step]
                     result = {
                         "rows": rows,
                         "path": path,
@@ -103,10 +105,10 @@ def main() -> None:
                         "milvusdm_seconds_runs": [round(r[0], 2) for r in done],
                         "milvusdm_peak_rss_mb": round(max(r[1] for r in done)),
                     }
-                    if path == "milvus-to-milvus":
+                    if step != "export":
                         result["milvusdm_phases_s"] = summary["phases"]
-                    if verify == "sample" and path == "milvus-to-milvus":
-                        result["verify_cost_vs_none"] = round(copy[0] / bare[0] - 1, 3)
+                    if step == "sample":
+                        result["verify_cost_vs_none"] = round(seconds / median["none"][0] - 1, 3)
                     results.add(result)
     results.save("milvus_source")
 

@@ -8,8 +8,8 @@ For each N: (1) the ceiling — column-wise batched insert of N random rows with
 of an HDF5 file (or Faiss index) holding the same N rows into the same server, ending in the same
 state (indexed, loaded, verified), once per verify mode. Each is run ``--repeat`` times (the
 ceiling first, then the modes in a rotated order each repeat, each run from an idle server) and
-the median wall clock is reported, with that run's phases: one run's clock moves by ~10%. Every run uses the manifest's defaults
-(``verify: sample``, batch 10,000) except ``index: {type: FLAT}``, the ceiling's index, and the
+the median wall clock is reported, with that run's phases: one run's clock moves by ~10%. Every
+run uses the manifest's defaults (``verify: sample``, batch 10,000) except ``index: {type: FLAT}``, the ceiling's index, and the
 row's verify mode. Both clocks are wall clock around the whole thing. milvusdm runs as a child
 process; its peak memory is measured from outside, as a pod's limit sees it: the summed RSS of
 its process tree, sampled every 20 ms (``peak_rss_mb``, the highest of the repeats; the summary's
@@ -160,6 +160,13 @@ def middle(runs: list[Run]) -> Run:
     return sorted(runs, key=lambda run: run[0])[len(runs) // 2]
 
 
+def rotated(items: list[str], turn: int) -> list[str]:
+    """``items`` starting at ``turn``: each repeat runs them in another order, so no step always
+    follows the same one (what a run leaves behind slows the next)."""
+    cut = turn % len(items)
+    return items[cut:] + items[:cut]
+
+
 def milvusdm(
     uri: str,
     source: dict,
@@ -244,7 +251,7 @@ def main() -> None:
                     source = {"faiss": {"path": str(path)}}
                 runs: dict[str, list[Run]] = {mode: [] for mode in args.modes}
                 for turn in range(args.repeat):  # each repeat in another order, each run from an idle server
-                    for mode in args.modes[turn % len(args.modes) :] + args.modes[: turn % len(args.modes)]:
+                    for mode in rotated(args.modes, turn):
                         settle(server)
                         run = milvusdm(
                             server.uri,

@@ -124,9 +124,9 @@ class MilvusSink(OneCollection, Sink):
             if schema.vector_name and not self._chosen("vector_field")
             else replace(vector, name=self.spec.vector_field)
         )
+        taken = {self.key.name: "idField", self.vector.name: "vectorField"}
         for column in schema.scalars:
-            role = {self.key.name: "idField", self.vector.name: "vectorField"}.get(column.name)
-            if role is not None:
+            if (role := taken.get(column.name)) is not None:
                 raise InputError(
                     f"the source's field {column.name!r} has the name of the target's key or vector (target.milvus.{role})",
                     f"leave the field out with the source's fields setting, or set target.milvus.{role} to another name",
