@@ -72,7 +72,7 @@ def test_milvus_to_milvus_by_patterns_with_rename(tmp_path, run_cli, source_serv
     assert_same(endpoint(source_server, "db2"), endpoint(milvus_server, "db3"), "docs", "docs_moved")
 
 
-def test_one_dumped_file_imports_by_itself(tmp_path, run_cli, source_server, milvus_server):
+def test_a_dumped_collection_or_one_of_its_files_imports_by_itself(tmp_path, run_cli, source_server, milvus_server):
     source, target = endpoint(source_server), endpoint(milvus_server)
     make_collection(source, rows=120)
     out = tmp_path / "dump"
@@ -90,6 +90,17 @@ def test_one_dumped_file_imports_by_itself(tmp_path, run_cli, source_server, mil
     assert run_ok(run_cli, path)["rows"] == 40
     assert rows_of(target, "items_archive") == rows_of(source, "items", "archive")
     assert shape_of(target, "items_archive")["fields"] == shape_of(source, "items")["fields"]
+
+    whole = manifest(
+        tmp_path,
+        {"hdf5": {"paths": [str(out / "default/items/*.h5")]}},
+        {"milvus": {**target, "collection": "items_again"}},
+        verify="full",
+    )
+    assert run_ok(run_cli, whole)["rows"] == 120
+    assert shape_of(target, "items_again") == shape_of(source, "items")
+    for partition in ("_default", "archive"):
+        assert rows_of(target, "items_again", partition) == rows_of(source, "items", partition)
 
 
 def test_dump_of_chosen_databases(tmp_path, run_cli, source_server):
@@ -193,3 +204,19 @@ def test_a_refused_run_reruns_with_the_mode_its_error_advises(tmp_path, run_cli,
     rerun = run_cli("run", "-f", advised, "-q", "--state", state)
     assert rerun.exit_code == 0, rerun.stderr
     assert all_rows(endpoint(milvus_server), "docs", "id") == all_rows(endpoint(source_server), "docs", "id")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="instance.Plan._verify_digests compares each whole target partition with the dump's digest, also in "
+    "mode append, where the partition holds the rows it had before too: the restore fails verification (exit 4)",
+)
+def test_append_with_full_verification(small_dump, tmp_path, run_cli, source_server, milvus_server):
+    target = endpoint(milvus_server)
+    before = seed_target(target)
+    result = run_cli(
+        *restoring(small_dump, milvus_server, tmp_path / "state"),
+        *("--collections", "default.docs", "--mode", "append", "--verify", "full", "-q"),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert all_rows(target, "docs", "id") == before | all_rows(endpoint(source_server), "docs", "id")
