@@ -14,7 +14,7 @@ are reported.
 
 Every timed step starts from the same state, whatever ran before it:
 - a step that writes into a target gets a **new target server** (empty data folder, fresh
-  process; ~10 s to start, outside the clock), so no step inherits the memory the server kept,
+  process; 4-22 s to start and stop, outside the clock), so no step inherits the memory the server kept,
   or the files and message log it wrote, from the collections of the steps before;
 - the machine's dirty pages are written back first (``sync``): a copy leaves ~1 GB to write
   back, which the next step would otherwise pay for;
