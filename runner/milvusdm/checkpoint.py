@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from milvusdm.errors import InputError
 
@@ -50,6 +50,9 @@ class Checkpoint:
     baseline_digest: str = ""  # "KIND/DIGEST" of what the target held before (mode append); "" if not taken
 
 
+EntryPhase = Literal["", "Pending", "Copying", "Finishing", "Verifying", "Succeeded", "Failed"]
+
+
 @dataclass(frozen=True)
 class ShardStatus(Checkpoint):
     """One shard's checkpoint and counts, written by its runner pod under its own map key."""
@@ -65,6 +68,11 @@ class ShardStatus(Checkpoint):
     holder: str = ""  # the pod copying this shard now ("": nobody); see ``lease``
     renew_time: str = ""  # when it last renewed its lease (RFC 3339, UTC, microseconds)
     lease_seconds: int = 0  # how long after renewTime the lease lasts
+    # Where the shard (or collection) is; many collections are Pending from the plan on (see ``jobrunner``).
+    phase: EntryPhase = ""
+    job_index: int = 0  # the Job completion index (pod) that copies this collection
+    verified: str = ""  # its verification's result
+    message: str = ""  # its one-line result or error
 
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(**{f.name: getattr(self, f.name) for f in fields(Checkpoint)})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,8 @@ from milvusdm.spec import (
     Source,
     Target,
 )
+
+log = logging.getLogger("milvusdm.progress")
 
 
 @contextlib.contextmanager
@@ -102,6 +105,17 @@ class Item:
     key: str  # database.collection at the source
     migration: MilvusMigration
     entry: dict[str, Any] = field(default_factory=dict)  # dump.json's record (restores), or what a dump records
+    rows: int = 0  # about how many rows it holds (from the source's statistics), to plan and report
+
+
+def balance(sizes: Sequence[int], count: int) -> list[int]:
+    """Which of ``count`` workers takes each job: largest first, each to the least loaded worker
+    (lowest index on ties), so the workers finish close together."""
+    loads, chosen = [0] * count, [0] * len(sizes)
+    for job in sorted(range(len(sizes)), key=lambda j: (-sizes[j], j)):
+        worker = min(range(count), key=lambda w: (loads[w], w))
+        chosen[job], loads[worker] = worker, loads[worker] + sizes[job]
+    return chosen
 
 
 @dataclass
@@ -236,6 +250,7 @@ class Plan:
                     for name in sorted(milvus.retry("list collections", milvus.client.list_collections))
                 ]
         chosen = select(source.collections or [], available, source.database)
+        rows: dict[tuple[str, str], int] = {}
         for database in sorted({db for db, _ in chosen}):
             with _connected(source, database) as milvus:
                 for db, name in chosen:
@@ -243,6 +258,8 @@ class Plan:
                         aliases[(db, name)] = sorted(
                             milvus.retry("list aliases", milvus.client.list_aliases, name, db_name=db)["aliases"]
                         )
+                        stats = milvus.retry("read the row count", milvus.client.get_collection_stats, name)
+                        rows[(db, name)] = int(stats["row_count"])
         if self.target_kind == "dump" and self.folder.exists(MANIFEST) and not self.target.overwrite:
             raise InputError(
                 f"{self.folder.url(MANIFEST)} already exists", "set target.dump.overwrite, or choose another path"
@@ -258,7 +275,7 @@ class Plan:
                 target = Target(milvus=self._milvus_target(database, name))
             entry = {"database": database, "name": name, "aliases": aliases[(database, name)]}
             key = f"{database}.{name}"
-            items.append(Item(key, self._single(Source(milvus=single), target, key), entry))
+            items.append(Item(key, self._single(Source(milvus=single), target, key), entry, rows[(database, name)]))
         return items
 
     def _from_dump(self) -> list[Item]:
@@ -290,7 +307,7 @@ class Plan:
             source = Source(hdf5=Hdf5Source(paths=[self.folder.url(f["path"]) for f in files]))
             target = Target(milvus=self._milvus_target(database, name))
             key = f"{database}.{name}"
-            items.append(Item(key, self._single(source, target, key), entry))
+            items.append(Item(key, self._single(source, target, key), entry, sum(f["rows"] for f in files)))
         if wanted:
             raise InputError(
                 f"partitions were chosen for {', '.join(wanted)}, which is not restored",
@@ -319,14 +336,15 @@ class Plan:
         )
         tags = {c.name: c.partitions for c in wanted or []}
         items = []
-        for collection, _ in chosen:
+        for collection, partitions in chosen:
             name = collection.name
             single = source.model_copy(update={"collection": name, "partitions": tags.get(name), "collections": None})
             if self.target_kind == "milvus":
                 target = Target(milvus=self._milvus_target(self.target.database, name))
             else:
                 target = self.spec.target
-            items.append(Item(name, self._single(Source(milvus1x=single), target, name), {"name": name}))
+            rows = sum(p.rows for p in partitions)
+            items.append(Item(name, self._single(Source(milvus1x=single), target, name), {"name": name}, rows))
         return items
 
     def _milvus_target(self, database: str, name: str) -> MilvusTarget:
@@ -435,6 +453,9 @@ class Stores(Protocol):
     @property
     def ledger(self) -> Record: ...
 
+    def claim(self, items: list[Item]) -> list[Item]:
+        """The collections this process copies (in a Job of several pods, its share)."""
+
     def checkpoints(self, item: Item) -> CheckpointStore: ...
 
     def observers(self, item: Item) -> list[engine.Observer]: ...
@@ -444,6 +465,9 @@ class FileStores:
     def __init__(self, state: Path, migration: MilvusMigration) -> None:
         self.state = Path(state)
         self.ledger = Ledger(self.state, migration.metadata.name, fingerprint(migration))
+
+    def claim(self, items: list[Item]) -> list[Item]:
+        return items
 
     def checkpoints(self, item: Item) -> CheckpointStore:
         return FileCheckpoints(self.state, item.migration.metadata.name)
@@ -484,8 +508,20 @@ def run(
         f"{source_kind}:{getattr(source, 'uri', None) or source.path}",
         f"{target_kind}:{getattr(target, 'uri', None) or target.path}",
     )
-    for item in plan.items:
+    mine = stores.claim(plan.items)
+    planned, copied = sum(item.rows for item in mine), 0
+    for number, item in enumerate(mine, 1):
         done = ledger.done.get(item.key)
+        what = "finished before" if done is not None else f"~{item.rows:,} rows"
+        log.info(
+            "collection %d of %d: %s (%s; run: %s of ~%s rows)",
+            number,
+            len(mine),
+            item.key,
+            what,
+            f"{copied:,}",
+            f"{planned:,}",
+        )
         if done is None:
             plan.before(item)
             result = engine.run(
@@ -500,6 +536,7 @@ def run(
             if done.get("entry") is None:  # finished, but what comes after may not have been
                 ledger.record(item.key, result, plan.after(item, result))
         summary.collections.append(result)
+        copied += result.rows
     plan.finish(ledger)
     ledger.clear()
     summary.seconds = time.monotonic() - began

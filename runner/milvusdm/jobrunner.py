@@ -4,6 +4,11 @@ Each shard writes only ``status.shards.<index>`` (a map key, so a merge-patch ne
 sibling) plus the totals it computes from the freshest object; patches are throttled. A restarted
 pod resumes from its shard's entry; shard N of an Indexed Job is ``JOB_COMPLETION_INDEX``. The
 entry carries a lease (``lease``): a second pod of the same shard is refused while the first runs.
+
+Many collections: the first pod plans the run into the status, an entry per collection
+(``status.shards.<database.collection>``, phase Pending, with the index of the pod that copies
+it, balanced by rows), so the status shows the whole run from the start and every pod copies
+its own share, one collection after another.
 """
 
 from __future__ import annotations
@@ -11,15 +16,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
 from kubernetes.client.rest import ApiException
 
 from milvusdm import engine, env, instance
-from milvusdm.checkpoint import Checkpoint, Shard, ShardStatus
-from milvusdm.errors import Interrupted, LeaseHeld, LeaseLost, MigrationError, TransientError
+from milvusdm.checkpoint import Checkpoint, EntryPhase, Shard, ShardStatus
+from milvusdm.errors import InputError, Interrupted, LeaseHeld, LeaseLost, MigrationError, TransientError
 from milvusdm.kube import MigrationResource
 from milvusdm.kube import now as kube_now
 from milvusdm.lease import Heartbeat, Lease, utcnow
@@ -27,6 +32,7 @@ from milvusdm.spec import MigrationStatus, MilvusMigration
 
 log = logging.getLogger(__name__)
 CONFLICTS = 20  # conditional writes refused in a row (other shards, the operator) before giving up
+PHASES: dict[str, EntryPhase] = {"finish": "Finishing", "verify": "Verifying"}  # the engine's, as entries show them
 
 
 def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Summary | instance.RunSummary:
@@ -35,7 +41,7 @@ def run(reference: str, observers: Sequence[engine.Observer] = ()) -> engine.Sum
     migration = resource.migration()
     shard = Shard(env.shard_index(), migration.spec.parallelism)
     status = ResourceStatus(resource, shard, interval=env.status_interval())
-    stores = ResourceStores(resource, env.status_interval())
+    stores = ResourceStores(resource, shard, env.status_interval())
     try:
         if migration.spec.source.many:
             return _run_collections(migration, stores, status, observers)
@@ -55,7 +61,7 @@ def _run_shard(
 ) -> engine.Summary:
     if shard.index > 0:
         try:
-            wait_for_first_shard(resource)
+            wait_for_first_shard(resource, lambda s: bool((first := s.shards.get("0")) and first.fingerprint))
         except MigrationError as error:
             status.failed(error)
             raise
@@ -84,13 +90,20 @@ def _run_collections(
     status: ResourceStatus,
     observers: Sequence[engine.Observer],
 ) -> instance.RunSummary:
-    """Many collections: one status key per collection (``database.collection``: its checkpoint,
-    counts and lease); a restarted pod skips the finished ones and resumes the interrupted one."""
+    """Many collections: one status key per collection (``database.collection``: its phase,
+    checkpoint, counts and lease); a restarted pod skips the finished ones and resumes the
+    interrupted one. The last pod to finish writes the whole run's result."""
     try:
-        return instance.run(migration, observers, stores=stores, resume=True)
+        summary = instance.run(migration, observers, stores=stores, resume=True)
     except MigrationError as error:
         status.failed(error)
         raise
+    entries = stores.resource.status().shards
+    if all(entry.phase == "Succeeded" for entry in entries.values()):
+        rows = sum(entry.copied for entry in entries.values())
+        message = f"{migration.metadata.name}: {len(entries)} collections, {rows} rows copied and verified"
+        status.flush(verified=f"{migration.spec.verify} ({len(entries)} collections)", message=message)
+    return summary
 
 
 class ResourceStatus:
@@ -101,6 +114,7 @@ class ResourceStatus:
         self, resource: MigrationResource, shard: Shard, interval: float = 1.0, key: str | None = None
     ) -> None:
         self.resource, self.key, self.interval = resource, key or str(shard.index), interval
+        self.collection = key is not None  # its result goes into its entry; the run's, at the end
         what = f"collection {key}" if key else f"shard {self.key}"
         self.lease = Lease(f"{what} of {resource.namespace}/{resource.name}", env.holder(), env.lease_seconds())
         self.heartbeat = Heartbeat(self.lease, self.renew)
@@ -114,6 +128,8 @@ class ResourceStatus:
     def load(self) -> Checkpoint | None:
         saved = self.resource.status().shards.get(self.key) if self.lease.held else self._acquire()
         if saved is None or not saved.fingerprint or saved.completed:
+            if saved is not None:  # planned, or done before: a fresh start in the same place of the plan
+                self.mine = ShardStatus(total=saved.total, job_index=saved.job_index)
             return None
         self.mine = saved
         return saved.checkpoint()
@@ -124,13 +140,12 @@ class ResourceStatus:
         if time.monotonic() - self.last_patch >= self.interval:
             self.flush()
 
-    def clear(self) -> None:
-        self.mine = ShardStatus(total=self.mine.total)  # no checkpoint, and not completed either
+    def clear(self) -> None:  # no checkpoint, and not completed either
+        self.mine = ShardStatus(total=self.mine.total, phase=self.mine.phase, job_index=self.mine.job_index)
         self.flush()
 
     def complete(self) -> None:
-        self.mine = replace(self.mine, completed=True)
-        self.release()
+        self.mine = replace(self.mine, completed=True)  # written (and the lease released) by ``finished``
 
     def completed_shards(self, count: int) -> list[Checkpoint] | None:
         """Every shard's final checkpoint once all ``count`` have completed (else None). Each shard
@@ -143,7 +158,7 @@ class ResourceStatus:
     # -- Observer -------------------------------------------------------------------------
 
     def started(self, summary: engine.Summary, done: int) -> None:
-        self.mine = replace(self.mine, total=summary.total, copied=done)
+        self.mine = replace(self.mine, total=summary.total, copied=done, phase="Copying")
         self.describe = {"source": summary.source, "target": summary.target}
         self.flush()
 
@@ -152,17 +167,28 @@ class ResourceStatus:
 
     def phase(self, name: str) -> None:
         self.lease.check()
-        self.flush(message=f"copied; {name} phase")
+        self.mine = replace(self.mine, phase=PHASES[name])
+        self.flush(message=f"{self._about()}copied; {name} phase")
 
     def finished(self, summary: engine.Summary) -> None:
-        self.release(verified=summary.verified, message=summary.line())
+        line = summary.line()
+        self.mine = replace(self.mine, phase="Succeeded", verified=summary.verified, message=line)
+        result = {"message": f"{self._about()}{line}"}
+        if not self.collection:  # a collection's verification is in its entry; the run's comes at the end
+            result["verified"] = summary.verified
+        self.release(**result)
 
     def failed(self, error: BaseException) -> None:
         if isinstance(error, LeaseHeld) or self.lease.lost is not None:
             self.heartbeat.stop()
             return  # the entry is another pod's: not a word into it
         reason = error.reason if isinstance(error, MigrationError) else Interrupted.reason
-        self.release(message=str(error) or type(error).__name__, failure_reason=reason)
+        line = str(error) or type(error).__name__
+        self.mine = replace(self.mine, phase="Failed", message=line)
+        self.release(message=f"{self._about()}{line}", failure_reason=reason)
+
+    def _about(self) -> str:
+        return f"{self.key}: " if self.collection else ""
 
     # -- the lease ------------------------------------------------------------------------
 
@@ -264,10 +290,48 @@ class ResourceLedger:
 class ResourceStores:
     """``instance.Stores`` in the status: one ResourceStatus per collection, keyed by its name."""
 
-    def __init__(self, resource: MigrationResource, interval: float) -> None:
-        self.resource, self.interval = resource, interval
+    def __init__(self, resource: MigrationResource, shard: Shard, interval: float) -> None:
+        self.resource, self.shard, self.interval = resource, shard, interval
         self.ledger = ResourceLedger(resource)
         self.statuses: dict[str, ResourceStatus] = {}
+
+    def claim(self, items: list[instance.Item]) -> list[instance.Item]:
+        """This pod's collections, from the plan in the status (the first pod writes it)."""
+        if self.shard.index == 0:
+            planned = self._plan(items)
+        else:
+            planned = wait_for_first_shard(self.resource, lambda status: bool(status.shards)).shards
+        here = {item.key for item in items}
+        gone = [k for k, e in planned.items() if e.job_index == self.shard.index and not e.completed and k not in here]
+        if gone:
+            raise InputError(
+                f"collection {', '.join(gone)} was planned for this run but is no longer at the source",
+                "recreate it, or delete this MilvusMigration and apply it again to plan anew",
+            )
+        return [item for item in items if item.key in planned and planned[item.key].job_index == self.shard.index]
+
+    def _plan(self, items: list[instance.Item]) -> dict[str, ShardStatus]:
+        """The plan in the status: written once, each collection given to a pod by ``balance``;
+        collections that appear after it (a restarted first pod finds them) go to the first pod."""
+        for _ in range(CONFLICTS):
+            status, version = self.resource.versioned_status()
+            new = [item for item in items if item.key not in status.shards]
+            if not new:
+                return status.shards
+            pods = instance.balance([i.rows for i in new], self.shard.count) if not status.shards else [0] * len(new)
+            entries = {
+                i.key: ShardStatus(phase="Pending", total=i.rows, job_index=p) for i, p in zip(new, pods, strict=True)
+            }
+            planned = {**status.shards, **entries}
+            total = sum(entry.total for entry in planned.values())
+            try:
+                self.resource.patch_status(MigrationStatus(shards=entries, total_rows=total), version)
+            except ApiException as error:
+                if error.status == 409:
+                    continue
+                raise TransientError(f"cannot write the plan into the status: {error.reason}", "") from None
+            return planned
+        raise TransientError("the status kept changing while writing the plan", "")
 
     def _status(self, key: str) -> ResourceStatus:  # one per collection, its lease taken when it starts
         if key not in self.statuses:
@@ -281,14 +345,16 @@ class ResourceStores:
         return [self._status(item.key)]
 
 
-def wait_for_first_shard(resource: MigrationResource, timeout: float = 600, poll: float = 2.0) -> None:
-    """Shards after the first write into the target that shard 0 prepares (per mode)."""
+def wait_for_first_shard(
+    resource: MigrationResource, ready: Callable[[MigrationStatus], bool], timeout: float = 600, poll: float = 2.0
+) -> MigrationStatus:
+    """Pods after the first wait for what it does first: prepare the target that they write
+    into (one collection), or plan which collections each copies (many)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        first = resource.status().shards.get("0")
-        if first is not None and first.fingerprint:
-            return
+        if ready(status := resource.status()):
+            return status
         time.sleep(poll)
     raise TransientError(
-        "shard 0 has not prepared the target yet", "check the pod of shard 0; this pod will be retried"
+        "the first pod (index 0) has not prepared the run yet", "check the pod of index 0; this pod will be retried"
     )

@@ -569,10 +569,6 @@ class MigrationSpec(Model):
                     "rule": f"!(has(self.target.hdf5) || has(self.target.parquet)) || !({MANY}) || ({MANY_1X} && {FOLDER})",
                     "message": MANY_FILES,
                 },
-                {
-                    "rule": f"!({MANY}) || !has(self.parallelism) || self.parallelism == 1",
-                    "message": "many collections are copied one after another: set parallelism to 1",
-                },
             ]
         }
     )
@@ -586,7 +582,13 @@ class MigrationSpec(Model):
         "verifySample random rows equal; full: every row equal.",
     )
     verify_sample: int = Field(1000, ge=1, description="Rows compared by verify: sample.")
-    parallelism: int = Field(1, ge=1, le=64, description="Shards run as an Indexed Job.")
+    parallelism: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Pods of an Indexed Job: shards of one collection's rows, or with many collections, "
+        "a share of the collections each (balanced by rows).",
+    )
     s3: S3Settings | None = Field(None, description="Object storage settings for s3:// paths.")
     suspend: bool = False
     job: JobSettings = Field(default_factory=JobSettings)
@@ -605,8 +607,6 @@ class MigrationSpec(Model):
         files = self.target.hdf5 or self.target.parquet
         if many and files is not None and not (self.source.milvus1x and files.path.endswith("/")):
             raise ValueError(MANY_FILES)
-        if many and self.parallelism > 1:
-            raise ValueError("many collections are copied one after another: set parallelism to 1")
         if milvus is not None and many and milvus.collection is not None:
             raise ValueError("target.milvus.collection names one collection: with many, use target.milvus.rename")
         if milvus is not None and not many and milvus.collection is None:

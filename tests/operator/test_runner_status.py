@@ -276,6 +276,42 @@ async def test_runner_dumps_many_collections_with_a_status_key_each(api_server, 
         "default.docs": (True, 700),
         "default.hashes": (True, 300),
     }
+    assert {v["phase"] for v in status["shards"].values()} == {"Succeeded"}
     assert (status["rowsCopied"], status["totalRows"]) == (1000, 1000)
+    assert status["message"] == "dump: 2 collections, 1000 rows copied and verified"
     listed = json.loads((out / "dump.json").read_text())["collections"]
     assert sorted((c["name"], c["rows"]) for c in listed) == [("docs", 700), ("hashes", 300)]
+
+
+async def test_parallel_pods_share_many_collections_and_the_status_lists_each(api_server, milvus_server):
+    """parallelism 2, three collections: the first pod plans (largest first, to the least loaded
+    pod), each pod copies its share, every entry ends Succeeded, the last pod writes the run's result."""
+    from tests.collections import all_rows, make_docs
+
+    where = {"uri": milvus_server.uri, "token": SERVER_TOKEN}
+    sizes = {"par_a": 900, "par_b": 500, "par_c": 300}
+    for seed_value, (name, rows) in enumerate(sizes.items()):
+        make_docs(where, name, rows=rows, seed=seed_value)
+    endpoint = {"uri": milvus_server.uri, "tokenSecretRef": {"name": "milvus", "key": "token"}}
+    source = {"milvus": endpoint | {"collections": ["par_*"]}}
+    target = {"milvus": endpoint | {"rename": {"par_*": "copied_*"}}}
+    seed(api_server, "many", source, target, batchSize=200, parallelism=2)
+    second = await runner(api_server, "many", 1, MILVUSDM_SOURCE_TOKEN=SERVER_TOKEN)  # waits for the plan
+    first = await runner(api_server, "many", 0, MILVUSDM_SOURCE_TOKEN=SERVER_TOKEN)
+    outputs = await asyncio.gather(finish(first), finish(second))
+    assert "many.default.par_a" in outputs[0] and "par_a" not in outputs[1]
+    assert "many.default.par_b" in outputs[1] and "many.default.par_c" in outputs[1]
+    status = stored(api_server, MIGRATIONS, "many")["status"]
+    assert {k: (e["phase"], e["jobIndex"], e["copied"], e["completed"]) for k, e in status["shards"].items()} == {
+        "default.par_a": ("Succeeded", 0, 900, True),
+        "default.par_b": ("Succeeded", 1, 500, True),
+        "default.par_c": ("Succeeded", 1, 300, True),
+    }
+    assert all(e["verified"].startswith("sample") and e["message"] for e in status["shards"].values())
+    assert (status["rowsCopied"], status["totalRows"], status["progress"]) == (1700, 1700, "100%")
+    assert (status["verified"], status["message"]) == (
+        "sample (3 collections)",
+        "many: 3 collections, 1700 rows copied and verified",
+    )
+    for name in sizes:
+        assert all_rows(where, name.replace("par_", "copied_"), "id") == all_rows(where, name, "id")

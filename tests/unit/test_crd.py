@@ -94,8 +94,8 @@ INVALID = {
         source={"milvus": {"collection": "a"}}, target={"dump": {"path": "/d"}}
     ),
     "many to one file": lambda d: d["spec"].update(source={"dump": {"path": "/d"}}, target={"hdf5": {"path": "/x.h5"}}),
-    "many in parallel": lambda d: d["spec"].update(
-        source={"dump": {"path": "/d"}}, parallelism=2, target={"milvus": {"uri": "http://m:19530"}}
+    "dump in parallel": lambda d: d["spec"].update(
+        source={"milvus": {"collections": ["*"]}}, parallelism=2, target={"dump": {"path": "/d"}}
     ),
 }
 # Pod settings are checked by the API server with Kubernetes' own schemas (the model passes them on).
