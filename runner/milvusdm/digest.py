@@ -48,12 +48,15 @@ def new_seed() -> str:
     return secrets.token_hex(16)
 
 
-def of_rows(schema: Schema, batches: Iterable[Batch], seed: str = DUMP_SEED) -> Digest:
-    """The whole-row digest of every row in ``batches`` (normalised as sources yield them)."""
-    hasher, total = Hasher(seed, schema, whole=True), Digest()
+def of_rows(schema: Schema, batches: Iterable[Batch], seed: str = DUMP_SEED) -> tuple[Digest, Digest]:
+    """The key digest and the whole-row digest of every row in ``batches`` (normalised as
+    sources yield them): what a copy with ``verify: sample`` or ``full`` keeps of the same rows."""
+    keys, rows = Hasher(seed, schema, whole=False), Hasher(seed, schema, whole=True)
+    by_key = by_row = Digest()
     for batch in batches:
-        total += hasher.digest(batch.normalized())
-    return total
+        normalized = batch.normalized()
+        by_key, by_row = by_key + keys.digest(normalized), by_row + rows.digest(normalized)
+    return by_key, by_row
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """The files of a dump: ``<root>/<database>/<collection>/*.h5`` exports and ``dump.json``.
 
 ``dump.json`` is written last, so its presence marks a complete dump. Per file it records size,
-SHA-256 (checked before a restore writes anything of the collection) and a row digest
-(``digest``), which a restore with ``verify: full`` recomputes from the target.
+SHA-256 (checked before a restore writes anything of the collection), a key digest (``keys``)
+and a row digest (``digest``), both with ``DUMP_SEED``: a restore's copy keeps the same digest of
+the rows it wrote (of keys, or with ``verify: full`` of whole rows) and checks it against the
+files' sum, and ``full`` also recomputes each partition's row digest from the target.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Folder:
 
 
 def describe_export(folder: Folder, directory: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The schema and per-file records (partition, rows, size, SHA-256, row digest) of one
+    """The schema and per-file records (partition, rows, size, SHA-256, key and row digests) of one
     collection's export in ``directory`` (relative to the dump's root)."""
     from milvusdm.sources.hdf5 import Hdf5Source as Reader
 
@@ -84,7 +86,7 @@ def describe_export(folder: Folder, directory: str) -> tuple[dict[str, Any], lis
         for file in reader.files:
             relative = file.path[len(folder.root) + 1 :]
             ((partition, rows),) = file.partitions
-            digest = of_rows(reader.schema, reader.batches(file.offset, file.offset + rows, DIGEST_BATCH))
+            keys, digest = of_rows(reader.schema, reader.batches(file.offset, file.offset + rows, DIGEST_BATCH))
             size, sha = folder.sha256(relative)
             files.append(
                 {
@@ -93,6 +95,7 @@ def describe_export(folder: Folder, directory: str) -> tuple[dict[str, Any], lis
                     "rows": rows,
                     "size": size,
                     "sha256": sha,
+                    "keys": keys.text(),
                     "digest": digest.text(),
                 }
             )

@@ -63,6 +63,7 @@ class Summary:
     seconds: float = 0.0
     skipped: bool = False
     verified: str = "none"
+    digest: str = ""  # KIND/DIGEST (see ``digest``) of the rows copied, which the target was proven to hold
     peak_rss_mb: float = 0.0
     phases: dict[str, float] = field(
         default_factory=dict
@@ -239,20 +240,24 @@ def run(
     target_prepared: bool = False,
     inflight: int = DEFAULT_INFLIGHT,
     seed: str | None = None,
+    proven: Callable[[Summary], str] | None = None,
 ) -> Summary:
     """Run a migration (or one shard of it); raises a MigrationError subclass on failure.
 
     With ``checkpoints``, progress is saved after every committed batch; ``resume`` continues
     from the saved checkpoint (None: if there is one), writing everything after it
     idempotently. ``target_prepared``: another shard created the target; use it as it is.
-    ``seed``: the digests' keys, the same for every shard (default: random).
+    ``seed``: the digests' keys, the same for every shard (default: random). ``proven``: a
+    further check once the target is proven and before the run commits it (an overwrite's
+    swap), given the summary (its rows and digest); it returns a note for ``verified``, and a
+    VerificationError from it fails the run as the engine's own would.
     """
     key = fingerprint(migration)
     job: _Run | None = None
     try:
         check_manifest(migration)
         saved = _usable_checkpoint(checkpoints, key, resume, migration.spec.target)
-        job = _Run(migration, observers, checkpoints, shard, inflight, seed)
+        job = _Run(migration, observers, checkpoints, shard, inflight, seed, proven)
         try:
             job.execute(key, saved, target_prepared)
         finally:
@@ -282,8 +287,10 @@ class _Run:
         shard: Shard,
         inflight: int,
         seed: str | None,
+        proven: Callable[[Summary], str] | None,
     ) -> None:
         self.spec = spec = migration.spec
+        self.proven = proven
         self.observers, self.checkpoints, self.shard, self.inflight = observers, checkpoints, shard, inflight
         self.seed = seed or new_seed()
         self.source, self.sink = open_source(spec.source, spec.s3), open_sink(spec.target, spec.s3)
@@ -369,6 +376,10 @@ class _Run:
             self.summary.verified = verify(
                 proof, self.source, self.sink, bounds, expected, self.spec.verify_sample, baseline
             )
+            if proof is self.proof and proof.kind:
+                self.summary.digest = f"{proof.kind}/{proof.copied.text()}"
+            if self.proven is not None:
+                self.summary.verified += self.proven(self.summary)
         except VerificationError as error:
             if self.sink.staging:
                 self.sink.abandon()

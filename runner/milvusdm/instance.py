@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from milvusdm import engine
 from milvusdm.checkpoint import CheckpointStore, FileCheckpoints, fingerprint
+from milvusdm.digest import DUMP_SEED, Digest
 from milvusdm.dumps import FORMAT, MANIFEST, Folder, check_files, describe_export
 from milvusdm.errors import InputError, VerificationError
 from milvusdm.milvus import Connection
@@ -400,6 +402,34 @@ class Plan:
             self._verify_digests(item, target)
         return item.entry
 
+    def proven(self, item: Item) -> Callable[[engine.Summary], str] | None:
+        """What the engine checks before it commits a collection: a restore, against dump.json."""
+        return functools.partial(self._against_manifest, item) if self.source_kind == "dump" else None
+
+    def _against_manifest(self, item: Item, summary: engine.Summary) -> str:
+        """The restored rows against dump.json: their count, and the digest the copy kept of them
+        (of keys, or with ``verify: full`` of whole rows; see ``dumps``) against the files' sum."""
+        target = _milvus_target(item)
+        files, where = item.entry["files"], f"{target.database}.{target.collection}"
+        listed = sum(f["rows"] for f in files)
+        fix = "the dump changed after it was written: restore from an intact copy of it"
+        if summary.total != listed:
+            raise VerificationError(
+                f"the files restored into {where} hold {summary.total} rows; dump.json lists {listed}", fix
+            )
+        kind, _, copied = summary.digest.partition("/")
+        recorded = {"keys": "keys", "rows": "digest"}.get(kind)
+        if recorded is None or any(recorded not in f for f in files):  # verify none or count, or an older dump
+            return "; count as in dump.json"
+        expected = sum((Digest.parse(f[recorded]) for f in files), Digest())
+        if Digest.parse(copied) != expected:
+            raise VerificationError(
+                f"the rows restored into {where} differ from dump.json's record of their files "
+                f"({kind} digest {copied}; dump.json: {expected.text()})",
+                fix,
+            )
+        return f"; count and {kind} digest as in dump.json"
+
     def _verify_digests(self, item: Item, target: MilvusTarget) -> None:
         """Each restored partition's rows against the digest dump.json recorded for its file."""
         from milvusdm.digest import of_rows
@@ -413,7 +443,7 @@ class Plan:
             reader = Reader(spec)
             try:
                 reader.open()
-                digest = of_rows(reader.schema, reader.batches(0, reader.total, 10_000))
+                _, digest = of_rows(reader.schema, reader.batches(0, reader.total, 10_000))
             finally:
                 reader.close()
             if (digest.rows, digest.text()) != (record["rows"], record["digest"]):
@@ -529,6 +559,8 @@ def run(
                 [*observers, *stores.observers(item)],
                 checkpoints=stores.checkpoints(item),
                 resume=False if resume is False else None,
+                seed=DUMP_SEED if plan.source_kind == "dump" else None,  # digests comparable with dump.json's
+                proven=plan.proven(item),
             )
             ledger.record(item.key, result, plan.after(item, result))
         else:

@@ -183,3 +183,30 @@ def test_dump_to_and_restore_from_s3(tmp_path, run_cli, s3, source_server, milvu
     assert keys == ["backups/one/default/docs/docs__default.h5", "backups/one/dump.json"]
     cli(run_cli, *restoring(prefix, milvus_server, tmp_path / "state", "--verify", "full", *endpoint_option))
     assert all_rows(endpoint(milvus_server), "docs", "id") == all_rows(endpoint(source_server), "docs", "id")
+
+
+def test_the_restored_rows_are_checked_against_dump_json(dumped, tmp_path, run_cli, milvus_server):
+    """The copy's own digest (keys by default, whole rows with full) against the sum of dump.json's
+    records of the files, before the restore commits: an edited dump.json fails with exit 4."""
+    out, _ = dumped
+    state = tmp_path / "state"
+    restored = cli(run_cli, *restoring(out, milvus_server, state, "--collections", "items"))
+    assert restored["collections"][0]["verified"].endswith("; count and keys digest as in dump.json")
+    restored = cli(run_cli, *restoring(out, milvus_server, state, "--collections", "hashes", "--verify", "full"))
+    assert restored["collections"][0]["verified"].endswith("; count and rows digest as in dump.json")
+
+    path = out / "dump.json"
+    manifest = json.loads(path.read_text())
+    record = next(f for c in manifest["collections"] if c["name"] == "docs" for f in c["files"])
+    rows, a, b = record["keys"].split(":")
+    record["keys"] = f"{rows}:{int(a, 16) ^ 1:016x}:{b}"  # one bit of one lane: the file itself is intact
+    path.write_text(json.dumps(manifest))
+    make_docs(endpoint(milvus_server), "docs_copy", rows=50, seed=9)  # the user's own rows
+    before = all_rows(endpoint(milvus_server), "docs_copy", "id")
+    docs = ["--collections", "db2.docs", "--rename", "db2.docs=default.docs_copy", "-q"]
+    result = run_cli(*restoring(out, milvus_server, state, *docs, "--mode", "overwrite"))
+    assert result.exit_code == 4, result.stderr
+    error = result.stderr.strip().splitlines()[-1]  # after the staging copy's drop, logged
+    assert error.startswith("milvusdm: error: the rows restored into default.docs_copy differ from dump.json")
+    assert "the target is unchanged" in error
+    assert all_rows(endpoint(milvus_server), "docs_copy", "id") == before  # the overwrite never swapped in
