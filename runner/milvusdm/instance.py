@@ -193,6 +193,9 @@ class Ledger:
                 f"{self.path} belongs to a run with another source or target",
                 f"restore the manifest it was made with, or delete {self.path} to start over",
             )
+        if not resume and not saved["done"]:  # none finished: the first one's checkpoint (if any) decides
+            self._save()
+            return
         if not resume:
             raise InputError(
                 f"an interrupted run of this migration finished {len(saved['done'])} collections ({self.path})",
@@ -377,8 +380,33 @@ class Plan:
     # -- around each copy -------------------------------------------------------------------
 
     def before(self, item: Item) -> None:
+        """What is refused before anything of the collection is written."""
         if self.source_kind == "dump":
             check_files(self.folder, item.entry["files"])
+        if self.target_kind == "milvus" and item.entry.get("aliases"):
+            self._check_aliases(item)
+
+    def _check_aliases(self, item: Item) -> None:
+        """An alias the collection brings that names another collection of the target."""
+        from pymilvus import MilvusException
+
+        target = _milvus_target(item)
+        if target.mode == "skip":
+            return  # an existing collection is left as it is, aliases and all
+        with _connected(target, "default", "target") as milvus:
+            if target.database not in milvus.retry("list databases", milvus.client.list_databases):
+                return  # a database to be created holds no aliases
+        with _connected(target, target.database, "target") as milvus:
+            for alias in item.entry["aliases"]:
+                try:
+                    held = milvus.client.describe_alias(alias)["collection_name"]
+                except MilvusException:
+                    continue  # no such alias yet
+                if held != target.collection:
+                    raise InputError(
+                        f"the alias {alias} of {item.key} already names {target.database}.{held} on the target",
+                        f"drop or move that alias on the target, or restore {item.key} under another database",
+                    )
 
     def after(self, item: Item, summary: engine.Summary) -> dict[str, Any]:
         """What the run records for the collection once its rows are in."""
@@ -388,6 +416,8 @@ class Plan:
             return item.entry | {"schema": schema, "partitions": schema["partitions"], "rows": rows, "files": files}
         if self.target_kind != "milvus" or self.source_kind == "milvus1x":  # files, or no aliases (1.x had none)
             return item.entry
+        if summary.skipped:
+            return item.entry  # left as it was, aliases and all
         target = _milvus_target(item)
         with _connected(target, target.database, "target") as milvus:
             present = set(
@@ -398,8 +428,8 @@ class Plan:
             for alias in item.entry.get("aliases", []):
                 if alias not in present:
                     milvus.call(f"create the alias {alias}", milvus.client.create_alias, target.collection, alias)
-        if self.source_kind == "dump" and self.spec.verify == "full" and not summary.skipped:
-            self._verify_digests(item, target)
+        if self.source_kind == "dump" and self.spec.verify == "full" and target.mode != "append":
+            self._verify_digests(item, target)  # appended partitions hold other rows too: the copy's check covers them
         return item.entry
 
     def proven(self, item: Item) -> Callable[[engine.Summary], str] | None:

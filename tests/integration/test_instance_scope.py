@@ -19,11 +19,6 @@ from tests.integration.test_milvus_source import run_ok, shape_of
 pytestmark = pytest.mark.server
 
 
-def known_bug(reason: str) -> pytest.MarkDecorator:
-    """A test of what the runner should do and does not yet: it fails (strict), for ``reason``."""
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 def databases(server) -> dict[str, list[str]]:
     """Every database of a server and its collections, sorted."""
     found = {}
@@ -189,11 +184,6 @@ def test_restore_as_a_manifest(small_dump, tmp_path, run_cli, source_server, mil
     assert_same(endpoint(source_server, "db2"), endpoint(milvus_server, "db4"), "docs")
 
 
-@known_bug(
-    "instance.Ledger is saved when a many-collection run opens and kept when the first collection is "
-    "refused before anything is written, so the rerun its error advises (another mode) is refused as 'an "
-    "interrupted run of this migration finished 0 collections'",
-)
 def test_a_refused_run_reruns_with_the_mode_its_error_advises(tmp_path, run_cli, source_server, milvus_server):
     make_docs(endpoint(source_server), rows=20)
     make_docs(endpoint(milvus_server), rows=0)
@@ -209,10 +199,6 @@ def test_a_refused_run_reruns_with_the_mode_its_error_advises(tmp_path, run_cli,
     assert all_rows(endpoint(milvus_server), "docs", "id") == all_rows(endpoint(source_server), "docs", "id")
 
 
-@known_bug(
-    "instance.Plan._verify_digests compares each whole target partition with the dump's digest, also in "
-    "mode append, where the partition holds the rows it had before too: the restore fails verification (exit 4)",
-)
 def test_append_with_full_verification(small_dump, tmp_path, run_cli, source_server, milvus_server):
     target = endpoint(milvus_server)
     before = seed_target(target)
@@ -223,10 +209,6 @@ def test_append_with_full_verification(small_dump, tmp_path, run_cli, source_ser
     assert all_rows(target, "docs", "id") == before | all_rows(endpoint(source_server), "docs", "id")
 
 
-@known_bug(
-    "mode overwrite swaps the new copy in and drops the old collection with its alias still on it; the "
-    "server keeps the alias, dangling, so instance.Plan.after cannot create it (exit 2, alias lost)",
-)
 def test_restoring_again_with_overwrite_keeps_the_alias(small_dump, tmp_path, run_cli, source_server, milvus_server):
     target = endpoint(milvus_server)
     make_hashes(target, rows=30, alias="hash_alias")
@@ -246,10 +228,6 @@ def alias_elsewhere(target: dict) -> None:
     client_for(target).create_alias("other", "hash_alias")
 
 
-@known_bug(
-    "instance.Plan.after creates the dump's aliases on a collection mode skip left alone, and fails "
-    "(exit 2) when another collection holds the alias",
-)
 def test_skip_leaves_the_target_and_its_aliases_alone(small_dump, tmp_path, run_cli, milvus_server):
     target = endpoint(milvus_server)
     make_hashes(target, rows=30)
@@ -260,10 +238,6 @@ def test_skip_leaves_the_target_and_its_aliases_alone(small_dump, tmp_path, run_
     assert aliases(target, "other") == ["hash_alias"]
 
 
-@known_bug(
-    "aliases are created after the rows are in (instance.Plan.after): an alias held by another "
-    "collection fails the restore once the collection is created and filled, and it is left behind",
-)
 def test_an_alias_held_elsewhere_is_refused_before_anything_is_written(small_dump, tmp_path, run_cli, milvus_server):
     target = endpoint(milvus_server)
     alias_elsewhere(target)

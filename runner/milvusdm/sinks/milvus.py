@@ -354,8 +354,8 @@ class MilvusSink(OneCollection, Sink):
     def commit(self) -> None:
         """Swap a verified staging copy in: the old collection is renamed aside, the copy takes its
         name and is loaded, and only then is the old one dropped. If the copy cannot load under its
-        new name (Milvus Lite checks index parameters only then), the swap is undone. Every step is
-        safe to repeat after a crash."""
+        new name (Milvus Lite checks index parameters only then), the swap is undone. The old
+        collection's aliases move to the copy. Every step is safe to repeat after a crash."""
         client, final = self.milvus.client, self.collection
         retired = final + RETIRED
         if self.name != final:
@@ -375,6 +375,9 @@ class MilvusSink(OneCollection, Sink):
                 raise
             self.name = final
         if self.spec.mode == "overwrite" and self._has(retired):
+            # its aliases went aside with it: they name the new copy now (a dropped collection's would dangle)
+            for alias in self.milvus.retry("list aliases", client.list_aliases, retired)["aliases"]:
+                self.milvus.call(f"move the alias {alias}", client.alter_alias, final, alias)
             self.milvus.call("drop the old collection", client.drop_collection, retired)
 
     def _loaded(self, name: str) -> bool:
