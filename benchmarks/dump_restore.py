@@ -22,7 +22,7 @@ from pathlib import Path
 
 from milvus_source import read_ceiling
 from pymilvus import MilvusClient
-from throughput import Results, ceiling, measured, milvusdm, write_h5
+from throughput import Results, ceiling, fill, measured, write_h5
 
 from milvusdm.testing import EmbeddedMilvus
 
@@ -49,13 +49,7 @@ def main() -> None:
                 name = f"part_{number}"
                 files[name] = work / f"{name}.h5"
                 write_h5(files[name], each, args.dim, seed=number)
-                milvusdm(
-                    source.uri,
-                    {"hdf5": {"path": str(files[name])}},
-                    name,
-                    work,
-                    target={"milvus": {"uri": source.uri, "collection": name, "index": {"type": "FLAT"}}},
-                )
+                fill(source.uri, files[name], name, work)
             read = sum(read_ceiling(source.uri, name) for name in files)
             dump, dump_rss, dumped = cli(
                 "dump", "--uri", source.uri, "--out", str(work / "dump"), "--state", str(work / "state")

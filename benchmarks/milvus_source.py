@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from pymilvus import MilvusClient
-from throughput import BATCH, Foreign, Results, ceiling, middle, milvusdm, quiet, rotated, settle, write_h5
+from throughput import BATCH, Foreign, Results, ceiling, fill, middle, milvusdm, quiet, rotated, settle, write_h5
 
 from milvusdm.testing import EmbeddedMilvus
 
@@ -100,13 +100,7 @@ def measure(rows: int, dim: int, repeat: int, source: EmbeddedMilvus, work: Path
     h5 = work / f"data-{rows}.h5"
     write_h5(h5, rows, dim, seed=rows)
     name = f"source_{rows}"
-    milvusdm(
-        source.uri,
-        {"hdf5": {"path": str(h5)}},
-        name,
-        work,
-        target={"milvus": {"uri": source.uri, "collection": name, "index": {"type": "FLAT"}}},
-    )
+    fill(source.uri, h5, name, work)
     copy_from = {"milvus": {"uri": source.uri, "collection": name}}
     export = work / f"export-{rows}.h5"
 

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from milvus_source import read_ceiling
-from throughput import Results, ceiling, milvusdm, write_h5
+from throughput import Results, ceiling, fill, milvusdm, write_h5
 
 from milvusdm.testing import EmbeddedMilvus
 
@@ -58,13 +58,7 @@ def main() -> None:
                 server.uri, {"parquet": {"path": str(source)}}, f"load_{rows}", work
             )
             name = f"source_{rows}"
-            milvusdm(
-                server.uri,
-                {"hdf5": {"path": str(h5)}},
-                name,
-                work,
-                target={"milvus": {"uri": server.uri, "collection": name, "index": {"type": "FLAT"}}},
-            )
+            fill(server.uri, h5, name, work)
             read = read_ceiling(server.uri, name)
             export = work / f"export-{rows}.parquet"
             dump, dump_rss, dump_summary = milvusdm(

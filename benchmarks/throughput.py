@@ -214,6 +214,13 @@ def rotated(items: list[str], turn: int) -> list[str]:
     return items[cut:] + items[:cut]
 
 
+def fill(uri: str, h5: Path, collection: str, workdir: Path) -> Run:
+    """`milvusdm run` of ``h5`` into a FLAT-indexed ``collection`` on ``uri`` that is kept: a
+    benchmark's source."""
+    target = {"milvus": {"uri": uri, "collection": collection, "index": {"type": "FLAT"}}}
+    return milvusdm(uri, {"hdf5": {"path": str(h5)}}, collection, workdir, target=target)
+
+
 def milvusdm(
     uri: str,
     source: dict,
