@@ -9,9 +9,9 @@ column-wise batched insert of the same rows into a target server, flush, FLAT in
 (``throughput.ceiling``); (3) `milvusdm run` source -> target, ending in the same state, against
 the slower of (1) and (2), with the default verification and with ``verify: none`` (the
 default's cost, also paired: the median of each repeat's sample/none ratio, as the runs of one
-mode spread more than the modes differ); (4) `milvusdm run` source -> HDF5 file, against (1). Each step is repeated
-``--repeat`` times (the ceilings first, then the runs, in a rotated order each repeat); medians
-are reported.
+mode spread more than the modes differ); (4) `milvusdm run` source -> HDF5 file, against (1).
+Each step is repeated ``--repeat`` times (the ceilings first, then the runs, in a rotated order
+each repeat); medians are reported.
 
 Every timed step starts from the same state, whatever ran before it:
 - a step that writes into a target gets a **new target server** (empty data folder, fresh
