@@ -1,14 +1,17 @@
-"""The suite's own guard: a session server that stops serving is started again, its logs and data kept."""
+"""The suite's own guards: a session server that stops serving is started again, its logs and data
+kept, and servers take ports no outgoing connection can hold."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from pymilvus import MilvusClient
 
+from milvusdm.testing.milvus_server import PORTS_USED, free_port_block
 from tests.conftest import SERVER_TOKEN, healthy
 
 
@@ -29,3 +32,12 @@ def test_a_killed_session_server_is_restarted_with_its_logs_kept(milvus_server):
     client = MilvusClient(uri=milvus_server.uri, token=SERVER_TOKEN)
     assert isinstance(client.list_collections(), list)
     client.close()
+
+
+def test_port_blocks_lie_below_the_ephemeral_range():
+    """Outgoing connections take their local ports from the ephemeral range; a server's block
+    there can lose a port to one of them before a restart binds it again."""
+    floor = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(20):
+        base = free_port_block()
+        assert base >= 20000 and base + PORTS_USED + 8 <= floor

@@ -46,8 +46,20 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def free_port_block(size: int = PORTS_USED + 8, start: int = 20000, stop: int = 60000) -> int:
-    """First port of ``size`` consecutive free loopback ports (randomised start)."""
+def _ephemeral_floor(default: int = 32768) -> int:
+    """The lowest port the kernel hands to outgoing connections (Linux: 32768-60999)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def free_port_block(size: int = PORTS_USED + 8, start: int = 20000, stop: int | None = None) -> int:
+    """First port of ``size`` consecutive free loopback ports (randomised start), below the
+    kernel's ephemeral range by default: a server's or a client's outgoing connection takes its
+    local port from that range, and can hold one a server binds later (a restart, the second
+    server of a session) so that the server fails to start or hangs half up."""
+    stop = stop or max(_ephemeral_floor(), start + 4 * size)
     span = stop - start - size
     first = start + (os.getpid() * 7919 + time.monotonic_ns()) % span
     for candidate in range(first, first + span, size):
@@ -233,10 +245,11 @@ class EmbeddedMilvus:
         return found[-limit:]
 
     def restart(self, timeout: float = 120) -> EmbeddedMilvus:
-        """Start a server that died or hung again, on its ports, with fresh data (a crash must
-        not take every later test of a session down with it; the dead server's sessions in its
-        etcd would hold a restart back until they expire). Its logs and data move to
-        ``crashed-N`` first: the launcher truncates the logs on start, and they hold why it stopped."""
+        """Start a server that died or hung again, with fresh data (a crash must not take every
+        later test of a session down with it; the dead server's sessions in its etcd would hold a
+        restart back until they expire), on its ports while they are still free. Its logs and
+        data move to ``crashed-N`` first: the launcher truncates the logs on start, and they hold
+        why it stopped."""
         self.stop()
         kept = 1
         while (self.base_dir / f"crashed-{kept}").exists():
@@ -247,6 +260,8 @@ class EmbeddedMilvus:
             if (self.base_dir / name).is_dir():
                 (self.base_dir / name).rename(crashed / name)
         (self.base_dir / "logs").mkdir()
+        if not all(_port_free(self.port + i) for i in range(PORTS_USED)):
+            self.port = free_port_block()  # something else took one of its ports meanwhile
         return self.start(timeout)
 
     def stop(self) -> None:
