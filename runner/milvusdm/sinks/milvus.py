@@ -256,7 +256,9 @@ class MilvusSink(OneCollection, Sink):
             params.add_index(
                 index.field, index_type=index.index_type, metric_type=index.metric_type, params=index.params, **extra
             )
-            self.milvus.call(f"create the index on {index.field}", client.create_index, name, params)
+            # sync=False: pymilvus would poll the build (sleeping 0.5 s first, even on an empty
+            # collection); finish waits for every index to cover every row anyway
+            self.milvus.call(f"create the index on {index.field}", client.create_index, name, params, sync=False)
 
     def _check_compatible(self) -> None:
         """An existing collection must take our rows exactly: same key, vector and fields."""
