@@ -30,18 +30,15 @@ of its process tree (``throughput.measured``). Writes benchmarks/results/milvus_
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pymilvus import MilvusClient
-from throughput import BATCH, Foreign, Results, ceiling, fill, middle, milvusdm, quiet, rotated, settle, write_h5
+from throughput import BATCH, Results, Steps, ceiling, fill, middle, milvusdm, rotated, write_h5
 
 from milvusdm.testing import EmbeddedMilvus
 
@@ -58,42 +55,6 @@ def read_ceiling(uri: str, collection: str) -> float:
     seconds = time.perf_counter() - began
     client.close()
     return seconds
-
-
-@contextmanager
-def new_server(folder: Path) -> Iterator[EmbeddedMilvus]:
-    """A target server of its own for one step, its data folder removed afterwards."""
-    with EmbeddedMilvus(folder) as server:
-        yield server
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-class Steps:
-    """Runs timed steps, each from the same state (see the module's docstring)."""
-
-    def __init__(self, source: EmbeddedMilvus, work: Path, below: float, attempts: int) -> None:
-        self.source, self.work, self.below, self.attempts = source, work, below, attempts
-        self.servers = 0
-
-    def run(self, step: Callable[[EmbeddedMilvus | None], Any], target: bool) -> tuple[Any, float, int]:
-        """(outcome, foreign cores during it, attempts made) of the least disturbed attempt."""
-        best: tuple[Any, float, int] | None = None
-        for attempt in range(1, self.attempts + 1):
-            self.servers += target
-            server = new_server(self.work / f"target-{self.servers}") if target else nullcontext()
-            with server as into:
-                os.sync()
-                settle(self.source, *([into] if into is not None else []))
-                quiet(self.below)
-                meter = Foreign().start()
-                outcome = step(into)
-                foreign = meter.cores()
-            if best is None or foreign < best[1]:
-                best = (outcome, foreign, attempt)
-            if foreign < self.below:
-                break
-        assert best is not None
-        return best[0], round(best[1], 2), attempt
 
 
 def measure(rows: int, dim: int, repeat: int, source: EmbeddedMilvus, work: Path, steps: Steps) -> list[dict]:
@@ -184,7 +145,7 @@ def main() -> None:
     results = Results()
     with tempfile.TemporaryDirectory() as scratch, EmbeddedMilvus(Path(scratch) / "source") as source:
         work = Path(scratch)
-        steps = Steps(source, work, args.quiet, args.attempts)
+        steps = Steps(work, args.quiet, args.attempts, source)
         for rows in args.rows:
             for result in measure(rows, args.dim, args.repeat, source, work, steps):
                 results.add(result)
