@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pymilvus import MilvusClient
-from throughput import BATCH, Results, Steps, ceiling, fill, middle, milvusdm, rotated, write_h5
+from throughput import BATCH, Results, Steps, ceiling, fill, middle, milvusdm, rotated, verify_cost, write_h5
 
 from milvusdm.testing import EmbeddedMilvus
 
@@ -127,9 +127,7 @@ def measure(rows: int, dim: int, repeat: int, source: EmbeddedMilvus, work: Path
             result["milvusdm_phases_s"] = summary["phases"]
             result["milvusdm_phases_s_runs"] = [r[0][2]["phases"] for r in done]
         if step == "sample":
-            result["verify_cost_vs_none"] = round(seconds / median["none"][0] - 1, 3)
-            pairs = zip(runs["sample"], runs["none"], strict=True)
-            result["verify_cost_vs_none_paired"] = round(statistics.median(s[0][0] / n[0][0] - 1 for s, n in pairs), 3)
+            result |= verify_cost([r[0] for r in done], [r[0] for r in runs["none"]])
         results.append(result)
     return results
 

@@ -254,6 +254,17 @@ def middle(runs: list[Run]) -> Run:
     return sorted(runs, key=lambda run: run[0])[len(runs) // 2]
 
 
+def verify_cost(runs: list[Run], bare: list[Run]) -> dict[str, float]:
+    """What a verify mode's runs cost against ``verify: none``'s, repeat by repeat: by the median
+    wall clock, and paired (the median of each repeat's ratio: one mode's runs spread more than
+    the modes differ)."""
+    pairs = zip(runs, bare, strict=True)
+    return {
+        "verify_cost_vs_none": round(middle(runs)[0] / middle(bare)[0] - 1, 3),
+        "verify_cost_vs_none_paired": round(statistics.median(mine[0] / none[0] - 1 for mine, none in pairs), 3),
+    }
+
+
 def rotated(items: list[str], turn: int) -> list[str]:
     """``items`` starting at ``turn``: each repeat runs them in another order, so no step always
     follows the same one (what a run leaves behind slows the next)."""
@@ -401,12 +412,7 @@ def main() -> None:
                         "ceiling_foreign_cores_runs": [c[1] for c in ceilings],
                     }
                     if mode != "none" and "none" in runs:
-                        bare = middle([r[0] for r in runs["none"]])[0]
-                        result["verify_cost_vs_none"] = round(ours / bare - 1, 3)
-                        pairs = zip(done, runs["none"], strict=True)  # the same repeat: the same turn
-                        result["verify_cost_vs_none_paired"] = round(
-                            statistics.median(m[0][0] / n[0][0] - 1 for m, n in pairs), 3
-                        )
+                        result |= verify_cost([r[0] for r in done], [r[0] for r in runs["none"]])
                     results.add(result)
     results.save("throughput")
     print(
