@@ -148,3 +148,18 @@ def test_the_target_scan_ranges_cover_every_key_once(tmp_path, run_cli, milvus_s
     equal = f", {len(ids)} rows equal" if mode == "full" else ""
     assert json.loads(result.stdout)["verified"] == f"{mode} ({len(ids)} ids present{equal}, count {len(ids)})"
     assert reads["ranges"] > 2 and reads["pages"] == 1  # the cluster's range alone holds more than a read
+
+
+def test_an_index_build_the_server_fails_fails_the_run(tmp_path, run_cli, lite, rng, monkeypatch):
+    """Indexes are built asynchronously: a failed build shows only in the index's state, which
+    finish reads while it waits for the builds."""
+    from pymilvus import MilvusClient
+
+    described = MilvusClient.describe_index
+    monkeypatch.setattr(
+        MilvusClient, "describe_index", lambda *a, **k: {**(described(*a, **k) or {}), "state": "Failed"}
+    )
+    file = make_h5(tmp_path / "f.h5", rng.random((50, 8), dtype=np.float32))
+    path = manifest(tmp_path, {"hdf5": {"path": str(file)}}, {"milvus": {**lite, "collection": "c"}})
+    result = run_cli("run", "-f", path, "-q")
+    assert result.exit_code == 1 and "the server failed to build the index" in result.stderr, result.stderr

@@ -21,7 +21,7 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from milvusdm import internals
 from milvusdm.batch import Batch
-from milvusdm.errors import InputError
+from milvusdm.errors import InputError, MigrationError
 from milvusdm.indexes import check_vectors, with_defaults
 from milvusdm.milvus import (
     MAX_MESSAGE_BYTES,
@@ -344,6 +344,11 @@ class MilvusSink(OneCollection, Sink):
         for index_name in self.milvus.retry("list indexes", client.list_indexes, self.name):
             while time.monotonic() < deadline:
                 found = self.milvus.retry("describe an index", client.describe_index, self.name, index_name) or {}
+                if found.get("state") == "Failed":  # the builds are asynchronous: a failure shows only here
+                    raise MigrationError(
+                        f"the server failed to build the index {index_name!r} of {self.describe()}",
+                        "its index node's log says why; fix the index settings or the server, then rerun",
+                    )
                 pending, total = found.get("pending_index_rows"), found.get("total_rows")
                 if (
                     pending is None
