@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
+import os
 import sys
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console
@@ -427,8 +431,30 @@ def version() -> None:
     print(__version__)
 
 
-def main() -> None:
+def main() -> NoReturn:
     """The ``milvusdm`` command, also the Job's (the operator runs ``milvusdm run --resource``)."""
     env.quiet_grpc(verbose=bool({"-v", "--verbose"} & set(sys.argv)))  # before gRPC loads
     allocator.tune()  # before any thread starts
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        _end(done.code)
+    _end(0)
+
+
+def _end(code: str | int | None) -> NoReturn:
+    """End the process as the interpreter would, but without its teardown (every module's objects
+    freed one by one, gRPC's core shut down): 0.3-0.4 s after a run's last line, 3% of a
+    200k-row run. What must happen at exit still does, in the interpreter's order: other threads
+    are waited for, the atexit handlers run (Milvus Lite's server stop, h5py's file closes,
+    logging's flush), and stdio is flushed."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    if isinstance(code, str):  # sys.exit("message"): printed, exit status 1
+        print(code, file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to tell
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)

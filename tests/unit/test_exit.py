@@ -1,0 +1,37 @@
+"""The command ends without the interpreter's teardown, but with everything an exit must do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_exit_waits_for_threads_runs_atexit_flushes_output_and_keeps_the_status(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import atexit, sys, threading, time
+        from pathlib import Path
+        from milvusdm import cli
+        atexit.register(lambda: Path({str(tmp_path / "atexit")!r}).write_text("ran"))
+        threading.Thread(target=lambda: (time.sleep(0.3), Path({str(tmp_path / "thread")!r}).write_text("done"))).start()
+        sys.stdout.write("buffered, not flushed")
+        sys.argv = ["milvusdm", "run", "-f", {str(tmp_path / "missing.yaml")!r}]
+        cli.main()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "runner")},
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr  # an input error's status
+    assert done.stdout == "buffered, not flushed"
+    assert "cannot read manifest" in done.stderr and "Traceback" not in done.stderr
+    assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "thread").read_text() == "done"
