@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pymilvus import MilvusClient
-from throughput import BATCH, Results, Steps, ceiling, fill, middle, milvusdm, rotated, verify_cost, write_h5
+from throughput import BATCH, Results, Steps, ceiling_into, fill, middle, milvusdm, rotated, verify_cost, write_h5
 
 from milvusdm.testing import EmbeddedMilvus
 
@@ -78,14 +78,10 @@ def measure(rows: int, dim: int, repeat: int, source: EmbeddedMilvus, work: Path
         export.unlink()
         return done
 
-    def insert_ceiling(target: EmbeddedMilvus | None) -> float:
-        assert target is not None
-        return ceiling(target.uri, h5, f"ceiling_{rows}")
-
     reads, inserts = [], []
     for _ in range(repeat):  # the ceilings first
         reads.append(steps.run(lambda _: read_ceiling(source.uri, name), target=False))
-        inserts.append(steps.run(insert_ceiling, target=True))
+        inserts.append(steps.run(ceiling_into(h5, f"ceiling_{rows}"), target=True))
     plan: dict[str, tuple[Callable[[EmbeddedMilvus | None], Any], bool]] = {
         "sample": (copy(f"copy_{rows}"), True),
         "none": (copy(f"bare_{rows}", verify="none"), True),

@@ -46,6 +46,10 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _block_free(base: int, size: int) -> bool:
+    return all(_port_free(base + i) for i in range(size))
+
+
 def _ephemeral_floor(default: int = 32768) -> int:
     """The lowest port the kernel hands to outgoing connections (Linux: 32768-60999)."""
     try:
@@ -64,7 +68,7 @@ def free_port_block(size: int = PORTS_USED + 8, start: int = 20000, stop: int | 
     first = start + (os.getpid() * 7919 + time.monotonic_ns()) % span
     for candidate in range(first, first + span, size):
         base = start + (candidate - start) % span
-        if all(_port_free(base + i) for i in range(size)):
+        if _block_free(base, size):
             return base
     raise RuntimeError("no block of free loopback ports")
 
@@ -260,7 +264,7 @@ class EmbeddedMilvus:
             if (self.base_dir / name).is_dir():
                 (self.base_dir / name).rename(crashed / name)
         (self.base_dir / "logs").mkdir()
-        if not all(_port_free(self.port + i) for i in range(PORTS_USED)):
+        if not _block_free(self.port, PORTS_USED):
             self.port = free_port_block()  # something else took one of its ports meanwhile
         return self.start(timeout)
 
