@@ -5,6 +5,7 @@ indexes without their ``nlist``)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,11 @@ DISTANCE_METRICS = {
     "jaccard": "JACCARD",
 }
 DISTANCES = {metric: name for name, metric in reversed(DISTANCE_METRICS.items())}
+# Servers before 2.4.5 build AUTOINDEX as their float default, HNSW, on binary vectors too: the
+# 2.3.5 server builds it, then crashes (SIGSEGV in segcore Retrieve) on a query that reads those
+# vectors back. They are sent what 2.4.5 and later build instead (autoIndex.params.binary.build).
+BINARY_AUTOINDEX_SINCE = (2, 4, 5)
+BINARY_AUTOINDEX: tuple[str, dict[str, Any]] = ("BIN_IVF_FLAT", {"nlist": 1024})
 
 
 @dataclass(frozen=True)
@@ -114,3 +120,20 @@ def with_defaults(index_type: str, params: dict[str, Any]) -> dict[str, Any]:
     """The parameters with the server's defaults for those left out."""
     known = INDEX_TYPES.get(index_type.upper())
     return (known.defaults if known else {}) | params
+
+
+def server_version(text: str) -> tuple[int, ...] | None:
+    """A Milvus server's release, (2, 3, 5) from ``v2.3.5-lite``; None for anything else
+    (Milvus Lite answers ``milvus_lite-3.2.2``)."""
+    found = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)\S*", text.strip())
+    return tuple(int(part) for part in found.groups()) if found else None
+
+
+def for_server(
+    index_type: str, params: dict[str, Any], dtype: DataType, version: tuple[int, ...] | None
+) -> tuple[str, dict[str, Any]]:
+    """The index to send a server of ``version`` (None: one that needs no translation)."""
+    old = version is not None and version < BINARY_AUTOINDEX_SINCE
+    if old and dtype == DataType.BINARY_VECTOR and index_type.upper() == "AUTOINDEX":
+        return BINARY_AUTOINDEX[0], dict(BINARY_AUTOINDEX[1])
+    return index_type, params

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ from pymilvus.exceptions import MilvusException
 from pymilvus.grpc_gen import schema_pb2
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from milvusdm import internals, tls
+from milvusdm import indexes, internals, tls
 from milvusdm.errors import InputError, TransientError
 from milvusdm.schema import Column
 from milvusdm.spec import MilvusEndpoint, MilvusSource, MilvusTarget
@@ -203,6 +204,13 @@ class Connection:
     def __init__(self, endpoint: MilvusEndpoint, role: Literal["source", "target"]) -> None:
         self.endpoint = endpoint
         self.client = connect(endpoint, role)
+
+    @functools.cached_property
+    def version(self) -> tuple[int, ...] | None:
+        """The server's release, e.g. (2, 3, 5); None for Milvus Lite."""
+        if self.endpoint.is_lite:
+            return None
+        return indexes.server_version(self.retry("read the server's version", self.client.get_server_version))
 
     def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A one-shot call."""

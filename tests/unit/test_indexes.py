@@ -4,7 +4,7 @@ import pytest
 from pymilvus import DataType
 
 from milvusdm.errors import InputError
-from milvusdm.indexes import check_spec, check_vectors, with_defaults
+from milvusdm.indexes import check_spec, check_vectors, for_server, server_version, with_defaults
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,32 @@ def test_left_out_parameters_get_the_servers_defaults():
     assert with_defaults("IVF_FLAT", {}) == {"nlist": 128}
     assert with_defaults("IVF_FLAT", {"nlist": 64}) == {"nlist": 64}
     assert with_defaults("FLAT", {}) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        ("v2.3.5-lite", (2, 3, 5)),
+        ("2.4.5", (2, 4, 5)),
+        ("v2.5.10", (2, 5, 10)),
+        ("milvus_lite-3.2.2", None),
+        ("", None),
+    ],
+)
+def test_server_versions_are_read_from_what_servers_answer(text, version):
+    assert server_version(text) == version
+
+
+@pytest.mark.parametrize(
+    ("version", "dtype", "index_type", "sent"),
+    [
+        ((2, 3, 5), DataType.BINARY_VECTOR, "AUTOINDEX", ("BIN_IVF_FLAT", {"nlist": 1024})),
+        ((2, 4, 4), DataType.BINARY_VECTOR, "autoindex", ("BIN_IVF_FLAT", {"nlist": 1024})),
+        ((2, 4, 5), DataType.BINARY_VECTOR, "AUTOINDEX", ("AUTOINDEX", {})),  # the server picks BIN_IVF_FLAT itself
+        (None, DataType.BINARY_VECTOR, "AUTOINDEX", ("AUTOINDEX", {})),  # Milvus Lite
+        ((2, 3, 5), DataType.FLOAT_VECTOR, "AUTOINDEX", ("AUTOINDEX", {})),
+        ((2, 3, 5), DataType.BINARY_VECTOR, "BIN_FLAT", ("BIN_FLAT", {})),
+    ],
+)
+def test_binary_autoindex_is_never_the_float_hnsw_of_servers_before_2_4_5(version, dtype, index_type, sent):
+    assert for_server(index_type, {}, dtype, version) == sent

@@ -22,7 +22,7 @@ from pymilvus.grpc_gen import milvus_pb2
 from milvusdm import internals
 from milvusdm.batch import Batch
 from milvusdm.errors import InputError, MigrationError
-from milvusdm.indexes import check_vectors, with_defaults
+from milvusdm.indexes import check_vectors, for_server, with_defaults
 from milvusdm.milvus import (
     MAX_MESSAGE_BYTES,
     QUERY_WINDOW,
@@ -247,15 +247,16 @@ class MilvusSink(OneCollection, Sink):
                 check_vectors(index.index_type, index.params, metric, column.dtype, column.dim, column.name)
 
     def _create_indexes(self, only_missing: bool = False) -> None:
-        client, name = self.milvus.client, self.name
+        client, name, vectors = self.milvus.client, self.name, self._vectors
         for index in self._indexes():
             if only_missing and self.milvus.retry("list indexes", client.list_indexes, name, field_name=index.field):
                 continue
+            kind, settings = index.index_type, index.params
+            if index.field in vectors:
+                kind, settings = for_server(kind, settings, vectors[index.field].dtype, self.milvus.version)
             params = client.prepare_index_params()
             extra = {"index_name": index.name} if index.name else {}
-            params.add_index(
-                index.field, index_type=index.index_type, metric_type=index.metric_type, params=index.params, **extra
-            )
+            params.add_index(index.field, index_type=kind, metric_type=index.metric_type, params=settings, **extra)
             # sync=False: pymilvus would poll the build (sleeping 0.5 s first, even on an empty
             # collection); finish waits for every index to cover every row anyway
             self.milvus.call(f"create the index on {index.field}", client.create_index, name, params, sync=False)
