@@ -81,9 +81,11 @@ def healthy(server: EmbeddedMilvus) -> EmbeddedMilvus:
     if not server.serving():
         state = "hung (alive, its port refused connections)" if server.alive else "died"
         why = "\n".join(server.crash_lines()) or "no panic or error line in its logs"
+        was = server.uri
         server.restart()
         warnings.warn(
-            f"the Milvus server at {server.uri} had {state}; restarted (its logs and data in {server.base_dir}/crashed-N):\n{why}",
+            f"the Milvus server at {was} had {state}; restarted at {server.uri} (its logs and data in "
+            f"{server.base_dir}/crashed-N):\n{why}",
             stacklevel=2,
         )
     return server

@@ -16,7 +16,7 @@ from tests.conftest import SERVER_TOKEN, healthy
 
 
 def test_a_killed_session_server_is_restarted_with_its_logs_kept(milvus_server):
-    pid = milvus_server.pid
+    pid, port = milvus_server.pid, milvus_server.port
     assert pid is not None and milvus_server.serving()
     kept = set(milvus_server.base_dir.glob("crashed-*"))
     os.kill(pid, signal.SIGKILL)
@@ -27,6 +27,7 @@ def test_a_killed_session_server_is_restarted_with_its_logs_kept(milvus_server):
     with pytest.warns(UserWarning, match="had died; restarted"):
         healthy(milvus_server)
     assert milvus_server.serving() and milvus_server.pid != pid
+    assert milvus_server.port != port  # no client keeps a channel to the dead address in backoff
     (old,) = set(milvus_server.base_dir.glob("crashed-*")) - kept
     assert (old / "logs" / "milvus-stdout.log").stat().st_size > 0 and (old / "data").is_dir()
     client = MilvusClient(uri=milvus_server.uri, token=SERVER_TOKEN)

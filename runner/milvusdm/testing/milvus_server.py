@@ -36,6 +36,12 @@ METRICS_OFFSET = ETCD_PEER_OFFSET + 1
 PORTS_USED = METRICS_OFFSET + 1
 
 
+# What a server's crash leaves in its logs (Go's runtime: the error, the signal, the cgo call it
+# arrived in), and what its components log as errors.
+FATAL_MARKS = ("fatal error", "panic:", "[signal SIG", "SIGABRT", "out of memory", "_Cfunc_")
+ERROR_MARKS = ('"level":"ERROR"', "[ERROR]")
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -240,18 +246,25 @@ class EmbeddedMilvus:
         return True
 
     def crash_lines(self, limit: int = 12) -> list[str]:
-        """The last lines of its logs that say why it stopped (panics, fatal errors, signals)."""
-        marks = ("panic", "fatal", "SIGSEGV", "SIGABRT", "out of memory", '"level":"ERROR"', "[ERROR]")
-        found: list[str] = []
+        """The lines of its logs that say why it stopped: a crash's first (the fatal error, its
+        signal, the call into C it came from) if it crashed, else its last error lines."""
+        fatal: list[str] = []
+        errors: list[str] = []
         for log in sorted((self.base_dir / "logs").glob("*.log")):
             with log.open(errors="replace") as lines:
-                found += [f"{log.name}: {line.strip()[:300]}" for line in lines if any(m in line for m in marks)]
-        return found[-limit:]
+                for line in lines:
+                    if any(mark in line for mark in FATAL_MARKS):
+                        fatal.append(f"{log.name}: {line.strip()[:300]}")
+                    elif any(mark in line for mark in ERROR_MARKS):
+                        errors.append(f"{log.name}: {line.strip()[:300]}")
+        return fatal[:limit] or errors[-limit:]
 
     def restart(self, timeout: float = 120) -> EmbeddedMilvus:
         """Start a server that died or hung again, with fresh data (a crash must not take every
         later test of a session down with it; the dead server's sessions in its etcd would hold a
-        restart back until they expire), on its ports while they are still free. Its logs and
+        restart back until they expire), on new ports: gRPC keeps a channel to the old address
+        in reconnect backoff (up to 120 s after the retries of a run that met the crash), and
+        pymilvus shares that channel with every new client of the same address. Its logs and
         data move to ``crashed-N`` first: the launcher truncates the logs on start, and they hold
         why it stopped."""
         self.stop()
@@ -264,8 +277,9 @@ class EmbeddedMilvus:
             if (self.base_dir / name).is_dir():
                 (self.base_dir / name).rename(crashed / name)
         (self.base_dir / "logs").mkdir()
-        if not _block_free(self.port, PORTS_USED):
-            self.port = free_port_block()  # something else took one of its ports meanwhile
+        old = self.port
+        while self.port == old:
+            self.port = free_port_block()
         return self.start(timeout)
 
     def stop(self) -> None:
