@@ -38,7 +38,8 @@ DISTANCE_METRICS = {
 DISTANCES = {metric: name for name, metric in reversed(DISTANCE_METRICS.items())}
 # Servers before 2.4.5 build AUTOINDEX as their float default, HNSW, on binary vectors too: the
 # 2.3.5 server builds it, then crashes (SIGSEGV in segcore Retrieve) on a query that reads those
-# vectors back. They are sent what 2.4.5 and later build instead (autoIndex.params.binary.build).
+# vectors back. They are sent what 2.4.5 and later build instead (autoIndex.params.binary.build),
+# or BIN_FLAT for the metrics no IVF index takes.
 BINARY_AUTOINDEX_SINCE = (2, 4, 5)
 BINARY_AUTOINDEX: tuple[str, dict[str, Any]] = ("BIN_IVF_FLAT", {"nlist": 1024})
 
@@ -66,7 +67,7 @@ INDEX_TYPES: dict[str, IndexType] = {
     "GPU_CAGRA": IndexType(FLOAT_METRICS),
     "GPU_BRUTE_FORCE": IndexType(FLOAT_METRICS),
     "BIN_FLAT": IndexType(BINARY_METRICS),
-    "BIN_IVF_FLAT": IndexType(BINARY_METRICS, NLIST, {"nlist": 128}),
+    "BIN_IVF_FLAT": IndexType(("HAMMING", "JACCARD"), NLIST, {"nlist": 128}),  # no SUB/SUPERSTRUCTURE
     "SPARSE_INVERTED_INDEX": IndexType(("IP",)),
     "SPARSE_WAND": IndexType(("IP",)),
 }
@@ -130,10 +131,12 @@ def server_version(text: str) -> tuple[int, ...] | None:
 
 
 def for_server(
-    index_type: str, params: dict[str, Any], dtype: DataType, version: tuple[int, ...] | None
+    index_type: str, params: dict[str, Any], metric: str | None, dtype: DataType, version: tuple[int, ...] | None
 ) -> tuple[str, dict[str, Any]]:
-    """The index to send a server of ``version`` (None: one that needs no translation)."""
+    """The index to send a server of ``version`` (None: Milvus Lite, which needs no translation)."""
     old = version is not None and version < BINARY_AUTOINDEX_SINCE
     if old and dtype == DataType.BINARY_VECTOR and index_type.upper() == "AUTOINDEX":
-        return BINARY_AUTOINDEX[0], dict(BINARY_AUTOINDEX[1])
+        kind, defaults = BINARY_AUTOINDEX
+        fits = (metric or "HAMMING").upper() in INDEX_TYPES[kind].metrics
+        return (kind, dict(defaults)) if fits else ("BIN_FLAT", {})
     return index_type, params

@@ -15,6 +15,7 @@ from milvusdm.indexes import check_spec, check_vectors, for_server, server_versi
         ("IVF_FLAT", {"nlist": "many"}, None, "parameter nlist is 'many'"),
         ("HNSW", {}, "HAMMING", "a HNSW index cannot use metric HAMMING"),
         ("BIN_IVF_FLAT", {}, "L2", "cannot use metric L2"),
+        ("BIN_IVF_FLAT", {}, "SUPERSTRUCTURE", "cannot use metric SUPERSTRUCTURE"),
     ],
 )
 def test_bad_specs_are_refused(index_type, params, metric, words):
@@ -61,15 +62,16 @@ def test_server_versions_are_read_from_what_servers_answer(text, version):
 
 
 @pytest.mark.parametrize(
-    ("version", "dtype", "index_type", "sent"),
+    ("version", "dtype", "index_type", "metric", "sent"),
     [
-        ((2, 3, 5), DataType.BINARY_VECTOR, "AUTOINDEX", ("BIN_IVF_FLAT", {"nlist": 1024})),
-        ((2, 4, 4), DataType.BINARY_VECTOR, "autoindex", ("BIN_IVF_FLAT", {"nlist": 1024})),
-        ((2, 4, 5), DataType.BINARY_VECTOR, "AUTOINDEX", ("AUTOINDEX", {})),  # the server picks BIN_IVF_FLAT itself
-        (None, DataType.BINARY_VECTOR, "AUTOINDEX", ("AUTOINDEX", {})),  # Milvus Lite
-        ((2, 3, 5), DataType.FLOAT_VECTOR, "AUTOINDEX", ("AUTOINDEX", {})),
-        ((2, 3, 5), DataType.BINARY_VECTOR, "BIN_FLAT", ("BIN_FLAT", {})),
+        ((2, 3, 5), DataType.BINARY_VECTOR, "AUTOINDEX", "HAMMING", ("BIN_IVF_FLAT", {"nlist": 1024})),
+        ((2, 4, 4), DataType.BINARY_VECTOR, "autoindex", "JACCARD", ("BIN_IVF_FLAT", {"nlist": 1024})),
+        ((2, 3, 5), DataType.BINARY_VECTOR, "AUTOINDEX", "SUBSTRUCTURE", ("BIN_FLAT", {})),  # no IVF takes it
+        ((2, 4, 5), DataType.BINARY_VECTOR, "AUTOINDEX", "HAMMING", ("AUTOINDEX", {})),  # picks BIN_IVF_FLAT itself
+        (None, DataType.BINARY_VECTOR, "AUTOINDEX", "HAMMING", ("AUTOINDEX", {})),  # Milvus Lite
+        ((2, 3, 5), DataType.FLOAT_VECTOR, "AUTOINDEX", "L2", ("AUTOINDEX", {})),
+        ((2, 3, 5), DataType.BINARY_VECTOR, "BIN_FLAT", "HAMMING", ("BIN_FLAT", {})),
     ],
 )
-def test_binary_autoindex_is_never_the_float_hnsw_of_servers_before_2_4_5(version, dtype, index_type, sent):
-    assert for_server(index_type, {}, dtype, version) == sent
+def test_binary_autoindex_is_never_the_float_hnsw_of_servers_before_2_4_5(version, dtype, index_type, metric, sent):
+    assert for_server(index_type, {}, metric, dtype, version) == sent

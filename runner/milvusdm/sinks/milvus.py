@@ -253,7 +253,9 @@ class MilvusSink(OneCollection, Sink):
                 continue
             kind, settings = index.index_type, index.params
             if index.field in vectors:
-                kind, settings = for_server(kind, settings, vectors[index.field].dtype, self.milvus.version)
+                kind, settings = for_server(
+                    kind, settings, index.metric_type, vectors[index.field].dtype, self.milvus.version
+                )
             params = client.prepare_index_params()
             extra = {"index_name": index.name} if index.name else {}
             params.add_index(index.field, index_type=kind, metric_type=index.metric_type, params=settings, **extra)
