@@ -22,7 +22,7 @@ import numpy as np
 from pydantic.alias_generators import to_camel
 from pymilvus import DataType
 
-from milvusdm import interrupts
+from milvusdm import allocator, interrupts
 from milvusdm.batch import Batch
 from milvusdm.checkpoint import Checkpoint, CheckpointStore, Shard, fingerprint
 from milvusdm.checks import check as check_manifest
@@ -355,6 +355,7 @@ class _Run:
 
     def _enter(self, phase: str) -> None:
         self.phase = phase
+        allocator.release()
         for observer in self.observers:
             observer.phase(phase)
 

@@ -94,3 +94,30 @@ def test_tuned_allocator_serves_every_thread_from_one_arena_and_reuses_its_buffe
     assert used >= 5 << 20 and mapped < 5 << 20
     # the next threads' buffers reuse its pages: the arena does not grow
     assert all(grown == arena for _, _, grown in later)
+
+
+RELEASED = """
+import json, numpy as np
+from milvusdm import allocator
+def resident():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) >> 10
+allocator.release()  # before tune: nothing to do
+allocator.tune()
+buffers = [np.ones(5 << 20, np.uint8) for _ in range(20)]  # a phase's batch-sized buffers, from the arena
+del buffers[:-1]  # all freed but the last, which holds the top of the heap: no trim at free
+before = resident()
+allocator.release()
+print(json.dumps([before, resident()]))
+"""
+
+
+def test_release_between_phases_returns_the_freed_buffers_below_the_top_of_the_heap():
+    out = subprocess.run(
+        [sys.executable, "-c", RELEASED],
+        env={**os.environ, "PYTHONPATH": str(REPO / "runner")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    before, after = json.loads(out)
+    assert before - after >= 80, (before, after)  # 19 freed buffers of 5 MB
