@@ -58,6 +58,18 @@ def test_hdf5_chunk_cache_holds_one_compressed_chunk_per_dataset_and_no_plain_on
     assert _chunk_cache(tmp_path / "plain.h5") == [0, 0]
 
 
+def _fresh_process(code: str):
+    """What ``code`` prints as JSON, run in a process of its own: the allocator is set once per process."""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO / "runner")},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)
+
+
 TUNED = """
 import ctypes, json, threading, numpy as np
 from milvusdm import allocator
@@ -80,14 +92,7 @@ print(json.dumps([tuned, seen]))
 
 @pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="glibc >= 2.33 reports the main arena")
 def test_tuned_allocator_serves_every_thread_from_one_arena_and_reuses_its_buffers():
-    out = subprocess.run(
-        [sys.executable, "-c", TUNED],
-        env={**os.environ, "PYTHONPATH": str(REPO / "runner")},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    tuned, seen = json.loads(out)
+    tuned, seen = _fresh_process(TUNED)
     assert tuned
     (used, mapped, arena), *later = seen
     # a thread's 5 MB buffer is in the main arena (mallinfo2 counts no other), not mmapped on its own
@@ -112,12 +117,5 @@ print(json.dumps([before, resident()]))
 
 
 def test_release_between_phases_returns_the_freed_buffers_below_the_top_of_the_heap():
-    out = subprocess.run(
-        [sys.executable, "-c", RELEASED],
-        env={**os.environ, "PYTHONPATH": str(REPO / "runner")},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    before, after = json.loads(out)
+    before, after = _fresh_process(RELEASED)
     assert before - after >= 80, (before, after)  # 19 freed buffers of 5 MB
