@@ -52,10 +52,6 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _block_free(base: int, size: int) -> bool:
-    return all(_port_free(base + i) for i in range(size))
-
-
 def _ephemeral_floor(default: int = 32768) -> int:
     """The lowest port the kernel hands to outgoing connections (Linux: 32768-60999)."""
     try:
@@ -74,7 +70,7 @@ def free_port_block(size: int = PORTS_USED + 8, start: int = 20000, stop: int | 
     first = start + (os.getpid() * 7919 + time.monotonic_ns()) % span
     for candidate in range(first, first + span, size):
         base = start + (candidate - start) % span
-        if _block_free(base, size):
+        if all(_port_free(base + i) for i in range(size)):
             return base
     raise RuntimeError("no block of free loopback ports")
 
